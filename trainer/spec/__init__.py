@@ -1,0 +1,45 @@
+"""Job specs shared by the API, the CLIs and the trainer: one schema, no copies.
+
+Torch-free on purpose: `service` imports this module at start-up.
+"""
+
+from trainer.spec.eval import BENCHMARK_NAMES, CheckpointRef, EvalModel, EvalSpec
+from trainer.spec.jobs import EvalJobRequest, JobRequest, Resources, TrainJobRequest, load_job_file
+from trainer.spec.loss import LOSS_AGG_MODES, POLICY_LOSS_NAMES, PolicyLossConfig
+from trainer.spec.train import (
+    ADVANTAGE_ESTIMATORS,
+    AlgorithmConfig,
+    CheckpointConfig,
+    DatasetConfig,
+    ModelConfig,
+    OptimConfig,
+    PeriodicEvalConfig,
+    PromptConfig,
+    RolloutConfig,
+    TrainSpec,
+)
+
+__all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "BENCHMARK_NAMES",
+    "LOSS_AGG_MODES",
+    "POLICY_LOSS_NAMES",
+    "AlgorithmConfig",
+    "CheckpointConfig",
+    "CheckpointRef",
+    "DatasetConfig",
+    "EvalJobRequest",
+    "EvalModel",
+    "EvalSpec",
+    "JobRequest",
+    "ModelConfig",
+    "OptimConfig",
+    "PeriodicEvalConfig",
+    "PolicyLossConfig",
+    "PromptConfig",
+    "Resources",
+    "RolloutConfig",
+    "TrainJobRequest",
+    "TrainSpec",
+    "load_job_file",
+]

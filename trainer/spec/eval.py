@@ -1,0 +1,68 @@
+"""The eval job spec: which model, which benchmarks, how many samples."""
+
+from typing import Annotated, Literal, Self, get_args
+
+from pydantic import Field, model_validator
+
+from trainer.spec.base import SpecModel
+from trainer.spec.resources import Resources
+
+BenchmarkName = Literal["aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench", "gsm8k"]
+BENCHMARK_NAMES: tuple[str, ...] = get_args(BenchmarkName)
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class CheckpointRef(SpecModel):
+    """A checkpoint of a train job known to the service."""
+
+    job_id: str = Field(min_length=1)
+    step: PositiveInt | Literal["latest"] = "latest"
+
+
+class EvalModel(SpecModel):
+    """Exactly one of `path` (HF id or directory) or `checkpoint` (a train job's)."""
+
+    path: str | None = Field(default=None, min_length=1)
+    checkpoint: CheckpointRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.path is None) == (self.checkpoint is None):
+            raise ValueError("give exactly one of model.path or model.checkpoint")
+        return self
+
+
+class EvalSpec(SpecModel):
+    """Score one model on math benchmarks with Avg@k and Pass@k."""
+
+    model: EvalModel
+    benchmarks: list[BenchmarkName] = Field(min_length=1)
+    k: PositiveInt = 32
+    """Samples per problem (Avg@k averages them)."""
+    pass_k: list[PositiveInt] | None = None
+    """Pass@k is reported for each of these (default: 1 and k); each must be <= k."""
+    temperature: Annotated[float, Field(gt=0.0)] = 0.6
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    max_tokens: PositiveInt = 8192
+    max_problems: PositiveInt | None = None
+    """Evaluate only the first N problems of each benchmark."""
+    engine: Literal["hf", "vllm"] = "hf"
+    batch_size: PositiveInt = 64
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
+    tensor_parallel_size: PositiveInt = 1
+    seed: int = 0
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _pass_k_fits(self) -> Self:
+        for k in self.pass_k or []:
+            if k > self.k:
+                raise ValueError(f"pass_k entry {k} exceeds k ({self.k})")
+        if self.engine == "vllm" and self.resources.gpus == 0:
+            raise ValueError("engine 'vllm' needs resources.gpus >= 1")
+        return self
+
+    @property
+    def pass_ks(self) -> list[int]:
+        return sorted(set(self.pass_k or [1, self.k]))

@@ -1,0 +1,54 @@
+"""The body of `POST /jobs` and of a spec file: a spec plus the job envelope.
+
+The envelope (`kind`, `priority`, `metadata`) sits beside the spec's own fields, so
+one YAML file serves `dgpo jobs submit`, `dgpo-train` and `dgpo-eval` alike.
+"""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import Field, TypeAdapter
+
+from trainer.spec.base import SpecModel
+from trainer.spec.eval import EvalSpec
+from trainer.spec.resources import Resources
+from trainer.spec.train import TrainSpec
+
+MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, Field(max_length=256)]
+
+
+class _Envelope(SpecModel):
+    priority: Annotated[int, Field(ge=0, le=9)] = 0
+    """Higher runs first (Celery/Redis priorities 0-9)."""
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=32)] = Field(
+        default_factory=dict
+    )
+
+
+class TrainJobRequest(TrainSpec, _Envelope):
+    kind: Literal["train"]
+
+    def spec(self) -> TrainSpec:
+        return TrainSpec.model_validate(self.model_dump(exclude={"kind", "priority", "metadata"}))
+
+
+class EvalJobRequest(EvalSpec, _Envelope):
+    kind: Literal["eval"]
+
+    def spec(self) -> EvalSpec:
+        return EvalSpec.model_validate(self.model_dump(exclude={"kind", "priority", "metadata"}))
+
+
+JobRequest = Annotated[TrainJobRequest | EvalJobRequest, Field(discriminator="kind")]
+JOB_REQUEST_ADAPTER: TypeAdapter[TrainJobRequest | EvalJobRequest] = TypeAdapter(JobRequest)
+
+
+def load_job_file(path: str | Path) -> TrainJobRequest | EvalJobRequest:
+    """Read a YAML/JSON spec file (with `kind:`) into its validated request."""
+    data = yaml.safe_load(Path(path).read_text())
+    return JOB_REQUEST_ADAPTER.validate_python(data)
+
+
+__all__ = ["EvalJobRequest", "JobRequest", "Resources", "TrainJobRequest", "load_job_file"]

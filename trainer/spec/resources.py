@@ -1,0 +1,19 @@
+"""What a job asks of the fleet: decides its queue and its GPU slot."""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from trainer.spec.base import SpecModel
+
+
+class Resources(SpecModel):
+    gpus: Annotated[int, Field(ge=0, le=64)] = 0
+    """0 runs on a CPU worker."""
+    gpu_type: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = "any"
+    """e.g. `h100`, `a100`, or `any`; routes the job to queue `gpu.<type>`."""
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue that serves this request."""
+        return "cpu" if self.gpus == 0 else f"gpu.{self.gpu_type}"
