@@ -1,0 +1,193 @@
+"""POST /jobs throughput and latency vs the same database's raw single-row insert rate.
+
+    python bench/api.py [--clients 64] [--seconds 10] [--workers 2]
+
+Creates a throwaway Postgres database, migrates it, starts a real uvicorn server
+(Redis broker, so every request also publishes its Celery message), and drives it with
+`--clients` concurrent HTTP clients. The baseline is pgbench with the same number of
+clients inserting one job row per transaction into the same `jobs` table. Targets: API
+rate >= 25% of the raw insert rate, p99 < 100 ms.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+ADMIN_DSN = os.environ.get("DGPO_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DGPO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+BODY = {
+    "kind": "train",
+    "model": {"path": "tiny-qwen2"},
+    "dataset": {"path": "prompts.jsonl"},
+    "metadata": {"team": "bench"},
+    "total_steps": 3,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raw_insert_rate(db_url: str, spec_json: str, clients: int, seconds: int) -> float:
+    """pgbench: one INSERT of a job row per transaction, `clients` connections."""
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+    spec_sql = spec_json.replace("'", "''")
+    script = (
+        "INSERT INTO jobs (id, kind, status, spec, priority, resources, queue, gpus, gpu_type,"
+        " metadata, request_hash, attempt, max_attempts, fencing_token, progress, total_steps,"
+        " created_at, queued_at, updated_at, enqueued_at) VALUES (gen_random_uuid()::text,"
+        f" 'train', 'queued', '{spec_sql}'::jsonb, 0, '{{\"gpus\": 0}}'::jsonb, 'cpu', 0,"
+        " 'any', '{\"team\": \"bench\"}'::jsonb, md5(random()::text), 0, 3, 0, 0, 3,"
+        " now(), now(), now(), now());\n"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(
+        ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name, dsn],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(f.name)
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+async def drive(url: str, token: str, clients: int, seconds: float) -> list[float]:
+    """`clients` concurrent loops posting jobs for `seconds`; returns per-request latency."""
+    latencies: list[float] = []
+    errors: dict[int, int] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
+
+        async def loop() -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                r = await client.post("/jobs", json=BODY, timeout=30)
+                if r.status_code == 201:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[r.status_code] = errors.get(r.status_code, 0) + 1
+
+        await asyncio.gather(*(loop() for _ in range(clients)))
+    if errors:
+        raise RuntimeError(f"non-201 responses: {errors}")
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    args = parser.parse_args()
+
+    name = f"dgpo_bench_{os.getpid()}_{secrets.token_hex(2)}"
+    db_url = (
+        ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    )
+    env = {
+        **os.environ,
+        "DGPO_DATABASE_URL": db_url,
+        "DGPO_BROKER_URL": REDIS_URL,
+        "DGPO_HOME": tempfile.mkdtemp(prefix="dgpo_bench_"),
+    }
+    os.environ.update(env)
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    server = None
+    try:
+        subprocess.run(
+            ["alembic", "upgrade", "head"], cwd=REPO, env=env, check=True, capture_output=True
+        )
+        from service.auth import create_token
+        from service.core.db import get_sessionmaker
+        from service.jobs import JobRequestModel  # noqa: F401  (validates BODY below)
+        from trainer.spec.jobs import JOB_REQUEST_ADAPTER
+
+        spec_json = json.dumps(
+            JOB_REQUEST_ADAPTER.validate_python(BODY).spec().model_dump(mode="json")
+        )
+        with get_sessionmaker()() as session:
+            token = create_token(session, "bench", "submit")
+
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "service.app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=REPO,
+            env=env,
+        )
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        asyncio.run(drive(url, token, args.clients, 2))  # warm-up: pools, caches, JIT paths
+
+        latencies = asyncio.run(drive(url, token, args.clients, args.seconds))
+        api_rate = len(latencies) / args.seconds
+        latencies.sort()
+        p50 = statistics.median(latencies) * 1000
+        p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
+        server.terminate()
+        server.wait(timeout=30)
+        server = None
+
+        raw_rate = raw_insert_rate(db_url, spec_json, args.clients, args.seconds)
+        ratio = api_rate / raw_rate
+        print(f"clients={args.clients} seconds={args.seconds} uvicorn_workers={args.workers}")
+        print(
+            f"API POST /jobs:        {api_rate:8.1f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
+        )
+        print(f"raw insert (pgbench):  {raw_rate:8.1f} rows/s")
+        print(f"ratio API/raw:         {ratio:8.3f}   (target >= 0.25, p99 < 100 ms)")
+        ok = ratio >= 0.25 and p99 < 100
+        print("PASS" if ok else "BELOW TARGET")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        from service.core import db
+
+        db.reset()
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

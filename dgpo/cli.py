@@ -1,0 +1,44 @@
+"""The `dgpo` command: one typer app composed of sub-apps (token, jobs, worker, ...)."""
+
+from typing import Annotated
+
+import typer
+
+from dgpo.commands import evals, jobs, schedules
+from service.models import TokenScope
+from workers.cli import beat_command, worker_command
+
+app = typer.Typer(help="DGPO training service.", no_args_is_help=True)
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(evals.app, name="evals")
+app.add_typer(schedules.app, name="schedules")
+token_app = typer.Typer(help="Create and revoke API tokens (writes the database).")
+app.add_typer(token_app, name="token")
+app.command("worker")(worker_command)
+app.command("beat")(beat_command)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Who or what the token is for")],
+    scope: Annotated[TokenScope, typer.Option(help="read < submit < admin")] = TokenScope.READ,
+) -> None:
+    """Create a token and print it once; only its sha256 is stored."""
+    from service.auth import create_token
+    from service.core.db import get_sessionmaker
+
+    with get_sessionmaker()() as session:
+        typer.echo(create_token(session, name, scope))
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="Token name to revoke")]) -> None:
+    """Revoke every live token with this name (API processes may trust it up to 5 s more)."""
+    from service.auth import revoke_token
+    from service.core.db import get_sessionmaker
+
+    with get_sessionmaker()() as session:
+        count = revoke_token(session, name)
+    typer.echo(f"revoked {count} token(s) named {name!r}")
+    if not count:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""CLI command groups; `dgpo.cli` composes them into one `dgpo` entry point."""

@@ -1,0 +1,181 @@
+"""`dgpo jobs ...`: submit, list, show, cancel, watch and plot jobs through the REST API."""
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dgpo.client import TERMINAL_STATUSES, DgpoClient
+from dgpo.commands._api import api_client, console, print_json, print_table
+
+app = typer.Typer(help="Submit and follow train/eval jobs.", no_args_is_help=True)
+
+JOB_COLUMNS = ("id", "kind", "status", "progress", "queue", "priority", "attempt", "created_at")
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="YAML/JSON job file")],
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", "-k", help="Retry-safe submission key")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON")] = False,
+) -> None:
+    """Validate SPEC locally, then submit it; prints the new job's id."""
+    from pydantic import ValidationError
+
+    from trainer.spec import load_job_file
+
+    try:
+        request = load_job_file(spec)
+    except ValidationError as exc:
+        console.print(f"[red]{spec} is not a valid job spec:[/red]\n{exc}")
+        raise typer.Exit(2) from exc
+    with api_client() as api:
+        job = api.submit_job(request, idempotency_key=idempotency_key)
+    if as_json:
+        print_json(job)
+    else:
+        console.print(f"{job['id']}  {job['kind']}  {job['status']}  queue={job['queue']}")
+
+
+@app.command("list")
+def list_jobs(
+    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
+    kind: Annotated[str | None, typer.Option(help="train or eval")] = None,
+    meta: Annotated[list[str] | None, typer.Option(help="Metadata filter KEY=VALUE")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Newest jobs first."""
+    metadata = dict(_key_value(m) for m in meta or [])
+    with api_client() as api:
+        page = api.list_jobs(status=status, kind=kind, metadata=metadata, limit=limit)
+    if as_json:
+        print_json(page)
+        return
+    rows = [{**job, "progress": f"{100 * job['progress']:.0f}%"} for job in page["items"]]
+    print_table(rows, JOB_COLUMNS)
+    if page.get("next_cursor"):
+        console.print(f"[dim]more: --limit {limit * 2} or use the API cursor[/dim]")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+@app.command()
+def show(
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A job's status, checkpoints and eval results."""
+    with api_client() as api:
+        job = api.get_job(job_id)
+        checkpoints = api.job_checkpoints(job_id)
+        results = api.job_results(job_id)
+    if as_json:
+        print_json({"job": job, "checkpoints": checkpoints, "results": results})
+        return
+    fields = ("id", "kind", "status", "queue", "priority", "attempt", "progress", "error")
+    print_table([{"field": f, "value": job.get(f)} for f in fields], ("field", "value"))
+    if checkpoints:
+        print_table(checkpoints, ("step", "uri", "size_bytes", "sha256"), "checkpoints")
+    print_results(results)
+
+
+def print_results(results: list[dict[str, Any]]) -> None:
+    """Eval results as one row per benchmark (and step), one column per score."""
+    if not results:
+        return
+    scores = sorted({name for r in results for name in r["scores"]})
+    rows = [{"benchmark": r["benchmark"], "step": r.get("step"), **r["scores"]} for r in results]
+    print_table(rows, ("benchmark", "step", *scores), "eval results")
+
+
+@app.command()
+def cancel(job_id: str) -> None:
+    """Cancel a job (queued: at once; running: after its current step)."""
+    with api_client() as api:
+        job = api.cancel_job(job_id)
+    console.print(f"{job['id']}  {job['status']}")
+
+
+@app.command()
+def watch(
+    job_id: str,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls")] = 2.0,
+) -> None:
+    """Live progress bar and the latest metrics until the job finishes."""
+    with api_client() as api:
+        job = follow(api, job_id, interval)
+    console.print(f"{job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else ""))
+    if job["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any]:
+    """Render a job's progress until it is terminal; returns the final job (used by `demo`)."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    task = progress.add_task(f"{job_id[:8]}", total=None, status="")
+    latest: dict[str, Any] = {}
+    last_step = 0
+    with Live(Group(progress), console=console, refresh_per_second=4) as live:
+        while True:
+            job = api.get_job(job_id)
+            new = api.job_metrics(job_id, min_step=last_step + 1)
+            if new:
+                last_step, latest = new[-1]["step"], new[-1]["values"]
+            total = job.get("total_steps")
+            done = job.get("current_step") or (round(job["progress"] * total) if total else 0)
+            progress.update(task, total=total, completed=done, status=job["status"])
+            live.update(Group(progress, _metrics_table(last_step, latest)))
+            if job["status"] in TERMINAL_STATUSES:
+                return job
+            time.sleep(interval)
+
+
+def _metrics_table(step: int, values: dict[str, Any]) -> Table:
+    table = Table(title=f"step {step}" if values else "no metrics yet", show_header=False)
+    for name in sorted(values):
+        value = values[name]
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
+@app.command()
+def metrics(
+    job_id: str,
+    names: Annotated[list[str] | None, typer.Option("--name", help="Only these metrics")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curves here")] = None,
+    last: Annotated[int, typer.Option(help="Rows to print")] = 10,
+) -> None:
+    """Print the latest metric rows, or plot every curve to a PNG (needs matplotlib)."""
+    with api_client() as api:
+        points = api.job_metrics(job_id, names=names)
+    if not points:
+        console.print(f"job {job_id} has reported no metrics yet")
+        raise typer.Exit(1)
+    if plot is not None:
+        from dgpo.commands.plot import plot_metrics
+
+        plot_metrics(points, plot, title=f"job {job_id}")
+        console.print(f"wrote {plot}")
+        return
+    columns = sorted({n for p in points for n in p["values"]})
+    rows = [{"step": p["step"], **p["values"]} for p in points[-last:]]
+    print_table(rows, ("step", *columns))

@@ -1,0 +1,28 @@
+"""`/queue` and `/workers`: demand and capacity for the GPU-fleet scheduler."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service import fleet
+from service.api.deps import ReadToken, SessionDep
+from service.models import WorkerStatus
+from service.schemas import QueueOut, WorkerOut
+
+router = APIRouter(tags=["fleet"])
+
+
+@router.get("/queue", response_model=QueueOut)
+def queue(session: SessionDep, _: ReadToken) -> QueueOut:
+    """Per queue and GPU type: queued jobs, requested GPUs, oldest wait, running jobs."""
+    return fleet.queue_summary(session)
+
+
+@router.get("/workers", response_model=list[WorkerOut])
+def workers(
+    session: SessionDep,
+    _: ReadToken,
+    status: Annotated[WorkerStatus | None, Query()] = None,
+) -> list[WorkerOut]:
+    """Registered workers with their GPUs, queues, slots, heartbeat and running jobs."""
+    return [WorkerOut.model_validate(w) for w in fleet.list_workers(session, status)]

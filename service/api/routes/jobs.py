@@ -1,0 +1,163 @@
+"""`/jobs`: submit, list, read, cancel, and what a job produced."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+
+from service import job_data, jobs
+from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.errors import BadRequest
+from service.models import JobStatus
+from service.schemas import (
+    CheckpointOut,
+    ErrorOut,
+    EventOut,
+    JobOut,
+    JobPage,
+    MetricPoint,
+    MetricSeries,
+    ResultOut,
+)
+from trainer.spec import JobRequest
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+REPLAY_HEADER = "Idempotent-Replayed"
+NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown job id"}}
+SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobOut,
+    responses={
+        200: {"model": JobOut, "description": f"replay of an Idempotency-Key ({REPLAY_HEADER})"},
+        422: {"description": "invalid spec, or Idempotency-Key reused with another body"},
+    },
+)
+def submit_job(
+    request: Annotated[JobRequest, Body()],
+    session: SessionDep,
+    _: SubmitToken,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> JobOut:
+    """Queue a train or eval job; with an Idempotency-Key, retries return the same job."""
+    job, replayed = jobs.submit(session, request, idempotency_key)
+    if replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers[REPLAY_HEADER] = "true"
+    else:
+        jobs.hand_off(session, job)
+    return JobOut.model_validate(job)
+
+
+def _metadata_query(request: Request, pairs: list[str]) -> dict[str, str]:
+    """`metadata=team:x` (repeatable) and `metadata.team=x` both filter on metadata."""
+    wanted: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition(":")
+        if not sep or not key:
+            raise BadRequest(f"metadata filter {pair!r} must look like key:value")
+        wanted[key] = value
+    for name, value in request.query_params.multi_items():
+        if name.startswith("metadata.") and len(name) > len("metadata."):
+            wanted[name.removeprefix("metadata.")] = value
+    if any("\x00" in s for item in wanted.items() for s in item):
+        raise BadRequest("metadata filters cannot contain NUL characters")
+    return wanted
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    request: Request,
+    session: SessionDep,
+    _: ReadToken,
+    status_: Annotated[list[JobStatus], Query(alias="status")] = [],  # noqa: B006
+    kind: Annotated[list[Literal["train", "eval"]], Query()] = [],  # noqa: B006
+    metadata: Annotated[
+        list[str], Query(description="key:value (repeatable); or use `metadata.KEY=VALUE`")
+    ] = [],  # noqa: B006
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobPage:
+    """Jobs newest first, filtered by status, kind and metadata; page with `cursor`."""
+    items, next_cursor = jobs.list_jobs(
+        session,
+        statuses=status_,
+        kinds=kind,
+        metadata=_metadata_query(request, metadata),
+        cursor=cursor,
+        limit=limit,
+    )
+    return JobPage(items=[JobOut.model_validate(j) for j in items], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
+def get_job(job_id: str, session: SessionDep, _: ReadToken) -> JobOut:
+    return JobOut.model_validate(jobs.get_job(session, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "job already finished"}},
+)
+def cancel_job(job_id: str, session: SessionDep, _: SubmitToken) -> JobOut:
+    """Queued → cancelled now; running → cancelling (stops at the next step). Idempotent."""
+    return JobOut.model_validate(jobs.cancel(session, job_id))
+
+
+@router.get("/{job_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
+def job_events(
+    job_id: str,
+    session: SessionDep,
+    _: ReadToken,
+    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[EventOut]:
+    """The job's append-only log, oldest first; poll with `after_id` = last id seen."""
+    jobs.get_job(session, job_id)
+    return [EventOut.model_validate(e) for e in job_data.events(session, job_id, after_id, limit)]
+
+
+@router.get("/{job_id}/metrics", response_model=MetricSeries, responses=NOT_FOUND)
+def job_metrics(
+    job_id: str,
+    session: SessionDep,
+    _: ReadToken,
+    names: Annotated[list[str], Query(description="metric names to keep (default all)")] = [],  # noqa: B006
+    min_step: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    max_step: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
+) -> MetricSeries:
+    """Per-step metrics in a step range, evenly downsampled to at most `max_points`."""
+    jobs.get_job(session, job_id)
+    names = [n for part in names for n in part.split(",") if n]
+    total, points = job_data.metric_series(
+        session, job_id, names=names, min_step=min_step, max_step=max_step, max_points=max_points
+    )
+    return MetricSeries(
+        job_id=job_id, total_points=total, points=[MetricPoint(**p) for p in points]
+    )
+
+
+@router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut], responses=NOT_FOUND)
+def job_checkpoints(job_id: str, session: SessionDep, _: ReadToken) -> list[CheckpointOut]:
+    jobs.get_job(session, job_id)
+    return [CheckpointOut.model_validate(c) for c in job_data.checkpoints(session, job_id)]
+
+
+@router.get("/{job_id}/results", response_model=list[ResultOut], responses=NOT_FOUND)
+def job_results(
+    job_id: str,
+    session: SessionDep,
+    _: ReadToken,
+    benchmark: SafeStr | None = None,
+) -> list[ResultOut]:
+    """Eval scores per benchmark (periodic evals of a train job carry their step)."""
+    jobs.get_job(session, job_id)
+    return [ResultOut.model_validate(r) for r in job_data.results(session, job_id, benchmark)]

@@ -1,0 +1,29 @@
+"""The FastAPI application (`uvicorn service.app:app`). Importing it never imports torch."""
+
+from fastapi import FastAPI
+
+from service import errors
+from service.api.routes import fleet, health, jobs
+from service.fleet_metrics import FleetCollector
+from service.observability import LatencyMiddleware, Telemetry
+from service.ui import router as ui_router
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="dgpo",
+        version="0.1.0",
+        description="Submit DGPO train and eval jobs; read their progress, metrics and results.",
+    )
+    app.state.telemetry = Telemetry()
+    app.add_middleware(LatencyMiddleware, telemetry=app.state.telemetry)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(fleet.router)
+    app.include_router(ui_router)
+    app.state.telemetry.registry.register(FleetCollector())
+    return app
+
+
+app = create_app()

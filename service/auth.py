@@ -1,0 +1,94 @@
+"""Bearer tokens: random secrets shown once, stored as sha256, ranked read < submit < admin."""
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.core.config import get_settings
+from service.models import ApiToken, TokenScope, utcnow
+
+SCOPE_RANK = {TokenScope.READ: 0, TokenScope.SUBMIT: 1, TokenScope.ADMIN: 2}
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    name: str
+    scope: TokenScope
+
+    def allows(self, needed: TokenScope) -> bool:
+        return SCOPE_RANK[self.scope] >= SCOPE_RANK[needed]
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str, scope: TokenScope | str) -> str:
+    """Store a new token's hash and return the secret (the only time it is visible)."""
+    settings = get_settings()
+    raw = settings.token_prefix + secrets.token_urlsafe(settings.token_bytes)
+    session.add(ApiToken(name=name, token_hash=hash_token(raw), scope=TokenScope(scope)))
+    session.commit()
+    return raw
+
+
+def revoke_token(session: Session, name: str) -> int:
+    """Revoke every live token called `name`; returns how many were revoked."""
+    tokens = session.scalars(
+        select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+    ).all()
+    for token in tokens:
+        token.revoked_at = utcnow()
+    session.commit()
+    _cache.clear()
+    return len(tokens)
+
+
+class _TTLCache:
+    """Verified tokens, trusted for `token_cache_s` so hot paths skip a database read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, TokenInfo]] = {}
+
+    def get(self, digest: str) -> TokenInfo | None:
+        hit = self._items.get(digest)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, digest: str, info: TokenInfo, ttl: float) -> None:
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[digest] = (time.monotonic() + ttl, info)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_cache = _TTLCache()
+
+
+def verify_token(session: Session, raw: str) -> TokenInfo | None:
+    """The token's identity and scope, or None when unknown or revoked."""
+    digest = hash_token(raw)
+    if (info := _cache.get(digest)) is not None:
+        return info
+    row = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None))
+    )
+    if row is None:
+        return None
+    info = TokenInfo(id=row.id, name=row.name, scope=TokenScope(row.scope))
+    ttl = get_settings().token_cache_s
+    if ttl > 0:
+        _cache.put(digest, info, ttl)
+    return info

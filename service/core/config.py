@@ -1,0 +1,53 @@
+"""Service settings from the environment (prefix `DGPO_`), with embedded-mode defaults.
+
+With nothing set, everything lives under `DGPO_HOME` (~/.dgpo): a SQLite database and a
+server-less kombu broker, so `dgpo up` needs no Postgres or Redis. Production sets
+`DGPO_DATABASE_URL` (Postgres) and `DGPO_BROKER_URL` (Redis).
+"""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DGPO_", extra="ignore")
+
+    home: Path = Path("~/.dgpo")
+    database_url: str = ""
+    """SQLAlchemy URL; default `sqlite:///$DGPO_HOME/dgpo.sqlite`."""
+    broker_url: str = ""
+    """Kombu URL; default a SQLite-backed transport under `DGPO_HOME` (no server)."""
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    token_prefix: str = "dgpo_"
+    token_bytes: int = Field(default=32, ge=16)
+    """Random bytes per API token (URL-safe base64 encoded)."""
+    token_cache_s: float = Field(default=5.0, ge=0)
+    """How long a verified token is trusted without a database read (0 disables)."""
+    broker_publish_timeout_s: float = Field(default=2.0, gt=0)
+    """Upper bound on one enqueue; a slow broker must not stall `POST /jobs`."""
+    default_max_attempts: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Self:
+        self.home = self.home.expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'dgpo.sqlite'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.home / 'broker.sqlite'}"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings; tests call `get_settings.cache_clear()` after changing env."""
+    return Settings()

@@ -1,0 +1,61 @@
+"""One engine and session factory per process, built lazily from the settings."""
+
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.core.config import get_settings
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    """WAL lets readers run beside the single writer; foreign keys are off by default."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, with pool sizes from settings (SQLite gets its own pragmas)."""
+    settings = get_settings()
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
+        pool_pre_ping=True,
+    )
+
+
+@lru_cache
+def get_engine() -> Engine:
+    return make_engine(get_settings().database_url)
+
+
+@lru_cache
+def get_sessionmaker() -> sessionmaker[Session]:
+    return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+def session_scope() -> Iterator[Session]:
+    """Yield a session that is always closed (FastAPI dependency and plain `with`-less use)."""
+    with get_sessionmaker()() as session:
+        yield session
+
+
+def reset() -> None:
+    """Forget the cached engine (after settings change, e.g. in tests or after fork)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_sessionmaker.cache_clear()
+    get_engine.cache_clear()

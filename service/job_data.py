@@ -1,0 +1,78 @@
+"""Reads of what a job produced: events, metric series (downsampled), checkpoints, results."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.models import Checkpoint, EvalResult, JobEvent, Metric
+
+
+def events(session: Session, job_id: str, after_id: int, limit: int) -> Sequence[JobEvent]:
+    stmt = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+        .order_by(JobEvent.id)
+        .limit(limit)
+    )
+    return session.scalars(stmt).all()
+
+
+def metric_series(
+    session: Session,
+    job_id: str,
+    *,
+    names: Sequence[str] = (),
+    min_step: int | None = None,
+    max_step: int | None = None,
+    max_points: int = 500,
+) -> tuple[int, list[dict[str, Any]]]:
+    """(rows in range, at most `max_points` evenly strided rows incl. the last one).
+
+    The stride is applied in SQL with row_number(), so a million-step run never
+    leaves the database whole.
+    """
+    where = [Metric.job_id == job_id]
+    if min_step is not None:
+        where.append(Metric.step >= min_step)
+    if max_step is not None:
+        where.append(Metric.step <= max_step)
+    total = session.scalar(select(func.count()).select_from(Metric).where(*where)) or 0
+    stride = max(1, -(-total // max_points))
+    ranked = select(
+        Metric.step,
+        Metric.values,
+        Metric.ts,
+        func.row_number().over(order_by=Metric.step).label("rn"),
+    ).where(*where)
+    sub = ranked.subquery()
+    keep = ((sub.c.rn - 1) % stride == 0) | (sub.c.rn == total)
+    rows = session.execute(
+        select(sub.c.step, sub.c["values"], sub.c.ts).where(keep).order_by(sub.c.step)
+    ).all()
+    if stride > 1 and len(rows) > max_points:
+        rows = [*rows[: max_points - 1], rows[-1]]
+    wanted = set(names)
+    points = [
+        {
+            "step": step,
+            "values": {k: v for k, v in values.items() if not wanted or k in wanted},
+            "ts": ts,
+        }
+        for step, values, ts in rows
+    ]
+    return total, points
+
+
+def checkpoints(session: Session, job_id: str) -> Sequence[Checkpoint]:
+    stmt = select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+    return session.scalars(stmt).all()
+
+
+def results(session: Session, job_id: str, benchmark: str | None) -> Sequence[EvalResult]:
+    stmt = select(EvalResult).where(EvalResult.job_id == job_id)
+    if benchmark is not None:
+        stmt = stmt.where(EvalResult.benchmark == benchmark)
+    order = (EvalResult.step.is_(None), EvalResult.step, EvalResult.benchmark)
+    return session.scalars(stmt.order_by(*order)).all()

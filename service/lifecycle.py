@@ -1,0 +1,94 @@
+"""The one place job status changes are checked; every change appends an event.
+
+The API (cancel) and the workers (claim, finish, re-enqueue after a lost lease) both call
+`transition`. Callers hold the row lock (`SELECT ... FOR UPDATE` or a conditional UPDATE)
+so that two writers cannot both move the same job.
+"""
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from service.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
+
+S = JobStatus
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.CANCELLING, S.QUEUED}),
+    S.CANCELLING: frozenset({S.CANCELLED, S.FAILED, S.SUCCEEDED}),
+    S.SUCCEEDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+"""running → queued is the re-enqueue after a lost lease (crashed worker)."""
+
+
+class IllegalTransition(Exception):
+    """A status change the lifecycle forbids; the API answers 409."""
+
+    def __init__(self, job_id: str, src: str, dst: str) -> None:
+        self.job_id, self.src, self.dst = job_id, src, dst
+        allowed = ", ".join(sorted(ALLOWED[JobStatus(src)])) or "none (terminal)"
+        super().__init__(
+            f"job {job_id} cannot go from {src!r} to {dst!r}; allowed from {src!r}: {allowed}"
+        )
+
+
+def check_transition(job_id: str, src: str, dst: str) -> None:
+    """Raise IllegalTransition unless `src → dst` is allowed."""
+    if JobStatus(dst) not in ALLOWED[JobStatus(src)]:
+        raise IllegalTransition(job_id, src, dst)
+
+
+def append_event(
+    session: Session,
+    job: Job,
+    kind: str,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> JobEvent:
+    """Add an event for `job` at its current attempt (committed with the caller's transaction)."""
+    event = JobEvent(
+        job_id=job.id, kind=kind, message=message, attempt=job.attempt, data=data or {}
+    )
+    session.add(event)
+    return event
+
+
+def transition(
+    session: Session,
+    job: Job,
+    dst: JobStatus,
+    message: str = "",
+    *,
+    error: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> JobEvent:
+    """Move `job` to `dst`, stamp its timestamps, and append a `status` event.
+
+    Leaving `running` for `queued` or a terminal status releases the lease; the fencing
+    token stays, so a late write from the old lease holder is still refused.
+    """
+    src = job.status
+    check_transition(job.id, src, dst)
+    now = utcnow()
+    job.status = dst
+    if dst == S.RUNNING and job.started_at is None:
+        job.started_at = now
+    if dst == S.QUEUED:
+        job.queued_at = now
+        job.enqueued_at = None
+    if dst in TERMINAL_STATUSES:
+        job.finished_at = now
+        if dst == S.SUCCEEDED:
+            job.progress = 1.0
+    if dst == S.QUEUED or dst in TERMINAL_STATUSES:
+        job.lease_owner = None
+        job.lease_expires_at = None
+    if error is not None:
+        job.error = error
+    job.updated_at = now
+    payload = {"from": src, "to": str(dst), **(data or {})}
+    if error is not None:
+        payload["error"] = error
+    return append_event(session, job, "status", message or f"{src} → {dst}", payload)

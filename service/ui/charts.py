@@ -1,0 +1,131 @@
+"""Metric curves as inline SVG, drawn on the server: no JavaScript, no vendored chart library.
+
+A job page shows a dozen small multiples of at most a few hundred points each, which
+SVG polylines draw instantly and which render the same in a headless browser, an email
+client or a saved HTML file.
+"""
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+Point = tuple[float, float]
+
+PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
+MAX_POINTS = 400
+"""Per chart; longer runs are thinned evenly in the database (last step always kept)."""
+
+
+@dataclass(frozen=True)
+class ChartGroup:
+    """Metrics drawn on one chart: every name that matches `pattern` (case-insensitive)."""
+
+    title: str
+    pattern: str
+
+
+CHART_GROUPS = (
+    ChartGroup("Reward", r"reward"),
+    ChartGroup("Accuracy", r"acc"),
+    ChartGroup("Response length", r"(response|completion|resp)[_/]?len"),
+    ChartGroup("Clip fractions (LN / HP)", r"clip"),
+    ChartGroup("Weight W", r"(^|[/_])w([/_]|$)|weight"),
+    ChartGroup("KL", r"kl"),
+    ChartGroup("Entropy", r"entropy"),
+)
+
+
+def series_by_name(rows: Sequence[tuple[int, Mapping[str, object]]]) -> dict[str, list[Point]]:
+    """Pivot metric rows `(step, {name: value})` into one finite-valued series per name."""
+    series: dict[str, list[Point]] = {}
+    for step, values in rows:
+        for name, value in values.items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                series.setdefault(name, []).append((float(step), float(value)))
+    return series
+
+
+def grouped_charts(series: Mapping[str, list[Point]]) -> list[tuple[str, dict[str, list[Point]]]]:
+    """The standard chart groups that have data, each with its matching series.
+
+    A metric lands in the first group it matches, so `clip_frac/kl_side` is not drawn twice.
+    """
+    taken: set[str] = set()
+    charts = []
+    for group in CHART_GROUPS:
+        regex = re.compile(group.pattern, re.IGNORECASE)
+        members = {
+            n: pts for n, pts in sorted(series.items()) if n not in taken and regex.search(n)
+        }
+        taken |= members.keys()
+        if members:
+            charts.append((group.title, members))
+    return charts
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if value == 0 or 1e-3 <= abs(value) < 1e5 else f"{value:.2e}"
+
+
+def line_chart(
+    title: str, series: Mapping[str, list[Point]], width: int = 460, height: int = 230
+) -> Markup:
+    """One SVG line chart with y ticks, the step range and a legend."""
+    series = {name: sorted(pts) for name, pts in series.items() if pts}
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for _, y in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if y0 == y1:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    if x0 == x1:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    left, right, top, bottom = 52, 10, 24, 22 + 14 * len(series)
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def sy(y: float) -> float:
+        return top + (1 - (y - y0) / (y1 - y0)) * plot_h
+
+    parts = [
+        f'<svg class="chart" data-title="{escape(title)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="15" class="chart-title">{escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="frame"/>',
+    ]
+    for i in range(5):
+        value = y0 + (y1 - y0) * i / 4
+        y = sy(value)
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+        )
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 3:.1f}" class="tick" text-anchor="end">'
+            f"{_fmt(value)}</text>"
+        )
+    axis_y = top + plot_h + 12
+    parts.append(f'<text x="{left}" y="{axis_y}" class="tick">step {_fmt(x0)}</text>')
+    parts.append(
+        f'<text x="{left + plot_w}" y="{axis_y}" class="tick" text-anchor="end">{_fmt(x1)}</text>'
+    )
+    for i, (name, pts) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+        parts.append(
+            f'<polyline class="series" data-name="{escape(name)}" data-points="{len(pts)}" '
+            f'fill="none" stroke="{color}" stroke-width="1.6" points="{coords}"/>'
+        )
+        legend_y = axis_y + 14 * (i + 1)
+        last = _fmt(pts[-1][1])
+        parts.append(
+            f'<text x="{left}" y="{legend_y}" class="legend" fill="{color}">'
+            f"■ {escape(name)} (last {last})</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -1,0 +1,115 @@
+"""The dashboard: server-rendered pages under /ui for people (the JSON API is for programs).
+
+Authentication uses the same bearer tokens as the API (any scope can read). A browser
+cannot send an Authorization header from the address bar, so `/ui?token=...` stores the
+token in an HttpOnly cookie scoped to /ui and redirects to the same page without it
+(the secret leaves the address bar and history at once).
+"""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import desc, select
+
+from service import fleet, job_data
+from service.api.deps import SessionDep
+from service.auth import TokenInfo, verify_token
+from service.models import Job, utcnow
+from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
+
+COOKIE = "dgpo_ui_token"
+PAGE_SIZE = 100
+EVENTS_SHOWN = 500
+
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
+
+
+def ui_token(request: Request, session: SessionDep) -> TokenInfo:
+    """The caller's token from `?token=`, the cookie, or the Authorization header."""
+    from_query = request.query_params.get("token")
+    header = request.headers.get("authorization", "")
+    raw = (
+        from_query
+        or request.cookies.get(COOKIE)
+        or (header[7:] if header.lower().startswith("bearer ") else None)
+    )
+    info = verify_token(session, raw) if raw else None
+    if info is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "open /ui?token=<token> once (create a token with "
+            "`dgpo token create NAME --scope read`), or send `Authorization: Bearer <token>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if from_query:
+        # Swap the secret in the URL for a cookie, then reload the clean URL.
+        clean = request.url.remove_query_params("token")
+        cookie = f"{COOKIE}={from_query}; Path=/ui; HttpOnly; SameSite=Strict"
+        if request.url.scheme == "https":
+            cookie += "; Secure"
+        raise HTTPException(
+            status.HTTP_303_SEE_OTHER,
+            "token stored",
+            {"Location": str(clean), "Set-Cookie": cookie},
+        )
+    return info
+
+
+UiToken = Annotated[TokenInfo, Depends(ui_token)]
+
+
+def _progress(job: Job) -> dict[str, Any]:
+    steps = f"{job.current_step}/{job.total_steps}" if job.total_steps else ""
+    return {"percent": round(100 * (job.progress or 0.0), 1), "steps": steps}
+
+
+@router.get("", response_class=HTMLResponse)
+def jobs_page(
+    request: Request, session: SessionDep, token: UiToken, status: str | None = None
+) -> HTMLResponse:
+    """Jobs (newest first) with status and progress, then the queue and the workers."""
+    query = select(Job).order_by(desc(Job.created_at), desc(Job.id)).limit(PAGE_SIZE)
+    if status:
+        query = query.where(Job.status == status)
+    jobs = session.scalars(query).all()
+    return templates.TemplateResponse(
+        request,
+        "jobs.html",
+        {
+            "jobs": [(job, _progress(job)) for job in jobs],
+            "status_filter": status,
+            "queues": fleet.queue_summary(session).queues,
+            "workers": fleet.list_workers(session, None),
+            "now": utcnow(),
+            "token_name": token.name,
+        },
+    )
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken) -> HTMLResponse:
+    """One job: metric curves, checkpoints, eval results and its event log."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    _, points = job_data.metric_series(session, job_id, max_points=MAX_POINTS)
+    series = series_by_name([(p["step"], p["values"]) for p in points])
+    charts = [line_chart(title, members) for title, members in grouped_charts(series)]
+    return templates.TemplateResponse(
+        request,
+        "job.html",
+        {
+            "job": job,
+            "progress": _progress(job),
+            "charts": charts,
+            "latest": points[-1] if points else None,
+            "checkpoints": job_data.checkpoints(session, job_id),
+            "results": job_data.results(session, job_id, None),
+            "events": job_data.events(session, job_id, after_id=0, limit=EVENTS_SHOWN),
+            "token_name": token.name,
+        },
+    )

@@ -1,0 +1,221 @@
+"""Shared test infrastructure: the real Postgres and Redis, one throwaway database per run.
+
+Several pytest runs may be live at once, so each run creates its own database
+(`dgpo_test_<pid>_<rand>`), migrates it with Alembic, and drops it at the end. The
+environment below is set before anything imports the service, and subprocesses
+(uvicorn, celery workers) inherit it.
+"""
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+# --- environment (before any `service` import) ------------------------------------------
+
+PG_ADMIN_DSN = os.environ.get("DGPO_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+TEST_DB = f"dgpo_test_{os.getpid()}_{secrets.token_hex(3)}"
+TEST_DB_URL = (
+    PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    + f"/{TEST_DB}"
+)
+TEST_REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{1 + os.getpid() % 15}"
+TEST_HOME = Path(tempfile.mkdtemp(prefix="dgpo_home_"))
+
+os.environ["DGPO_DATABASE_URL"] = TEST_DB_URL
+os.environ["DGPO_BROKER_URL"] = TEST_REDIS_URL
+os.environ["DGPO_HOME"] = str(TEST_HOME)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- real services -----------------------------------------------------------------------
+
+
+def _wait(check, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not come up within {timeout:.0f}s: {exc}") from exc
+            time.sleep(0.3)
+
+
+def _pg_ping() -> None:
+    psycopg.connect(PG_ADMIN_DSN, connect_timeout=2).close()
+
+
+def ensure_postgres() -> None:
+    """Start the local cluster if it is not answering (as the CI image installs it)."""
+    try:
+        _pg_ping()
+        return
+    except psycopg.OperationalError:
+        pass
+    for version in os.listdir("/etc/postgresql"):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False
+        )
+    _wait(_pg_ping, "Postgres")
+
+
+def _redis_ping() -> None:
+    import redis
+
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=2).ping()
+
+
+def ensure_redis() -> None:
+    try:
+        _redis_ping()
+        return
+    except Exception:
+        subprocess.run(
+            ["redis-server", "--daemonize", "yes", "--port", str(REDIS_PORT), "--save", ""],
+            check=True,
+        )
+    _wait(_redis_ping, "Redis")
+
+
+def _drop_stale_test_databases(conn: psycopg.Connection) -> None:
+    """Databases left by killed runs (their pid is gone) would pile up forever."""
+    names = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'dgpo\\_test\\_%'"
+    ).fetchall()
+    for (name,) in names:
+        pid = name.split("_")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def alembic_config(url: str) -> Config:
+    """The repository's alembic.ini, aimed at `url` (logging left to pytest)."""
+    cfg = Config(str(REPO_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url)
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
+    """Run Alembic against `url` exactly as `alembic upgrade/downgrade` would."""
+    from alembic import command
+
+    (command.downgrade if down else command.upgrade)(alembic_config(url), revision)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """This run's migrated database; dropped (even with open connections) at the end."""
+    ensure_postgres()
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        _drop_stale_test_databases(conn)
+        conn.execute(f'CREATE DATABASE "{TEST_DB}"')
+    migrate(TEST_DB_URL)
+    yield TEST_DB_URL
+    from service.core import db
+
+    db.reset()
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The broker for this run (one Redis database index, flushed at the end)."""
+    import redis
+
+    ensure_redis()
+    yield TEST_REDIS_URL
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+
+
+# --- per-test database state -------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_db(postgres_url: str) -> str:
+    """Empty every table (schema kept) so each test starts from nothing."""
+    from sqlalchemy import text
+
+    from service.core.db import get_engine
+    from service.models import Base
+
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with get_engine().begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return postgres_url
+
+
+@pytest.fixture
+def session(clean_db: str) -> Iterator[Session]:
+    from service.core.db import get_sessionmaker
+
+    with get_sessionmaker()() as s:
+        yield s
+
+
+@pytest.fixture
+def tokens(session: Session) -> dict[str, str]:
+    """A fresh raw token per scope: {"read": ..., "submit": ..., "admin": ...}."""
+    from service.auth import create_token
+    from service.models import TokenScope
+
+    return {
+        scope.value: create_token(session, f"test-{scope.value}", scope) for scope in TokenScope
+    }
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def client(clean_db: str, redis_url: str) -> Iterator[TestClient]:
+    """The ASGI app in-process (real DB, real broker), no auth headers set."""
+    from service.app import create_app
+
+    with TestClient(create_app()) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(postgres_url: str, redis_url: str) -> Iterator[str]:
+    """A real uvicorn server (in a thread of this process) for tests that need real HTTP."""
+    import uvicorn
+
+    from service.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close(), "uvicorn")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,77 @@
+"""The /ui dashboard in a real headless Chromium: auth cookie, job list, charts, tables.
+
+Chromium (Debian package `chromium`; .ci/run installs it) loads the page of a finished
+job through `?token=`, which exercises the redirect-and-cookie flow a person uses. The
+screenshot is kept under artifacts/ for a human to look at.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.ui.charts import CHART_GROUPS
+from tests.ops.conftest import STEPS
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium missing: apt-get install -y chromium (see .ci/run)"
+)
+
+
+def chromium(url: str, tmp_path: Path, *mode: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    argv = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1500,1800",
+        *mode, url,
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+
+
+def test_job_page_renders_every_metric_chart_in_chromium(
+    live_server, tokens, finished_job, tmp_path
+):
+    url = f"{live_server}/ui/jobs/{finished_job['id']}?token={tokens['read']}"
+    dom = chromium(url, tmp_path, "--dump-dom").stdout
+
+    charts = re.findall(r'<svg class="chart" data-title="([^"]+)"', dom)
+    assert charts == [group.title for group in CHART_GROUPS]
+    polylines = re.findall(r'<polyline class="series" data-name="([^"]+)" data-points="(\d+)"', dom)
+    assert len(polylines) == 9 and {int(n) for _, n in polylines} == {STEPS}
+    assert "/step_12" in dom and "pass@4=0.600" in dom  # checkpoints and eval results
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard_job.png"
+    chromium(url, tmp_path, f"--screenshot={shot}")
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 30_000
+
+
+def test_jobs_page_lists_status_progress_queue_and_workers(
+    live_server, tokens, finished_job, tmp_path
+):
+    url = f"{live_server}/ui?token={tokens['read']}"
+    dom = chromium(url, tmp_path, "--dump-dom").stdout
+    row = re.search(
+        rf'<tr class="job" data-status="succeeded">.*?{finished_job["id"][:8]}', dom, re.S
+    )
+    assert row is not None and "100.0%" in dom
+    assert 'id="queue"' in dom and 'id="workers"' in dom
+
+
+def test_token_in_url_becomes_an_httponly_cookie_and_is_required(live_server, tokens):
+    with httpx.Client(base_url=live_server) as http:
+        assert http.get("/ui").status_code == 401
+        login = http.get("/ui", params={"token": tokens["read"], "status": "queued"})
+        assert login.status_code == 303
+        assert login.headers["location"].endswith("/ui?status=queued")
+        assert "HttpOnly" in login.headers["set-cookie"]
+        assert http.get("/ui?status=queued").status_code == 200  # the cookie now authenticates
+        header = {"Authorization": f"Bearer {tokens['read']}"}
+        assert httpx.get(f"{live_server}/ui", headers=header).status_code == 200
+        assert http.get("/ui", params={"token": "dgpo_wrong"}).status_code == 401

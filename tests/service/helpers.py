@@ -1,0 +1,43 @@
+"""Request bodies and broker inspection shared by the service tests."""
+
+import base64
+import json
+from typing import Any
+
+import redis
+
+
+def train_body(**envelope: Any) -> dict[str, Any]:
+    """The smallest valid train job (the spec validates; nothing runs in these tests)."""
+    return {
+        "kind": "train",
+        "model": {"path": "tiny-qwen2"},
+        "dataset": {"path": "prompts.jsonl"},
+        "total_steps": 3,
+        **envelope,
+    }
+
+
+def eval_body(**envelope: Any) -> dict[str, Any]:
+    return {
+        "kind": "eval",
+        "model": {"path": "tiny-qwen2"},
+        "benchmarks": ["gsm8k"],
+        "k": 2,
+        **envelope,
+    }
+
+
+def broker_messages(redis_url: str, queue: str) -> list[tuple[str, list[Any], int | None]]:
+    """(task name, args, priority) of every message waiting in `queue` (all priority lists)."""
+    r = redis.Redis.from_url(redis_url)
+    found = []
+    for key in r.scan_iter(match=f"{queue}*"):
+        if key.decode().split("\x06\x16")[0] != queue or r.type(key) != b"list":
+            continue
+        for raw in r.lrange(key, 0, -1):
+            message = json.loads(raw)
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            priority = message["properties"].get("priority")
+            found.append((message["headers"]["task"], args, priority))
+    return found

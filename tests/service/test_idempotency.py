@@ -1,0 +1,51 @@
+"""Idempotency-Key: retries return the original job; concurrent duplicates make one job."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from sqlalchemy import func, select
+
+from service.models import Job
+from tests.conftest import bearer
+from tests.service.helpers import train_body
+
+
+def test_same_key_same_body_replays_original_job_with_200(client, tokens):
+    headers = {**bearer(tokens["submit"]), "Idempotency-Key": "nightly-2026-11-24"}
+    first = client.post("/jobs", json=train_body(), headers=headers)
+    again = client.post("/jobs", json=train_body(), headers=headers)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["idempotency_key"] == "nightly-2026-11-24"
+
+
+def test_replay_ignores_key_order_and_spelled_out_defaults(client, tokens):
+    headers = {**bearer(tokens["submit"]), "Idempotency-Key": "k1"}
+    first = client.post("/jobs", json=train_body(), headers=headers).json()
+    body = dict(reversed(list(train_body(priority=0, metadata={}).items())))
+    again = client.post("/jobs", json=body, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+
+
+def test_same_key_different_body_is_422(client, tokens, session):
+    headers = {**bearer(tokens["submit"]), "Idempotency-Key": "k2"}
+    first = client.post("/jobs", json=train_body(), headers=headers).json()
+    r = client.post("/jobs", json=train_body(total_steps=4), headers=headers)
+    assert r.status_code == 422
+    assert "k2" in r.json()["detail"] and first["id"] in r.json()["detail"]
+    assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_twenty_concurrent_identical_posts_create_exactly_one_job(live_server, tokens, session):
+    headers = {**bearer(tokens["submit"]), "Idempotency-Key": "burst"}
+
+    def post(_: int) -> httpx.Response:
+        return httpx.post(f"{live_server}/jobs", json=train_body(), headers=headers, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(post, range(20)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 19 + [201], codes
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert session.scalar(select(func.count()).select_from(Job)) == 1

@@ -1,0 +1,50 @@
+"""PolicyLossConfig rejects bad values with messages that name the field; the spec is torch-free."""
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from trainer.spec import AlgorithmConfig, PolicyLossConfig
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("dgpo_n", 0),
+        ("dgpo_m", 1.5),
+        ("dgpo_m", -2),
+        ("clip_ratio_low", 0.0),
+        ("clip_ratio_high", 1.0),
+        ("clip_ratio_c", 1.0),
+        ("loss_agg_mode", "sum"),
+    ],
+)
+def test_invalid_value_names_the_field(field, value):
+    with pytest.raises(ValidationError) as raised:
+        PolicyLossConfig(**{field: value})
+    assert field in str(raised.value)
+
+
+def test_unknown_loss_name_lists_the_known_ones():
+    with pytest.raises(ValidationError) as raised:
+        PolicyLossConfig(name="ppo")
+    message = str(raised.value)
+    assert "name" in message and "'dgpo'" in message and "'gspo'" in message
+
+
+def test_dapo_defaults_to_clip_higher_unless_set():
+    assert PolicyLossConfig(name="dapo").clip_ratio_high == 0.28
+    assert PolicyLossConfig(name="dapo", clip_ratio_high=0.3).clip_ratio_high == 0.3
+    assert PolicyLossConfig(name="grpo").clip_ratio_high == 0.2
+
+
+def test_group_of_one_is_rejected_for_group_estimators():
+    with pytest.raises(ValidationError, match="group_size"):
+        AlgorithmConfig(group_size=1)
+
+
+def test_importing_the_spec_does_not_import_torch():
+    code = "import sys, trainer.spec; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

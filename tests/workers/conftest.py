@@ -1,0 +1,143 @@
+"""Real `dgpo worker` subprocesses, the tiny model and a tiny train spec for e2e tests."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import REPO_ROOT
+
+WORKER_ENV = {
+    # Short leases so a killed worker's job is recoverable within seconds.
+    "DGPO_LEASE_S": "4",
+    "DGPO_LEASE_RENEW_S": "1",
+    "DGPO_WORKER_HEARTBEAT_S": "1",
+    "DGPO_STOP_POLL_S": "0",
+    "DGPO_METRICS_BATCH": "4",
+}
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class WorkerProcess:
+    """One `python -m dgpo worker` process group (parent and its pool children)."""
+
+    def __init__(self, name: str, queues: str, log_path: Path) -> None:
+        self.name = f"{name}@test"
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dgpo", "worker", "--queues", queues, "--slots", "1",
+             "--name", self.name, "--loglevel", "INFO"],
+            cwd=REPO_ROOT,
+            env={**os.environ, **WORKER_ENV},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def wait_ready(self) -> None:
+        from service.core.db import get_sessionmaker
+        from service.models import Worker
+
+        def registered() -> bool:
+            assert self.proc.poll() is None, f"worker exited:\n{self.output()}"
+            with get_sessionmaker()() as session:
+                return session.scalar(select(Worker.id).where(Worker.id == self.name)) is not None
+
+        wait_for(registered, f"worker {self.name} to register", timeout=120)
+
+    def kill9(self) -> None:
+        """A machine crash: SIGKILL the whole group, no chance to clean up."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self.log.close()
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@pytest.fixture(scope="session")
+def start_worker(
+    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str, str], WorkerProcess]]:
+    """Factory for worker processes; every one still alive is stopped at session end."""
+    started: list[WorkerProcess] = []
+    logs = tmp_path_factory.mktemp("worker-logs")
+
+    def start(name: str, queues: str) -> WorkerProcess:
+        worker = WorkerProcess(name, queues, logs / f"{name}.log")
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def cpu_worker(start_worker: Callable[[str, str], WorkerProcess]) -> WorkerProcess:
+    """The worker shared by most tests: serves the `cpu` queue."""
+    return start_worker("shared", "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from trainer.tiny import build_tiny_model, write_toy_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {
+        "model": str(build_tiny_model(root / "model")),
+        "data": str(write_toy_dataset(root / "toy.jsonl", num_prompts=32)),
+    }
+
+
+@pytest.fixture
+def train_request(tiny_assets: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """A `POST /jobs` body for a seconds-long tiny run; keyword overrides per test."""
+
+    def make(
+        total_steps: int = 4,
+        every_steps: int = 2,
+        dataset: str | None = None,
+        resources: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "kind": "train",
+            "model": {"path": tiny_assets["model"]},
+            "dataset": {"path": dataset or tiny_assets["data"]},
+            "algorithm": {"group_size": 2, "reward": "contains"},
+            "rollout": {"max_prompt_tokens": 48, "max_response_tokens": 4, "batch_size": 4},
+            "optim": {"prompts_per_step": 2, "mini_batch_prompts": 2, "micro_batch_size": 4},
+            "total_steps": total_steps,
+            "checkpoint": {"every_steps": every_steps, "keep_last": 10},
+            "resources": resources or {"gpus": 0},
+        }
+
+    return make

@@ -1,0 +1,221 @@
+"""End to end: API → Redis → real `dgpo worker` processes → tiny trainer → Postgres.
+
+One shared CPU worker serves most tests; the crash test runs its own workers on a
+queue of its own so killing one cannot disturb the others.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service import queue
+from service.models import Checkpoint, Metric, utcnow
+from tests.conftest import bearer
+from tests.workers.conftest import WorkerProcess, wait_for
+from workers.reconciler import reconcile
+from workers.settings import WorkerSettings
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Api:
+    def __init__(self, client: TestClient, tokens: dict[str, str]) -> None:
+        self.client, self.headers = client, bearer(tokens["admin"])
+
+    def submit(self, body: dict[str, Any]) -> str:
+        r = self.client.post("/jobs", json=body, headers=self.headers)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.client.get(f"/jobs/{job_id}", headers=self.headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        return self.client.get(f"/jobs/{job_id}/events", headers=self.headers).json()
+
+    def wait(self, job_id: str, worker: WorkerProcess, statuses: set[str] = TERMINAL) -> dict:
+        def reached() -> dict | None:
+            job = self.job(job_id)
+            return job if job["status"] in statuses else None
+
+        try:
+            return wait_for(reached, f"job {job_id} to reach {statuses}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nworker log:\n{worker.output()}") from None
+
+
+def steps_recorded(session: Session, job_id: str) -> list[int]:
+    session.expire_all()
+    return list(session.scalars(select(Metric.step).where(Metric.job_id == job_id)).all())
+
+
+def assert_checkpoints_match_files(session: Session, job_id: str) -> list[int]:
+    """Every checkpoint row names a directory whose manifest hashes to the row's sha256
+    and whose files hash to what the manifest lists."""
+    rows = session.scalars(
+        select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+    ).all()
+    for row in rows:
+        directory = Path(row.uri)
+        manifest = directory / MANIFEST
+        assert hashlib.sha256(manifest.read_bytes()).hexdigest() == row.sha256
+        listed = json.loads(manifest.read_text())["files"]
+        for rel, digest in listed.items():
+            assert hashlib.sha256((directory / rel).read_bytes()).hexdigest() == digest, rel
+        assert row.size_bytes > 0
+    return [row.step for row in rows]
+
+
+MANIFEST = "manifest.json"
+
+
+def test_a_submitted_job_succeeds_with_every_step_recorded_and_verified_checkpoints(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    job_id = api.submit(train_request(total_steps=4, every_steps=2))
+    job = api.wait(job_id, cpu_worker)
+    assert job["status"] == "succeeded", job["error"]
+    assert (job["progress"], job["current_step"], job["attempt"]) == (1.0, 4, 1)
+    assert steps_recorded(session, job_id) == [1, 2, 3, 4]
+    assert assert_checkpoints_match_files(session, job_id) == [2, 4]
+    kinds = [e["kind"] for e in api.events(job_id)]
+    assert {"train_started", "checkpoint"} <= set(kinds)
+    workers = client.get("/workers", headers=api.headers).json()
+    assert cpu_worker.name in json.dumps(workers)
+
+
+def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpoint(
+    start_worker: Callable[[str, str], WorkerProcess],
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    victim = start_worker("victim", "gpu.crash")
+    resources = {"gpus": 1, "gpu_type": "crash"}
+    job_id = api.submit(train_request(total_steps=8, every_steps=2, resources=resources))
+
+    def checkpointed() -> list[Any]:
+        session.expire_all()
+        return session.scalars(select(Checkpoint.step).where(Checkpoint.job_id == job_id)).all()
+
+    wait_for(checkpointed, "the first checkpoint")
+    victim.kill9()
+    killed_at_step = api.job(job_id)["current_step"]
+    assert api.job(job_id)["status"] == "running"
+    wait_for(
+        lambda: api.job(job_id)["lease_expires_at"] < utcnow().isoformat(), "the lease to expire"
+    )
+    report = reconcile(WorkerSettings(worker_dead_after_s=2))
+    assert report.requeued == [job_id]
+    assert victim.name in report.dead_workers
+
+    rescuer = start_worker("rescuer", "gpu.crash")
+    job = api.wait(job_id, rescuer)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempt"] == 2
+    assert steps_recorded(session, job_id) == list(range(1, 9))
+    resumed = [e for e in api.events(job_id) if e["kind"] == "resumed"]
+    assert len(resumed) == 1 and 2 <= resumed[0]["data"]["step"] <= max(killed_at_step, 2)
+    assert_checkpoints_match_files(session, job_id)
+    rescuer.stop()
+
+
+def test_jobs_queued_when_the_broker_is_flushed_still_run(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    redis_url: str,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    broker = redis.Redis.from_url(redis_url)
+    busy = api.submit(train_request(total_steps=6, every_steps=0))
+    api.wait(busy, cpu_worker, {"running"})
+    waiting = [api.submit(train_request(total_steps=2, every_steps=0)) for _ in range(2)]
+
+    def queued_messages() -> int:
+        return sum(broker.llen(key) for key in broker.keys("cpu*"))
+
+    assert queued_messages() == 2
+    broker.flushdb()
+    assert queued_messages() == 0
+    report = reconcile(WorkerSettings(requeue_lost_after_s=0))
+    assert set(waiting) <= set(report.republished)
+    for job_id in [busy, *waiting]:
+        assert api.wait(job_id, cpu_worker)["status"] == "succeeded"
+
+
+def test_a_message_delivered_twice_runs_the_job_once(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    job_id = api.submit(train_request(total_steps=2, every_steps=0))
+    queue.enqueue(job_id, "cpu", 0)
+    queue.enqueue(job_id, "cpu", 0)
+    assert api.wait(job_id, cpu_worker)["status"] == "succeeded"
+    # A later job on the same FIFO queue finishing proves the duplicates were consumed.
+    sentinel = api.submit(train_request(total_steps=1, every_steps=0))
+    assert api.wait(sentinel, cpu_worker)["status"] == "succeeded"
+    job = api.job(job_id)
+    starts = [e for e in api.events(job_id) if e["data"].get("to") == "running"]
+    assert (job["attempt"], len(starts)) == (1, 1)
+    assert steps_recorded(session, job_id) == [1, 2]
+
+
+def test_cancel_mid_run_ends_cancelled_with_a_final_checkpoint(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    job_id = api.submit(train_request(total_steps=200, every_steps=0))
+    wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 1, "the first step")
+    r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelling", r.text
+    job = api.wait(job_id, cpu_worker)
+    assert job["status"] == "cancelled", job["error"]
+    steps = assert_checkpoints_match_files(session, job_id)
+    assert len(steps) == 1 and 1 <= steps[0] < 200
+    assert steps_recorded(session, job_id) == list(range(1, steps[0] + 1))
+
+
+def test_a_trainer_that_raises_fails_the_job_and_the_worker_serves_the_next(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    train_request: Callable[..., dict],
+    tmp_path: Path,
+) -> None:
+    api = Api(client, tokens)
+    missing = str(tmp_path / "no-such-dataset.jsonl")
+    bad = api.wait(api.submit(train_request(dataset=missing)), cpu_worker)
+    assert bad["status"] == "failed"
+    assert "no-such-dataset.jsonl" in bad["error"]
+    failed_events = [e for e in api.events(bad["id"]) if e["data"].get("to") == "failed"]
+    assert len(failed_events) == 1 and "no-such-dataset.jsonl" in failed_events[0]["data"]["error"]
+
+    good = api.wait(api.submit(train_request(total_steps=1, every_steps=0)), cpu_worker)
+    assert good["status"] == "succeeded", good["error"]
+    assert cpu_worker.proc.poll() is None

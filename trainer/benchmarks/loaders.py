@@ -1,0 +1,75 @@
+"""Load a benchmark's problems from a local JSONL directory or from the Hugging Face hub."""
+
+import json
+import os
+from pathlib import Path
+
+from trainer.benchmarks.registry import BENCHMARKS, Benchmark, Problem
+
+BENCHMARK_DIR_ENV = "DGPO_BENCHMARK_DIR"
+
+
+def get_benchmark(name: str) -> Benchmark:
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        raise KeyError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}") from None
+
+
+def benchmark_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The local data directory: the explicit one, else `$DGPO_BENCHMARK_DIR`, else None."""
+    chosen = explicit if explicit is not None else os.environ.get(BENCHMARK_DIR_ENV)
+    return Path(chosen) if chosen else None
+
+
+def load_local(name: str, directory: str | os.PathLike[str]) -> list[Problem]:
+    """Read `<directory>/<local_filename>` (JSON Lines of `{"id", "problem", "answer"}`)."""
+    bench = get_benchmark(name)
+    path = Path(directory) / bench.local_filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"benchmark {name!r} expects {path}; point {BENCHMARK_DIR_ENV} at a directory "
+            f"holding {bench.local_filename}"
+        )
+    with path.open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return _checked(bench, [Problem(str(r["id"]), r["problem"], str(r["answer"])) for r in rows])
+
+
+def load_hf(name: str) -> list[Problem]:
+    """Download the benchmark from the Hugging Face hub (needs `datasets` and network)."""
+    bench = get_benchmark(name)
+    try:
+        from datasets import load_dataset
+    except ImportError as e:
+        raise ImportError(
+            f"loading {name!r} from the hub needs `pip install datasets`, or set "
+            f"{BENCHMARK_DIR_ENV} to a directory of local JSONL files"
+        ) from e
+    rows = load_dataset(
+        bench.hf_dataset_id, bench.hf_config, split=bench.hf_split, revision=bench.hf_revision
+    )
+    problems = [
+        Problem(
+            id=str(row[bench.id_field]) if bench.id_field else f"{name}-{i}",
+            problem=str(row[bench.problem_field]),
+            answer=bench.normalize_answer(row[bench.answer_field]),
+        )
+        for i, row in enumerate(rows)
+    ]
+    return _checked(bench, problems)
+
+
+def load_benchmark(name: str, directory: str | os.PathLike[str] | None = None) -> list[Problem]:
+    """Local JSONL when a directory is given or configured, the hub otherwise."""
+    local = benchmark_dir(directory)
+    return load_local(name, local) if local is not None else load_hf(name)
+
+
+def _checked(bench: Benchmark, problems: list[Problem]) -> list[Problem]:
+    if len(problems) != bench.expected_size:
+        raise ValueError(
+            f"benchmark {bench.name!r} has {len(problems)} problems, expected "
+            f"{bench.expected_size}; the data source changed or is truncated"
+        )
+    return problems

@@ -1,0 +1,245 @@
+"""Token log-probs and entropy without materialising `[tokens, vocab]` more than once.
+
+Two entry points, both custom autograd functions that work `chunk_size` rows at a time and
+recompute the softmax in backward instead of saving it:
+- from logits (`token_logprobs_from_logits`, `entropy_from_logits`): the caller's logits are the
+  only `[N, V]` tensor kept; the fp32 softmax, its log and their gradients exist for one chunk.
+- from hidden states (`fused_token_logprobs`): the lm_head is applied chunk by chunk, in
+  forward and again in backward, so neither the logits nor their gradient ever exist in full
+  (memory: one weight-sized gradient plus a few `[chunk, V]` buffers; time: one extra matmul).
+
+Maths per row, with z = logits / T, lse = logsumexp(z), p = softmax(z):
+log π(y) = z_y − lse;  H = lse − Σ p·z;  ∂log π(y)/∂z = onehot(y) − p;  ∂H/∂z = −p·(z − E_p[z]).
+Softmax work is in fp32 (float64 for float64 inputs). `labels` must be valid ids in [0, V) (pad masked
+positions with any real token id, not −100). Pass contiguous logits: a non-viewable slice such
+as `logits[:, :-1]` is copied by `reshape`; slice the result instead.
+"""
+
+import torch
+from torch import Tensor
+from torch.autograd import Function
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+
+def token_logprobs_from_logits(
+    logits: Tensor, labels: Tensor, *, temperature: float = 1.0, chunk_size: int = 1024
+) -> Tensor:
+    """log softmax(logits / T)[labels], fp32 (or wider), shape `labels.shape`; differentiable in logits."""
+    flat_logits, flat_labels = _flatten(logits, labels, temperature, chunk_size)
+    log_prob = _LogitsStats.apply(flat_logits, flat_labels, temperature, chunk_size, False)
+    return log_prob.view(labels.shape)
+
+
+def entropy_from_logits(
+    logits: Tensor, *, temperature: float = 1.0, chunk_size: int = 1024
+) -> Tensor:
+    """Entropy of softmax(logits / T) per position, fp32, shape `logits.shape[:-1]`."""
+    labels = torch.zeros(logits.shape[:-1], dtype=torch.long, device=logits.device)
+    flat_logits, flat_labels = _flatten(logits, labels, temperature, chunk_size)
+    _, entropy = _LogitsStats.apply(flat_logits, flat_labels, temperature, chunk_size, True)
+    return entropy.view(labels.shape)
+
+
+def fused_token_logprobs(
+    hidden: Tensor,
+    lm_head_weight: Tensor,
+    labels: Tensor,
+    *,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    with_entropy: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """(log π(labels), entropy or None) of `hidden [N, H] @ lm_head_weight[V, H].T / T`, fp32.
+
+    Differentiable in `hidden` and `lm_head_weight`, entropy included. The weight gradient is
+    accumulated in fp32 (then cast to the weight's dtype), so bf16 chunks do not lose precision.
+    """
+    if hidden.dim() != 2 or labels.shape != hidden.shape[:1]:
+        raise ValueError(
+            f"hidden must be [N, H] and labels [N]; got {tuple(hidden.shape)} and "
+            f"{tuple(labels.shape)} (flatten batch and time first)"
+        )
+    _check_options(temperature, chunk_size)
+    outputs = _FusedStats.apply(
+        hidden, lm_head_weight, labels, temperature, chunk_size, with_entropy
+    )
+    return (outputs[0], outputs[1]) if with_entropy else (outputs, None)
+
+
+def _flatten(
+    logits: Tensor, labels: Tensor, temperature: float, chunk_size: int
+) -> tuple[Tensor, Tensor]:
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"labels {tuple(labels.shape)} must match logits {tuple(logits.shape)} without the "
+            "vocabulary dimension"
+        )
+    _check_options(temperature, chunk_size)
+    return logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+
+
+def _check_options(temperature: float, chunk_size: int) -> None:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (got {temperature})")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 (got {chunk_size})")
+
+
+def _softmax_stats(
+    z: Tensor, labels: Tensor, with_entropy: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(lse, log π(labels), entropy or None) of fp32 scaled logits z; z is left untouched."""
+    lse = torch.logsumexp(z, dim=-1)
+    log_prob = z.gather(-1, labels[:, None]).squeeze(-1) - lse
+    if not with_entropy:
+        return lse, log_prob, None
+    prob = (z - lse[:, None]).exp_()
+    return lse, log_prob, lse - prob.mul_(z).sum(dim=-1)
+
+
+def _grad_scaled_logits(
+    z: Tensor,
+    labels: Tensor,
+    lse: Tensor,
+    entropy: Tensor | None,
+    grad_log_prob: Tensor,
+    grad_entropy: Tensor | None,
+) -> Tensor:
+    """∂(g·log π + g_H·H)/∂z for one chunk; overwrites z (it is a recomputed buffer)."""
+    prob = (z - lse[:, None]).exp_()
+    if entropy is None or grad_entropy is None:
+        grad = prob.mul_(-grad_log_prob[:, None])
+    else:
+        centred = z.sub_((lse - entropy)[:, None])
+        grad = prob.mul_(centred.mul_(-grad_entropy[:, None]).sub_(grad_log_prob[:, None]))
+    return grad.scatter_add_(1, labels[:, None], grad_log_prob[:, None])
+
+
+def _chunks(rows: int, chunk_size: int) -> range:
+    return range(0, rows, chunk_size)
+
+
+class _LogitsStats(Function):
+    """Chunked log-probs (and entropy) of given logits; saves only the logits and [N] stats."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        logits: Tensor,
+        labels: Tensor,
+        temperature: float,
+        chunk_size: int,
+        with_entropy: bool,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        rows, dtype = logits.shape[0], _softmax_dtype(logits)
+        lse, log_prob = (logits.new_empty(rows, dtype=dtype) for _ in range(2))
+        entropy = logits.new_empty(rows, dtype=dtype) if with_entropy else None
+        for start in _chunks(rows, chunk_size):
+            rows_slice = slice(start, start + chunk_size)
+            z = logits[rows_slice].to(dtype)
+            z = z / temperature if temperature != 1.0 else z
+            stats = _softmax_stats(z, labels[rows_slice], with_entropy)
+            lse[rows_slice], log_prob[rows_slice] = stats[0], stats[1]
+            if entropy is not None:
+                entropy[rows_slice] = stats[2]
+        ctx.save_for_backward(logits, labels, lse, entropy)
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        return (log_prob, entropy) if entropy is not None else log_prob
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: FunctionCtx, grad_log_prob: Tensor, grad_entropy: Tensor | None = None
+    ) -> tuple[Tensor | None, ...]:
+        logits, labels, lse, entropy = ctx.saved_tensors
+        temperature = ctx.temperature
+        grad_logits = torch.empty_like(logits)
+        for start in _chunks(logits.shape[0], ctx.chunk_size):
+            rows = slice(start, start + ctx.chunk_size)
+            z = logits[rows].to(lse.dtype, copy=True).div_(temperature)
+            grad = _grad_scaled_logits(
+                z,
+                labels[rows],
+                lse[rows],
+                None if entropy is None else entropy[rows],
+                grad_log_prob[rows],
+                None if grad_entropy is None else grad_entropy[rows],
+            )
+            grad_logits[rows] = grad.div_(temperature)
+        return grad_logits, None, None, None, None
+
+
+class _FusedStats(Function):
+    """Chunked lm_head + log-probs (and entropy); backward recomputes each chunk's logits."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        hidden: Tensor,
+        weight: Tensor,
+        labels: Tensor,
+        temperature: float,
+        chunk_size: int,
+        with_entropy: bool,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        rows, dtype = hidden.shape[0], _softmax_dtype(hidden)
+        lse, log_prob = (hidden.new_empty(rows, dtype=dtype) for _ in range(2))
+        entropy = hidden.new_empty(rows, dtype=dtype) if with_entropy else None
+        for start in _chunks(rows, chunk_size):
+            rows_slice = slice(start, start + chunk_size)
+            z = _scaled_logits(hidden[rows_slice], weight, temperature)
+            stats = _softmax_stats(z, labels[rows_slice], with_entropy)
+            lse[rows_slice], log_prob[rows_slice] = stats[0], stats[1]
+            if entropy is not None:
+                entropy[rows_slice] = stats[2]
+        ctx.save_for_backward(hidden, weight, labels, lse, entropy)
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        return (log_prob, entropy) if entropy is not None else log_prob
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: FunctionCtx, grad_log_prob: Tensor, grad_entropy: Tensor | None = None
+    ) -> tuple[Tensor | None, ...]:
+        hidden, weight, labels, lse, entropy = ctx.saved_tensors
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=lse.dtype) if need_weight else None
+        for start in _chunks(hidden.shape[0], ctx.chunk_size):
+            rows = slice(start, start + ctx.chunk_size)
+            z = _scaled_logits(hidden[rows], weight, ctx.temperature)
+            grad = _grad_scaled_logits(
+                z,
+                labels[rows],
+                lse[rows],
+                None if entropy is None else entropy[rows],
+                grad_log_prob[rows],
+                None if grad_entropy is None else grad_entropy[rows],
+            )
+            grad_logits = grad.div_(ctx.temperature).to(weight.dtype)
+            if grad_hidden is not None:
+                grad_hidden[rows] = grad_logits @ weight
+            if grad_weight is not None:
+                _accumulate(grad_weight, grad_logits.T, hidden[rows])
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None, None
+
+
+def _softmax_dtype(tensor: Tensor) -> torch.dtype:
+    """fp32 for half-precision inputs, the input's own dtype when wider (float64 tests)."""
+    return torch.promote_types(tensor.dtype, torch.float32)
+
+
+def _scaled_logits(hidden: Tensor, weight: Tensor, temperature: float) -> Tensor:
+    """(hidden @ weight.T) / T in the softmax dtype, a fresh buffer the caller may overwrite."""
+    z = (hidden @ weight.T).to(_softmax_dtype(hidden))
+    return z.div_(temperature) if temperature != 1.0 else z
+
+
+def _accumulate(total: Tensor, left: Tensor, right: Tensor) -> None:
+    """total += left @ right; in place when dtypes agree, else via one chunk-sized product."""
+    if left.dtype == total.dtype:
+        total.addmm_(left, right)
+    else:
+        total += left @ right

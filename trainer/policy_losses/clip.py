@@ -1,0 +1,71 @@
+"""Clip-based baselines: PPO/GRPO hard clip with dual clip, gradient-preserving clips, CISPO.
+
+W is the probability-gradient weight (gradient = A · W · ∇π); inside the trust region every
+loss here has the plain importance-sampling weight W = 1/π_old.
+"""
+
+import torch
+
+from trainer.policy_losses.base import Surrogate, TokenBatch, trust_region
+from trainer.spec import PolicyLossConfig
+
+
+def grpo(batch: TokenBatch, cfg: PolicyLossConfig) -> Surrogate:
+    """PPO clip with dual clip: min(r·A, clip(r)·A), floored at c·A when A < 0.
+
+    PPO arXiv 1707.06347, GRPO arXiv 2402.03300, dual clip arXiv 1912.09729. Also the `dapo`
+    preset (clip-higher, arXiv 2503.14476), whose ε_high = 0.28 comes from the spec.
+    W = 1/π_old inside the region, 0 in LN, HP and where r > c with A < 0.
+    """
+    ratio = batch.ratio
+    ln, hp = trust_region(batch, cfg)
+    dual = batch.negative & (ratio > cfg.clip_ratio_c)
+    value = torch.where(
+        batch.negative,
+        ratio.clamp(1.0 - cfg.clip_ratio_low, cfg.clip_ratio_c),
+        ratio.clamp(max=1.0 + cfg.clip_ratio_high),
+    )
+    coef = torch.where(ln | hp | dual, torch.zeros_like(ratio), ratio)
+    return Surrogate(value=value, coef=coef, ln=ln, hp=hp, dual=dual)
+
+
+def gppo(batch: TokenBatch, cfg: PolicyLossConfig) -> Surrogate:
+    """GPPO (Klear-Reasoner, arXiv 2508.07629): outside the region the value sits at the bound
+    and the gradient coefficient is the bound, (1∓ε)·δ/sg(δ).
+
+    W = (1-ε_low)/π in LN and (1+ε_high)/π in HP: unbounded as π → 0.
+    """
+    return _gradient_preserving(batch, cfg, beta_ln=1.0, beta_hp=1.0)
+
+
+def ce_gppo(batch: TokenBatch, cfg: PolicyLossConfig) -> Surrogate:
+    """CE-GPPO (arXiv 2509.20712): GPPO with the out-of-region gradient scaled by β1 on the
+    LN side and β2 on the HP side: W = β1(1-ε_low)/π in LN, β2(1+ε_high)/π in HP.
+    """
+    return _gradient_preserving(batch, cfg, beta_ln=cfg.ce_gppo_beta1, beta_hp=cfg.ce_gppo_beta2)
+
+
+def _gradient_preserving(
+    batch: TokenBatch, cfg: PolicyLossConfig, *, beta_ln: float, beta_hp: float
+) -> Surrogate:
+    ratio = batch.ratio
+    ln, hp = trust_region(batch, cfg)
+    low = torch.full_like(ratio, beta_ln * (1.0 - cfg.clip_ratio_low))
+    high = torch.full_like(ratio, beta_hp * (1.0 + cfg.clip_ratio_high))
+    value = torch.where(ln, low, torch.where(hp, high, ratio))
+    return Surrogate(value=value, coef=value, ln=ln, hp=hp, dual=torch.zeros_like(ln))
+
+
+def cispo(batch: TokenBatch, cfg: PolicyLossConfig) -> Surrogate:
+    """CISPO (MiniMax-M1, arXiv 2506.13585): sg(clip(r, 1-ε_low, 1+ε_high)) · A · log π.
+
+    The IS weight is clipped whatever the sign of A and no token is dropped, so
+    W = clip(r)/π: (1-ε_low)/π below the region, unbounded as π → 0.
+    """
+    ratio = batch.ratio
+    weight = ratio.clamp(1.0 - cfg.clip_ratio_low, 1.0 + cfg.clip_ratio_high)
+    ln = batch.mask & (ratio < 1.0 - cfg.clip_ratio_low)
+    hp = batch.mask & (ratio > 1.0 + cfg.clip_ratio_high)
+    return Surrogate(
+        value=weight * batch.log_prob, coef=weight, ln=ln, hp=hp, dual=torch.zeros_like(ln)
+    )

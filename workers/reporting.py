@@ -1,0 +1,218 @@
+"""The trainer callback that turns a run into fenced Postgres writes.
+
+Metrics are buffered and upserted per (job, step): a resumed attempt re-running steps
+after its checkpoint overwrites them instead of duplicating them. The buffer is always
+flushed before a checkpoint row is written, so every step a checkpoint covers is durable
+before anyone can resume from it.
+"""
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.lifecycle import append_event
+from service.models import Checkpoint, EvalResult, Job, JobStatus, Metric, utcnow
+from trainer.callbacks import Callback, CheckpointInfo
+from trainer.results import BenchmarkResult
+from workers.leases import Lease, LeaseKeeper, LeaseLost, fenced
+from workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def _finite(value: float) -> float | None:
+    """JSONB refuses NaN/inf; store them as null (the trainer also counts skipped steps)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def upsert(
+    session: Session,
+    model: type,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    update: list[str],
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE on Postgres and SQLite alike."""
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(model).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys, set_={col: stmt.excluded[col] for col in update}
+    )
+    session.execute(stmt)
+
+
+def eval_rows(job_id: str, step: int | None, results: Sequence[BenchmarkResult]) -> list[dict]:
+    return [
+        {
+            "job_id": job_id,
+            "benchmark": r.benchmark,
+            "step": step,
+            "k": r.k,
+            "scores": dict(r.scores),
+            "per_problem": {"problems": [dataclasses.asdict(p) for p in r.per_problem]},
+            "created_at": utcnow(),
+        }
+        for r in results
+    ]
+
+
+class DbReporter(Callback):
+    """Reports one attempt of a train job; every write is fenced by the attempt's lease."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        settings: WorkerSettings,
+        *,
+        keeper: LeaseKeeper | None = None,
+        checkpoint_every: int = 0,
+    ) -> None:
+        self.lease, self.settings, self.keeper = lease, settings, keeper
+        self.checkpoint_every = checkpoint_every
+        self.stop_requested = False
+        self.seconds_reporting = 0.0
+        """Wall time spent inside the hooks (the overhead `bench/dispatch.py` reports)."""
+        self._buffer: dict[int, dict[str, Any]] = {}
+        self._last_flush = time.monotonic()
+        self._last_poll = 0.0
+        self._start_step = 0
+        self._total_steps = 0
+        self._t0 = time.monotonic()
+        self._last_step = 0
+
+    # ---- trainer hooks -------------------------------------------------------------
+
+    def on_train_start(self, start_step: int, total_steps: int) -> None:
+        t = time.perf_counter()
+        self._start_step, self._total_steps, self._last_step = start_step, total_steps, start_step
+        self._t0 = time.monotonic()
+        with fenced(self.lease) as (session, job):
+            job.total_steps = total_steps
+            job.current_step = start_step
+            job.progress = start_step / total_steps
+            kind = "resumed" if start_step else "train_started"
+            msg = (
+                f"resumed from step {start_step} of {total_steps}"
+                if start_step
+                else f"training started: {total_steps} steps"
+            )
+            append_event(session, job, kind, msg, {"step": start_step})
+        self.seconds_reporting += time.perf_counter() - t
+
+    def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
+        t = time.perf_counter()
+        self._check_lease()
+        self._buffer[step] = {k: _finite(v) for k, v in metrics.items()}
+        self._last_step = step
+        due = (
+            len(self._buffer) >= self.settings.metrics_batch
+            or step >= self._total_steps
+            or (self.checkpoint_every and step % self.checkpoint_every == 0)
+            or time.monotonic() - self._last_flush >= self.settings.metrics_flush_s
+        )
+        if due:
+            with fenced(self.lease) as (session, job):
+                self._flush(session, job)
+        self.seconds_reporting += time.perf_counter() - t
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        t = time.perf_counter()
+        with fenced(self.lease) as (session, job):
+            self._flush(session, job)
+            row = {
+                "job_id": job.id,
+                "step": info.step,
+                "uri": info.uri,
+                "sha256": info.sha256,
+                "size_bytes": info.size_bytes,
+                "attempt": self.lease.attempt,
+                "created_at": utcnow(),
+            }
+            upsert(session, Checkpoint, [row], ["job_id", "step"], ["uri", "sha256", "size_bytes"])
+            append_event(
+                session,
+                job,
+                "checkpoint",
+                f"checkpoint at step {info.step}: {info.uri}",
+                {"step": info.step, "sha256": info.sha256, "size_bytes": info.size_bytes},
+            )
+        self.seconds_reporting += time.perf_counter() - t
+
+    def on_eval(self, step: int, results: Sequence[BenchmarkResult]) -> None:
+        t = time.perf_counter()
+        with fenced(self.lease) as (session, job):
+            upsert(
+                session,
+                EvalResult,
+                eval_rows(job.id, step, results),
+                ["job_id", "benchmark", "step"],
+                ["k", "scores", "per_problem"],
+            )
+            summary = {r.benchmark: r.scores for r in results}
+            append_event(session, job, "eval", f"evaluated at step {step}", summary)
+        self.seconds_reporting += time.perf_counter() - t
+
+    def on_event(self, kind: str, message: str) -> None:
+        with fenced(self.lease) as (session, job):
+            append_event(session, job, kind, message)
+
+    def should_stop(self) -> bool:
+        """True once the API asked to cancel; raises LeaseLost if another attempt took over."""
+        self._check_lease()
+        now = time.monotonic()
+        if self.stop_requested or now - self._last_poll < self.settings.stop_poll_s:
+            return self.stop_requested
+        self._last_poll = now
+        with fenced(self.lease) as (_, job):
+            self.stop_requested = job.status == JobStatus.CANCELLING
+        return self.stop_requested
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write buffered metrics now (end of run, or before a final status change)."""
+        if self._buffer:
+            with fenced(self.lease) as (session, job):
+                self._flush(session, job)
+
+    def _check_lease(self) -> None:
+        if self.keeper is not None and self.keeper.lost.is_set():
+            raise LeaseLost(f"job {self.lease.job_id}: attempt {self.lease.attempt} lost its lease")
+
+    def _flush(self, session: Session, job: Job) -> None:
+        now = utcnow()
+        rows = [
+            {"job_id": job.id, "step": step, "values": values, "ts": now}
+            for step, values in sorted(self._buffer.items())
+        ]
+        upsert(session, Metric, rows, ["job_id", "step"], ["values", "ts"])
+        self._buffer.clear()
+        self._last_flush = time.monotonic()
+        done = self._last_step - self._start_step
+        if self._total_steps:
+            job.current_step = self._last_step
+            job.progress = min(1.0, self._last_step / self._total_steps)
+            if done > 0:
+                per_step = (time.monotonic() - self._t0) / done
+                job.eta_seconds = per_step * max(0, self._total_steps - self._last_step)
+        job.updated_at = now
+
+
+def latest_checkpoint_uri(session: Session, job_id: str, step: int | None) -> str | None:
+    """The URI of a job's checkpoint at `step`, or its newest when `step` is None."""
+    query = select(Checkpoint.uri).where(Checkpoint.job_id == job_id)
+    if step is None:
+        query = query.order_by(Checkpoint.step.desc()).limit(1)
+    else:
+        query = query.where(Checkpoint.step == step)
+    return session.scalar(query)

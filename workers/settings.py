@@ -1,0 +1,49 @@
+"""Worker-side knobs (env prefix `DGPO_`): lease timing, reconciler thresholds, batching.
+
+Kept apart from the service settings because only worker and beat processes read them.
+"""
+
+from functools import lru_cache
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DGPO_", extra="ignore")
+
+    lease_s: float = Field(default=60.0, gt=0)
+    """How long a claim lives without a heartbeat; a crashed worker's job waits this long."""
+    lease_renew_s: float = Field(default=10.0, gt=0)
+    """Heartbeat period of a running job's lease (must be well under `lease_s`)."""
+    worker_heartbeat_s: float = Field(default=10.0, gt=0)
+    worker_dead_after_s: float = Field(default=60.0, gt=0)
+    """A worker whose heartbeat is older than this is marked dead by the reconciler."""
+    requeue_lost_after_s: float = Field(default=300.0, ge=0)
+    """A queued job older than this is re-published (its message may have been lost)."""
+    reconcile_every_s: float = Field(default=30.0, gt=0)
+    visibility_timeout_s: int = Field(default=3600, gt=0)
+    """Redis redelivers unacked messages after this; the lease makes redelivery a no-op."""
+    metrics_batch: int = Field(default=16, ge=1)
+    """Steps buffered before one metrics upsert (flushed earlier at checkpoints and end)."""
+    metrics_flush_s: float = Field(default=5.0, ge=0)
+    stop_poll_s: float = Field(default=1.0, ge=0)
+    """How often `should_stop()` reads the job status (cancel latency vs. queries)."""
+    worker_slots: int = Field(default=1, ge=1)
+    """Set by `dgpo worker --slots`; each pool process pins to its share of the GPUs."""
+    worker_gpus: str | None = None
+    """Comma-separated GPU indices this worker may use (default: all detected)."""
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> "WorkerSettings":
+        if self.lease_renew_s >= self.lease_s:
+            raise ValueError(
+                f"DGPO_LEASE_RENEW_S ({self.lease_renew_s}) must be below DGPO_LEASE_S "
+                f"({self.lease_s}) or every running job would lose its lease"
+            )
+        return self
+
+
+@lru_cache
+def get_worker_settings() -> WorkerSettings:
+    return WorkerSettings()
