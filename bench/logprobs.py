@@ -3,17 +3,17 @@
     python bench/logprobs.py [--tokens 4096] [--hidden 1536] [--vocab 151936] [--chunk-size N]
 
 CPU, fp32, forward + backward (gradients for hidden and lm_head weight) of the
-Qwen2.5-1.5B shape. Each path runs in a fresh subprocess, and its peak memory is the growth
-of the process's peak RSS (`ru_maxrss`) over the level reached after the inputs were built.
-Why RSS: torch's CPU allocator has no peak counter of its own (torch.cuda.max_memory_allocated
-has no CPU twin) and the profiler's memory view misses temporaries inside ATen kernels; RSS
-counts every byte the kernel had to back, fragmentation included, and a fresh process per path
-keeps one path's high-water mark from hiding the other's.
+Qwen2.5-1.5B shape. Each path runs in a fresh subprocess; once its inputs are built the kernel's
+peak-RSS mark is reset (`/proc/self/clear_refs`), and the path's peak memory is the growth of
+that mark (`VmHWM`) over the RSS at the reset. Why RSS: torch's CPU allocator has no peak
+counter (torch.cuda.max_memory_allocated has no CPU twin) and the profiler's memory view misses
+temporaries inside ATen kernels; RSS counts every byte the kernel had to back, fragmentation
+included, and a fresh process per path keeps one path's pages from being reused by the other.
+Linux only.
 """
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -26,8 +26,17 @@ TARGET_MEMORY_RATIO = 0.25
 TARGET_TIME_RATIO = 1.3
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"{field} missing from /proc/self/status: this benchmark needs Linux")
+
+
+def _reset_peak_rss() -> int:
+    """Set the peak-RSS mark to the current RSS and return it."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_bytes("VmRSS")
 
 
 def run_path(path: str, tokens: int, hidden_size: int, vocab: int, chunk_size: int) -> dict:
@@ -37,11 +46,11 @@ def run_path(path: str, tokens: int, hidden_size: int, vocab: int, chunk_size: i
     from trainer.logprobs import fused_token_logprobs
 
     torch.manual_seed(0)
-    hidden = (torch.randn(tokens, hidden_size) * 0.5).requires_grad_()
-    weight = (torch.randn(vocab, hidden_size) * 0.02).requires_grad_()
+    hidden = torch.randn(tokens, hidden_size).mul_(0.5).requires_grad_()
+    weight = torch.randn(vocab, hidden_size).mul_(0.02).requires_grad_()
     labels = torch.randint(0, vocab, (tokens,))
     upstream = torch.randn(tokens)
-    baseline = _peak_rss_bytes()
+    baseline = _reset_peak_rss()
     start = time.perf_counter()
     if path == "naive":
         logits = hidden @ weight.T
@@ -51,7 +60,11 @@ def run_path(path: str, tokens: int, hidden_size: int, vocab: int, chunk_size: i
     (log_prob * upstream).sum().backward()
     seconds = time.perf_counter() - start
     checksum = float(weight.grad.abs().sum() + hidden.grad.abs().sum())
-    return {"peak_bytes": _peak_rss_bytes() - baseline, "seconds": seconds, "checksum": checksum}
+    return {
+        "peak_bytes": _status_bytes("VmHWM") - baseline,
+        "seconds": seconds,
+        "checksum": checksum,
+    }
 
 
 def _measure(args: argparse.Namespace, path: str) -> dict:
@@ -81,7 +94,9 @@ def main() -> None:
     )
     naive, fused = _measure(args, "naive"), _measure(args, "fused")
     for name, result in (("naive", naive), ("fused", fused)):
-        print(f"{name:>6}: peak +{result['peak_bytes'] / 2**30:6.2f} GiB  {result['seconds']:7.2f} s")
+        print(
+            f"{name:>6}: peak +{result['peak_bytes'] / 2**30:6.2f} GiB  {result['seconds']:7.2f} s"
+        )
     memory_ratio = fused["peak_bytes"] / naive["peak_bytes"]
     time_ratio = fused["seconds"] / naive["seconds"]
     agree = abs(fused["checksum"] - naive["checksum"]) <= 1e-3 * abs(naive["checksum"])

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from dgpo.commands import evals, jobs, schedules
+from dgpo.commands import demo, embedded, evals, jobs, schedules
 from service.models import TokenScope
 from workers.cli import beat_command, worker_command
 
@@ -12,6 +12,8 @@ app = typer.Typer(help="DGPO training service.", no_args_is_help=True)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(evals.app, name="evals")
 app.add_typer(schedules.app, name="schedules")
+app.command("up")(embedded.up)
+app.command("demo")(demo.demo)
 token_app = typer.Typer(help="Create and revoke API tokens (writes the database).")
 app.add_typer(token_app, name="token")
 app.command("worker")(worker_command)

@@ -13,6 +13,7 @@ server's `detail`. Imports neither torch nor the service: only httpx and the spe
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -20,6 +21,8 @@ import httpx
 from pydantic import BaseModel
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+LOCAL_TOKEN_FILE = "local-admin.token"
+"""Written under DGPO_HOME by `dgpo up`, so the CLI on the same machine needs no setup."""
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 Json = dict[str, Any]
@@ -68,8 +71,13 @@ class DgpoClient:
 
     @classmethod
     def from_env(cls) -> Self:
-        """Build from DGPO_API_URL (default http://127.0.0.1:8000) and DGPO_TOKEN."""
-        return cls(os.environ.get("DGPO_API_URL", DEFAULT_API_URL), os.environ.get("DGPO_TOKEN"))
+        """DGPO_API_URL (default http://127.0.0.1:8000) and DGPO_TOKEN, else the token
+        `dgpo up` saved under DGPO_HOME (default ~/.dgpo)."""
+        token = os.environ.get("DGPO_TOKEN")
+        if token is None:
+            saved = Path(os.environ.get("DGPO_HOME", "~/.dgpo")).expanduser() / LOCAL_TOKEN_FILE
+            token = saved.read_text().strip() if saved.is_file() else None
+        return cls(os.environ.get("DGPO_API_URL", DEFAULT_API_URL), token)
 
     def __enter__(self) -> Self:
         return self

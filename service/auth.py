@@ -77,6 +77,11 @@ class _TTLCache:
 _cache = _TTLCache()
 
 
+def cached_token(raw: str) -> TokenInfo | None:
+    """The token if it was verified within `token_cache_s` (no database access)."""
+    return _cache.get(hash_token(raw))
+
+
 def verify_token(session: Session, raw: str) -> TokenInfo | None:
     """The token's identity and scope, or None when unknown or revoked."""
     digest = hash_token(raw)

@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 
 from service.lifecycle import IllegalTransition
 
@@ -46,3 +46,10 @@ def install(app: FastAPI) -> None:
     async def _data(_: Request, exc: DataError) -> JSONResponse:
         """The database refused a value (e.g. a NUL character Postgres cannot store)."""
         return _json(422, f"the database cannot store a value in this request: {exc.orig}")
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
+        """Database unreachable or out of connections: the client should retry later."""
+        response = _json(503, f"database unavailable, retry later: {exc.orig}")
+        response.headers["Retry-After"] = "1"
+        return response

@@ -219,3 +219,22 @@ def live_server(postgres_url: str, redis_url: str) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+# --- the tiny model (built offline once per run; shared by trainer, eval and worker tests) -
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random-init tiny Qwen2 model + byte-level tokenizer in HF format."""
+    from trainer.tiny import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="session")
+def toy_dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """JSONL prompts of the toy task (`Say 7` -> answer `7`, for the `contains` reward)."""
+    from trainer.tiny import write_toy_dataset
+
+    return str(write_toy_dataset(tmp_path_factory.mktemp("toy") / "toy.jsonl"))

@@ -40,7 +40,9 @@ def compute_advantages(name: str, rewards: Tensor, group_size: int, *, eps: floa
     """Per-sample advantages [N] (float32 or wider) for flat rewards [N] grouped contiguously."""
     estimator = ADVANTAGE_ESTIMATORS.get(name)
     if estimator is None:
-        raise ValueError(f"unknown advantage estimator {name!r}; choose one of {list(ESTIMATOR_NAMES)}")
+        raise ValueError(
+            f"unknown advantage estimator {name!r}; choose one of {list(ESTIMATOR_NAMES)}"
+        )
     if group_size < 2:
         raise ValueError(f"group_size must be >= 2 for a group-based estimator (got {group_size})")
     if rewards.dim() != 1 or rewards.numel() % group_size:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -29,6 +30,9 @@ from trainer.results import SampleVerdict
 DEFAULT_TIMEOUT_S = 10.0
 """Hard limit on grading one (response, ground truth) pair, worker start excluded."""
 STARTUP_TIMEOUT_S = 120.0
+WORKER_MEMORY_LIMIT = 4 << 30
+"""Address-space cap per worker: a runaway expansion fails with MemoryError (graded
+incorrect) instead of swapping the machine."""
 _READY = "ready"
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -112,6 +116,8 @@ def _worker_main(soft_timeout: int) -> None:
     """Serve JSON-lines requests `[index, response, ground_truth]` on stdin until EOF."""
     import math_verify  # noqa: F401  (pay the import before announcing readiness)
 
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_LIMIT, WORKER_MEMORY_LIMIT))
+
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # soft timeouts are expected
     print(json.dumps(_READY), flush=True)
     for line in sys.stdin:
@@ -170,7 +176,7 @@ class _Worker:
 
 
 class Grader:
-    """A pool of grading processes; use as a context manager.
+    """A pool of grading processes; use as a context manager (from one thread at a time).
 
     `grade` returns one `SampleVerdict` per (response, ground truth) pair, in order.
     Each pair gets `timeout_s` of wall time in a worker; past it the worker is
@@ -219,7 +225,12 @@ class Grader:
                     index = pending.popleft()
                     worker.task = index
                     worker.deadline = time.monotonic() + self.timeout_s
-                    worker.send([index, str(responses[index]), str(ground_truths[index])])
+                    try:
+                        worker.send([index, str(responses[index]), str(ground_truths[index])])
+                    except OSError:  # died while idle: not this answer's fault, retry it
+                        pending.appendleft(index)
+                        worker.task = None
+                        self._replace(worker, verdicts)
             self._collect(verdicts)
         return [v if v is not None else SampleVerdict(None, False) for v in verdicts]
 

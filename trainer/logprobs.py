@@ -9,10 +9,10 @@ recompute the softmax in backward instead of saving it:
   (memory: one weight-sized gradient plus a few `[chunk, V]` buffers; time: one extra matmul).
 
 Maths per row, with z = logits / T, lse = logsumexp(z), p = softmax(z):
-log π(y) = z_y − lse;  H = lse − Σ p·z;  ∂log π(y)/∂z = onehot(y) − p;  ∂H/∂z = −p·(z − E_p[z]).
-Softmax work is in fp32 (float64 for float64 inputs). `labels` must be valid ids in [0, V) (pad masked
-positions with any real token id, not −100). Pass contiguous logits: a non-viewable slice such
-as `logits[:, :-1]` is copied by `reshape`; slice the result instead.
+log π(y) = z_y − lse;  H = −Σ p·log p;  ∂log π(y)/∂z = onehot(y) − p;  ∂H/∂z = −p·(z − E_p[z]).
+Softmax work is in fp32 (float64 for float64 inputs). `labels` must be valid ids in [0, V)
+(pad masked positions with any real token id, not −100). Pass contiguous logits: a
+non-viewable slice such as `logits[:, :-1]` is copied by `reshape`; slice the result instead.
 """
 
 import torch
@@ -24,7 +24,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 def token_logprobs_from_logits(
     logits: Tensor, labels: Tensor, *, temperature: float = 1.0, chunk_size: int = 1024
 ) -> Tensor:
-    """log softmax(logits / T)[labels], fp32 (or wider), shape `labels.shape`; differentiable in logits."""
+    """log softmax(logits / T)[labels], fp32 (or wider), shaped like `labels`; differentiable."""
     flat_logits, flat_labels = _flatten(logits, labels, temperature, chunk_size)
     log_prob = _LogitsStats.apply(flat_logits, flat_labels, temperature, chunk_size, False)
     return log_prob.view(labels.shape)
@@ -93,8 +93,8 @@ def _softmax_stats(
     log_prob = z.gather(-1, labels[:, None]).squeeze(-1) - lse
     if not with_entropy:
         return lse, log_prob, None
-    prob = (z - lse[:, None]).exp_()
-    return lse, log_prob, lse - prob.mul_(z).sum(dim=-1)
+    log_probs = z - lse[:, None]  # H = −Σ p·log p: non-negative terms, no cancellation
+    return lse, log_prob, -log_probs.exp().mul_(log_probs).sum(dim=-1)
 
 
 def _grad_scaled_logits(
@@ -106,12 +106,13 @@ def _grad_scaled_logits(
     grad_entropy: Tensor | None,
 ) -> Tensor:
     """∂(g·log π + g_H·H)/∂z for one chunk; overwrites z (it is a recomputed buffer)."""
-    prob = (z - lse[:, None]).exp_()
+    log_probs = z.sub_(lse[:, None])
+    prob = log_probs.exp()
     if entropy is None or grad_entropy is None:
         grad = prob.mul_(-grad_log_prob[:, None])
-    else:
-        centred = z.sub_((lse - entropy)[:, None])
-        grad = prob.mul_(centred.mul_(-grad_entropy[:, None]).sub_(grad_log_prob[:, None]))
+    else:  # z − E_p[z] = log p + H
+        centred = log_probs.add_(entropy[:, None]).mul_(-grad_entropy[:, None])
+        grad = prob.mul_(centred.sub_(grad_log_prob[:, None]))
     return grad.scatter_add_(1, labels[:, None], grad_log_prob[:, None])
 
 

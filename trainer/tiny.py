@@ -2,8 +2,9 @@
 
 Tests, the demo and benchmarks need a real causal LM that loads with
 `AutoModelForCausalLM` / `AutoTokenizer` and a chat template, without a model hub.
-The tokenizer is character-level over printable ASCII plus Qwen's chat special tokens,
-so any prompt tokenizes and decoding is lossless. The toy task (`write_toy_dataset`)
+The tokenizer is Qwen2's own byte-level BPE class with no merges (one token per byte)
+plus Qwen's chat special tokens, so any text tokenizes, decoding is lossless, and every
+loader (transformers 4/5, vLLM) rebuilds it identically. The toy task (`write_toy_dataset`)
 pairs with the `contains` reward: the answer is one digit named in the prompt.
 
     python -m trainer.tiny OUT_DIR [--toy-data FILE] [--seed N]
@@ -12,17 +13,13 @@ pairs with the `contains` reward: the answer is one digit named in the prompt.
 import argparse
 import json
 import random
-import string
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from tokenizers import pre_tokenizers
+from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
-UNK = "<unk>"
-CHARS = [c for c in string.printable if c not in "\t\r\x0b\x0c"]
-"""Printable ASCII, space and newline: every character of a math prompt in ASCII."""
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -32,21 +29,20 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Character-level tokenizer with Qwen's chat tokens; EOS is `<|im_end|>`."""
-    vocab = {tok: i for i, tok in enumerate([PAD, IM_START, IM_END, UNK, *CHARS])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token=UNK,
-        pad_token=PAD,
+def build_tokenizer() -> Qwen2Tokenizer:
+    """Byte-level tokenizer (259 ids) with Qwen's chat tokens; EOS is `<|im_end|>`."""
+    vocab = {PAD: 0, IM_START: 1, IM_END: 2}
+    for byte_symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[byte_symbol] = len(vocab)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[],
+        unk_token=None,
         eos_token=IM_END,
+        pad_token=PAD,
         additional_special_tokens=[IM_START],
-        chat_template=CHAT_TEMPLATE,
     )
-    tokenizer.padding_side = "left"
+    tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 

@@ -11,9 +11,10 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -100,13 +101,9 @@ class DbReporter(Callback):
             job.total_steps = total_steps
             job.current_step = start_step
             job.progress = start_step / total_steps
-            kind = "resumed" if start_step else "train_started"
-            msg = (
-                f"resumed from step {start_step} of {total_steps}"
-                if start_step
-                else f"training started: {total_steps} steps"
-            )
-            append_event(session, job, kind, msg, {"step": start_step})
+            msg = f"attempt {self.lease.attempt}: steps {start_step + 1}..{total_steps}"
+            data = {"start_step": start_step, "total_steps": total_steps}
+            append_event(session, job, "train_started", msg, data)
         self.seconds_reporting += time.perf_counter() - t
 
     def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -139,6 +136,7 @@ class DbReporter(Callback):
                 "created_at": utcnow(),
             }
             upsert(session, Checkpoint, [row], ["job_id", "step"], ["uri", "sha256", "size_bytes"])
+            _forget_pruned(session, job.id)
             append_event(
                 session,
                 job,
@@ -206,6 +204,17 @@ class DbReporter(Callback):
                 per_step = (time.monotonic() - self._t0) / done
                 job.eta_seconds = per_step * max(0, self._total_steps - self._last_step)
         job.updated_at = now
+
+
+def _forget_pruned(session: Session, job_id: str) -> None:
+    """Drop rows of local checkpoints the trainer pruned (`keep_last`), so listings and
+    `latest` never point at a deleted directory. Remote URIs are left as recorded."""
+    rows = session.execute(
+        select(Checkpoint.id, Checkpoint.uri).where(Checkpoint.job_id == job_id)
+    ).all()
+    gone = [row.id for row in rows if "://" not in row.uri and not Path(row.uri).exists()]
+    if gone:
+        session.execute(delete(Checkpoint).where(Checkpoint.id.in_(gone)))
 
 
 def latest_checkpoint_uri(session: Session, job_id: str, step: int | None) -> str | None:

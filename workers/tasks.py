@@ -77,9 +77,11 @@ def _run(lease: Lease, keeper: LeaseKeeper) -> bool:
             keeper=keeper,
             checkpoint_every=spec.checkpoint.every_steps,
         )
-        train(spec, output_dir=job_output_dir(lease.job_id, spec), callbacks=reporter, resume=True)
+        result = train(
+            spec, output_dir=job_output_dir(lease.job_id, spec), callbacks=reporter, resume=True
+        )
         reporter.flush()
-        return reporter.stop_requested
+        return result.stopped
     if lease.kind == "eval":
         _run_eval(lease, EvalSpec.model_validate(lease.spec))
         return False

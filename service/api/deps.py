@@ -4,10 +4,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from service.auth import TokenInfo, verify_token
+from service.auth import TokenInfo, cached_token, verify_token
 from service.core.db import get_sessionmaker
 from service.models import TokenScope
 
@@ -23,10 +24,10 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <toke
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def current_token(
-    session: SessionDep,
+async def current_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenInfo:
+    """Async so a cached token costs no thread hop; a cache miss reads the database."""
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -34,7 +35,8 @@ def current_token(
             "(create one with `dgpo token create NAME --scope read|submit|admin`)",
             headers=_CHALLENGE,
         )
-    info = verify_token(session, credentials.credentials)
+    raw = credentials.credentials
+    info = cached_token(raw) or await run_in_threadpool(_verify_in_own_session, raw)
     if info is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid or revoked token", headers=_CHALLENGE
@@ -42,11 +44,16 @@ def current_token(
     return info
 
 
+def _verify_in_own_session(raw: str) -> TokenInfo | None:
+    with get_sessionmaker()() as session:
+        return verify_token(session, raw)
+
+
 CurrentToken = Annotated[TokenInfo, Depends(current_token)]
 
 
 def _require(scope: TokenScope):  # type: ignore[no-untyped-def]
-    def check(token: CurrentToken) -> TokenInfo:
+    async def check(token: CurrentToken) -> TokenInfo:
         if not token.allows(scope):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    db_pool_pre_ping: bool = False
+    """Ping on every checkout: survives database restarts silently, costs a round trip."""
+    db_pool_recycle_s: int = Field(default=1800, ge=-1)
     token_prefix: str = "dgpo_"
     token_bytes: int = Field(default=32, ge=16)
     """Random bytes per API token (URL-safe base64 encoded)."""

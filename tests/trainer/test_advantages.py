@@ -30,7 +30,10 @@ def test_rloo_subtracts_the_mean_of_the_other_samples():
     adv = compute_advantages("rloo", REWARDS, 4)
     groups = REWARDS.view(3, 4)
     loo = torch.stack(
-        [torch.stack([g[i] - torch.cat([g[:i], g[i + 1 :]]).mean() for i in range(4)]) for g in groups]
+        [
+            torch.stack([g[i] - torch.cat([g[:i], g[i + 1 :]]).mean() for i in range(4)])
+            for g in groups
+        ]
     )
     torch.testing.assert_close(adv, loo.view(-1))
 

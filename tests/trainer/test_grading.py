@@ -1,5 +1,7 @@
 """The shared grader: verdicts on a labelled answer set, and bounded time on hostile input."""
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -182,3 +184,12 @@ def test_mismatched_lengths_are_rejected(grader: Grader) -> None:
 def test_grade_one_grades_a_single_answer() -> None:
     assert grade_one(B("\\pi"), "\\pi").correct
     assert not grade_one(B("3.14"), "\\pi").correct
+
+
+def test_worker_killed_from_outside_is_replaced_and_its_answer_retried() -> None:
+    with Grader(num_workers=1) as g:
+        g.grade(["1"], ["1"])
+        os.kill(g._workers[0].process.pid, signal.SIGKILL)
+        g._workers[0].process.wait()
+        assert [v.correct for v in g.grade([B("2"), B("3")], ["2", "4"])] == [True, False]
+        assert g.workers_replaced == 1

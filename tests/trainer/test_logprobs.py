@@ -29,7 +29,9 @@ def inputs(dtype=torch.float32, seed=0):
 def test_logits_path_equals_log_softmax_gather_within_1e_5_fp32(temperature, chunk_size):
     hidden, weight, labels, _ = inputs()
     logits = (hidden @ weight.T).view(1, N, V) * 4  # peaked rows, large logits
-    got = token_logprobs_from_logits(logits, labels.view(1, N), temperature=temperature, chunk_size=chunk_size)
+    got = token_logprobs_from_logits(
+        logits, labels.view(1, N), temperature=temperature, chunk_size=chunk_size
+    )
     entropy = entropy_from_logits(logits, temperature=temperature, chunk_size=chunk_size)
     want, want_entropy = naive(logits.double(), labels.view(1, N), temperature)
     assert got.shape == entropy.shape == (1, N) and got.dtype == torch.float32
@@ -46,7 +48,9 @@ def test_logits_path_gradient_equals_naive_gradient(temperature):
     ent = entropy_from_logits(logits, temperature=temperature, chunk_size=4)
     (grad,) = torch.autograd.grad((got * upstream).sum() + (ent * up_entropy).sum(), logits)
     want, want_ent = naive(logits, labels, temperature)
-    (want_grad,) = torch.autograd.grad((want * upstream).sum() + (want_ent * up_entropy).sum(), logits)
+    (want_grad,) = torch.autograd.grad(
+        (want * upstream).sum() + (want_ent * up_entropy).sum(), logits
+    )
     torch.testing.assert_close(grad, want_grad, rtol=1e-10, atol=1e-12)
 
 
@@ -97,7 +101,11 @@ def test_fused_path_saves_no_vocabulary_sized_tensor_for_backward():
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         log_p, entropy = fused_token_logprobs(
-            hidden.requires_grad_(), weight.requires_grad_(), labels, chunk_size=4, with_entropy=True
+            hidden.requires_grad_(),
+            weight.requires_grad_(),
+            labels,
+            chunk_size=4,
+            with_entropy=True,
         )
     (log_p * upstream + entropy).sum().backward()
     assert V * H < N * V  # the weight itself is saved; nothing as large as the logits is

@@ -37,20 +37,31 @@ def test_micro_batches_sum_to_the_full_batch_loss_and_gradient(name, mode):
     full_loss, full_grad, full_metrics = loss_and_grad(name, mode, new, old, adv, mask)
     tokens, seqs = step_counts(mask)
     parts = [
-        loss_and_grad(name, mode, new[s], old[s], adv[s], mask[s], global_tokens=tokens, global_seqs=seqs)
+        loss_and_grad(
+            name, mode, new[s], old[s], adv[s], mask[s], global_tokens=tokens, global_seqs=seqs
+        )
         for s in SPLITS
     ]
     torch.testing.assert_close(sum(p[0] for p in parts), full_loss, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(torch.cat([p[1] for p in parts]), full_grad, rtol=1e-12, atol=1e-15)
     combined = combine_metrics([p[2] for p in parts])
-    for key in ("loss/tokens", "clip/ln_frac", "clip/hp_frac", "ratio/mean", "ratio/max", "weight/mean"):
+    for key in (
+        "loss/tokens",
+        "clip/ln_frac",
+        "clip/hp_frac",
+        "ratio/mean",
+        "ratio/max",
+        "weight/mean",
+    ):
         assert combined[key] == pytest.approx(full_metrics[key], rel=1e-12), key
 
 
 def test_local_means_would_not_match_so_the_global_counts_matter():
     new, old, adv, mask = step_batch()
     full_loss, _, _ = loss_and_grad("grpo", "token-mean", new, old, adv, mask)
-    naive = sum(loss_and_grad("grpo", "token-mean", new[s], old[s], adv[s], mask[s])[0] for s in SPLITS)
+    naive = sum(
+        loss_and_grad("grpo", "token-mean", new[s], old[s], adv[s], mask[s])[0] for s in SPLITS
+    )
     assert not torch.isclose(naive / len(SPLITS), full_loss)
 
 

@@ -60,7 +60,9 @@ def expected_weight(name, pi, pi_old, adv, mask, cfg):
         return r.clamp(1 - eps_l, 1 + eps_h) / pi
     if name in ("gppo", "ce_gppo"):
         b1, b2 = (1.0, 1.0) if name == "gppo" else (cfg.ce_gppo_beta1, cfg.ce_gppo_beta2)
-        return torch.where(ln, b1 * (1 - eps_l) / pi, torch.where(hp, b2 * (1 + eps_h) / pi, inside))
+        return torch.where(
+            ln, b1 * (1 - eps_l) / pi, torch.where(hp, b2 * (1 + eps_h) / pi, inside)
+        )
     if name == "sapo":
         tau = torch.where(adv > 0, cfg.sapo_tau_pos, cfg.sapo_tau_neg)
         gate = torch.sigmoid(tau * (r - 1))
@@ -112,7 +114,9 @@ def test_unknown_loss_name_lists_known_ones():
 def dgpo_weight_at(ratio: float, adv: float, cfg: PolicyLossConfig) -> float:
     old = torch.tensor([[math.log(0.3)]], dtype=F64)
     new = old + math.log(ratio)
-    w, _ = recovered_weight("dgpo", new, old, torch.tensor([[adv]], dtype=F64), torch.ones(1, 1), cfg)
+    w, _ = recovered_weight(
+        "dgpo", new, old, torch.tensor([[adv]], dtype=F64), torch.ones(1, 1), cfg
+    )
     return w.item()
 
 
@@ -155,7 +159,9 @@ def test_as_pi_vanishes_on_ln_side_dgpo_weight_vanishes_but_cispo_and_gppo_diver
         name: recovered_weight(name, probs.log(), old, adv, mask, PolicyLossConfig(name=name))[0][0]
         for name in ("dgpo", "cispo", "gppo")
     }
-    torch.testing.assert_close(weights["dgpo"], probs[0] / (pi_old**2 * (1 - eps)), rtol=1e-9, atol=0)
+    torch.testing.assert_close(
+        weights["dgpo"], probs[0] / (pi_old**2 * (1 - eps)), rtol=1e-9, atol=0
+    )
     assert weights["dgpo"][-1].item() == pytest.approx(5e-8, rel=1e-9)
     for name in ("cispo", "gppo"):
         torch.testing.assert_close(weights[name], (1 - eps) / probs[0], rtol=1e-9, atol=0)
@@ -207,7 +213,10 @@ def test_empty_batch_gives_zero_loss_zero_gradient_and_flag(name, rows):
 
 def test_all_masked_row_does_not_change_loss_or_metrics():
     new, old, adv, mask = random_tokens(3, shape=(4, 12))
-    padded = [torch.cat([t, torch.full_like(t[:1], fill)]) for t, fill in ((new, -1e4), (old, 0.0), (adv, 5.0))]
+    padded = [
+        torch.cat([t, torch.full_like(t[:1], fill)])
+        for t, fill in ((new, -1e4), (old, 0.0), (adv, 5.0))
+    ]
     padded_mask = torch.cat([mask, torch.zeros_like(mask[:1])])
     for name in POLICY_LOSS_NAMES:
         cfg = PolicyLossConfig(name=name, loss_agg_mode="seq-mean-token-mean")

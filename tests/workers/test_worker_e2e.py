@@ -7,6 +7,7 @@ queue of its own so killing one cannot disturb the others.
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from service import queue
 from service.models import Checkpoint, Metric, utcnow
 from tests.conftest import bearer
 from tests.workers.conftest import WorkerProcess, wait_for
+from trainer.checkpoints import MANIFEST
 from workers.reconciler import reconcile
 from workers.settings import WorkerSettings
 
@@ -75,9 +77,6 @@ def assert_checkpoints_match_files(session: Session, job_id: str) -> list[int]:
     return [row.step for row in rows]
 
 
-MANIFEST = "manifest.json"
-
-
 def test_a_submitted_job_succeeds_with_every_step_recorded_and_verified_checkpoints(
     cpu_worker: WorkerProcess,
     client: TestClient,
@@ -118,9 +117,8 @@ def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpo
     victim.kill9()
     killed_at_step = api.job(job_id)["current_step"]
     assert api.job(job_id)["status"] == "running"
-    wait_for(
-        lambda: api.job(job_id)["lease_expires_at"] < utcnow().isoformat(), "the lease to expire"
-    )
+    expires = datetime.fromisoformat(api.job(job_id)["lease_expires_at"])
+    wait_for(lambda: utcnow() > expires, "the lease to expire")
     report = reconcile(WorkerSettings(worker_dead_after_s=2))
     assert report.requeued == [job_id]
     assert victim.name in report.dead_workers
@@ -130,8 +128,8 @@ def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpo
     assert job["status"] == "succeeded", job["error"]
     assert job["attempt"] == 2
     assert steps_recorded(session, job_id) == list(range(1, 9))
-    resumed = [e for e in api.events(job_id) if e["kind"] == "resumed"]
-    assert len(resumed) == 1 and 2 <= resumed[0]["data"]["step"] <= max(killed_at_step, 2)
+    starts = [e["data"]["start_step"] for e in api.events(job_id) if e["kind"] == "train_started"]
+    assert starts[0] == 0 and len(starts) == 2 and 2 <= starts[1] <= max(killed_at_step, 2)
     assert_checkpoints_match_files(session, job_id)
     rescuer.stop()
 

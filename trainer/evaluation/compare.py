@@ -70,16 +70,27 @@ def paired_bootstrap(
 
 
 def compare_results(
-    a: Sequence[BenchmarkResult], b: Sequence[BenchmarkResult], **kwargs: object
+    a: Sequence[BenchmarkResult],
+    b: Sequence[BenchmarkResult],
+    *,
+    num_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> list[Comparison]:
     """One comparison per benchmark present in both runs, in `a`'s order."""
     by_name = {r.benchmark: r for r in b}
     return [
-        paired_bootstrap(r.per_problem, by_name[r.benchmark].per_problem,
-                         benchmark=r.benchmark, **kwargs)  # type: ignore[arg-type]
+        paired_bootstrap(
+            r.per_problem,
+            by_name[r.benchmark].per_problem,
+            benchmark=r.benchmark,
+            num_resamples=num_resamples,
+            confidence=confidence,
+            seed=seed,
+        )
         for r in a
         if r.benchmark in by_name
-    ]  # fmt: skip
+    ]
 
 
 def verdict(comparison: Comparison, threshold: float = 0.0) -> Verdict:

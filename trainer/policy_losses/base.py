@@ -55,7 +55,7 @@ class Surrogate:
     coef: Tensor
     """∂ value / ∂ log π_θ: the gradient is coef · ∇log π, so W = coef / π."""
     ln: Tensor
-    """bool: the loss altered the plain IS gradient on the low-ratio side (LN for sign-aware losses)."""
+    """bool: the loss altered the plain IS gradient on the low-ratio side (LN if sign-aware)."""
     hp: Tensor
     """bool: the loss altered the plain IS gradient on the high-ratio side (HP)."""
     dual: Tensor
@@ -77,7 +77,9 @@ def token_batch(
     mask = response_mask.bool()
     log_prob = log_prob.detach()
     zero = torch.zeros_like(log_prob)
-    log_ratio = (log_prob - old_log_prob.to(log_prob.dtype)).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
+    log_ratio = (log_prob - old_log_prob.to(log_prob.dtype)).clamp(
+        -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT
+    )
     return TokenBatch(
         log_prob=torch.where(mask, log_prob, zero),
         log_ratio=torch.where(mask, log_ratio, zero),

@@ -1,0 +1,199 @@
+"""Dispatch latency (POST /jobs → running) and the cost of metrics reporting.
+
+    python bench/dispatch.py [--jobs 50] [--steps 20]
+
+1. Starts a real `dgpo worker` on a queue of its own, then submits `--jobs` one-step
+   tiny train jobs one at a time through the API (in-process ASGI client), each on an
+   idle worker, and reports p50/p99 of `started_at - POST time`. Baseline: the floor of
+   that path measured in the same run, one Postgres insert+commit plus one Redis
+   LPUSH→BRPOP hand-off.
+2. Trains the tiny model in-process for `--steps` steps with the worker's reporting
+   callback (`DbReporter`, fenced Postgres writes) and reports the time spent inside
+   its hooks as a fraction of the run; baseline: the same run with a no-op callback.
+"""
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+ADMIN_DSN = os.environ.get("DGPO_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DGPO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+QUEUE_TYPE = f"bench{os.getpid()}"
+"""A queue of its own (`gpu.bench<pid>`) so concurrent runs never share messages."""
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[round(q * (len(ordered) - 1))]
+
+
+def train_body(model: str, data: str, steps: int, every: int, resources: dict) -> dict:
+    return {
+        "kind": "train",
+        "model": {"path": model},
+        "dataset": {"path": data},
+        "prompt": {"instruction": "", "use_chat_template": False},
+        "algorithm": {"group_size": 2, "reward": "contains"},
+        "rollout": {"max_prompt_tokens": 16, "max_response_tokens": 4, "batch_size": 4},
+        "optim": {"prompts_per_step": 2, "mini_batch_prompts": 2, "micro_batch_size": 4},
+        "total_steps": steps,
+        "checkpoint": {"every_steps": every, "keep_last": 2},
+        "resources": resources,
+    }
+
+
+def baseline_floor(rounds: int) -> list[float]:
+    """One row insert+commit in Postgres plus one Redis push→pop: the least a dispatch costs."""
+    import redis
+    from sqlalchemy import text
+
+    from service.core.db import get_engine
+
+    broker = redis.Redis.from_url(REDIS_URL)
+    key = f"dgpo-bench-floor-{os.getpid()}"
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        with get_engine().begin() as conn:
+            conn.execute(
+                text("INSERT INTO job_events (job_id, ts, kind, message, attempt, data) "
+                     "SELECT id, now(), 'bench', '', 0, '{}' FROM jobs LIMIT 1")
+            )  # fmt: skip
+        broker.lpush(key, "x")
+        broker.brpop([key], timeout=5)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def dispatch_latency(model: str, data: str, jobs: int) -> list[float]:
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select
+
+    from service.app import create_app
+    from service.auth import create_token
+    from service.core.db import get_sessionmaker
+    from service.models import TERMINAL_STATUSES, Job
+
+    with get_sessionmaker()() as session:
+        token = create_token(session, "bench", "submit")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = train_body(model, data, 1, 0, {"gpus": 1, "gpu_type": QUEUE_TYPE})
+    latencies = []
+    with TestClient(create_app()) as client, get_sessionmaker()() as session:
+        for _ in range(jobs):
+            posted = time.time()
+            r = client.post("/jobs", json=body, headers=headers)
+            assert r.status_code == 201, r.text
+            job_id = r.json()["id"]
+            while True:  # wait until finished, so the next job meets an idle worker
+                session.expire_all()
+                job = session.scalar(select(Job).where(Job.id == job_id))
+                if job.status in TERMINAL_STATUSES:
+                    break
+                time.sleep(0.01)
+            assert job.status == "succeeded", job.error
+            latencies.append(job.started_at.timestamp() - posted)
+    return latencies
+
+
+def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, float]:
+    """(seconds in DbReporter hooks, run seconds with it, run seconds with a no-op callback)."""
+    from service.core.db import get_sessionmaker
+    from service.models import Job
+    from trainer.callbacks import Callback
+    from trainer.loop import train
+    from trainer.spec import TrainSpec
+    from workers.leases import claim
+    from workers.reporting import DbReporter
+    from workers.settings import get_worker_settings
+
+    body = train_body(model, data, steps, 0, {"gpus": 0})
+    spec = TrainSpec.model_validate({k: v for k, v in body.items() if k != "kind"})
+    tmp = Path(tempfile.mkdtemp(prefix="dgpo_bench_run_"))
+
+    start = time.perf_counter()
+    train(spec, output_dir=str(tmp / "plain"), callbacks=Callback(), resume=False)
+    plain = time.perf_counter() - start
+
+    with get_sessionmaker()() as session:
+        job = Job(kind="train", spec=spec.model_dump(mode="json"), resources={}, queue="cpu")
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    lease = claim(job_id, "bench", 600)
+    assert lease is not None
+    reporter = DbReporter(lease, get_worker_settings())
+    start = time.perf_counter()
+    train(spec, output_dir=str(tmp / "reported"), callbacks=reporter, resume=False)
+    reporter.flush()
+    reported = time.perf_counter() - start
+    return reporter.seconds_reporting, reported, plain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+
+    name = f"dgpo_bench_{os.getpid()}_{secrets.token_hex(2)}"
+    db_url = (
+        ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    )
+    home = tempfile.mkdtemp(prefix="dgpo_bench_")
+    os.environ.update(
+        {"DGPO_DATABASE_URL": db_url, "DGPO_BROKER_URL": REDIS_URL, "DGPO_HOME": home}
+    )
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    worker = None
+    try:
+        subprocess.run(["alembic", "upgrade", "head"], cwd=REPO, check=True, capture_output=True)
+        from trainer.tiny import build_tiny_model, write_toy_dataset
+
+        model = str(build_tiny_model(Path(home) / "model"))
+        data = str(write_toy_dataset(Path(home) / "toy.jsonl"))
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "dgpo", "worker", "--queues", f"gpu.{QUEUE_TYPE}",
+             "--slots", "1", "--name", f"bench-{os.getpid()}@bench", "--loglevel", "WARNING"],
+            cwd=REPO,
+        )  # fmt: skip
+
+        dispatch = dispatch_latency(model, data, args.jobs)
+        floor = baseline_floor(args.jobs)
+        d50, d99, f50 = pct(dispatch, 0.5), pct(dispatch, 0.99), statistics.median(floor)
+        print(f"dispatch POST /jobs → running over {args.jobs} jobs (idle worker):")
+        print(f"  p50 {d50 * 1000:8.1f} ms   p99 {d99 * 1000:8.1f} ms")
+        print(f"  baseline floor (PG insert+commit + Redis push→pop) p50 {f50 * 1000:6.2f} ms")
+        print(f"  ratio dispatch p50 / floor p50: {d50 / f50:8.1f}x")
+
+        in_hooks, reported, plain = reporting_cost(model, data, args.steps)
+        print(f"reporting over {args.steps} tiny CPU steps (worst case: tiny steps):")
+        print(f"  step time {plain / args.steps * 1000:8.1f} ms (no-op callback baseline)")
+        print(f"  time in DbReporter hooks {in_hooks / args.steps * 1000:6.2f} ms/step = "
+              f"{in_hooks / reported:.2%} of the reported run")  # fmt: skip
+        print(f"  ratio run time with reporting / without: {reported / plain:.3f}")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        from service.core import db
+
+        db.reset()
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

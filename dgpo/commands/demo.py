@@ -1,0 +1,114 @@
+"""`dgpo demo`: train a tiny model with DGPO, evaluate its last checkpoint, print the scores.
+
+Everything goes through the REST API exactly as a user's tools would: the demo starts
+the embedded stack (`dgpo up`) unless an API already answers at DGPO_API_URL, submits
+a short train job on the tiny model's toy task, follows it live, then submits an eval
+job on the train job's latest checkpoint and prints the results table.
+"""
+
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from dgpo.client import DgpoClient
+from dgpo.commands._api import api_client, console
+from dgpo.commands.embedded import EmbeddedStack, HomeOption, local_token, prepare_home
+from dgpo.commands.jobs import follow, print_results
+
+DEMO_METADATA = {"source": "dgpo-demo"}
+
+
+def build_demo_assets(home: Path) -> tuple[Path, Path]:
+    """The tiny model and its toy prompt set under DGPO_HOME/demo (built once, offline)."""
+    from trainer.tiny import build_tiny_model, write_toy_dataset
+
+    model, data = home / "demo" / "tiny-model", home / "demo" / "toy.jsonl"
+    if not (model / "config.json").is_file():
+        console.print(f"building the tiny model in {model} ...")
+        build_tiny_model(model)
+    if not data.is_file():
+        write_toy_dataset(data)
+    return model, data
+
+
+def train_request(model: Path, data: Path, steps: int) -> dict[str, Any]:
+    """A DGPO run small enough for two CPU cores: 4 prompts x 4 samples per step."""
+    return {
+        "kind": "train",
+        "model": {"path": str(model)},
+        "dataset": {"path": str(data)},
+        "prompt": {"instruction": ""},
+        "algorithm": {"reward": "contains", "group_size": 4, "policy_loss": {"name": "dgpo"}},
+        "rollout": {"max_prompt_tokens": 64, "max_response_tokens": 16, "batch_size": 16},
+        "optim": {
+            "lr": 1e-3,
+            "prompts_per_step": 4,
+            "mini_batch_prompts": 4,
+            "micro_batch_size": 8,
+        },
+        "total_steps": steps,
+        "checkpoint": {"every_steps": max(1, steps // 2), "keep_last": 2},
+        "metadata": DEMO_METADATA,
+    }
+
+
+def eval_request(train_job_id: str, benchmark: str, problems: int) -> dict[str, Any]:
+    return {
+        "kind": "eval",
+        "model": {"checkpoint": {"job_id": train_job_id, "step": "latest"}},
+        "benchmarks": [benchmark],
+        "k": 2,
+        "max_problems": problems,
+        "max_tokens": 32,
+        "batch_size": 16,
+        "metadata": DEMO_METADATA,
+    }
+
+
+def _api_answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).is_success
+    except httpx.TransportError:
+        return False
+
+
+def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]:
+    job = api.submit_job(body)
+    console.print(f"{what}: job {job['id']} submitted (dashboard: /ui/jobs/{job['id']})")
+    job = follow(api, job["id"], interval=1.0)
+    if job["status"] != "succeeded":
+        console.print(f"[red]{what} job {job['status']}:[/red] {job['error']}")
+        raise typer.Exit(1)
+    return job
+
+
+def demo(
+    home: HomeOption = None,
+    port: Annotated[int, typer.Option(help="Port for the embedded API")] = 8000,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps")] = 8,
+    benchmark: Annotated[str, typer.Option(help="Benchmark for the eval job")] = "gsm8k",
+    problems: Annotated[int, typer.Option(min=1, help="Problems evaluated")] = 8,
+) -> None:
+    """Train the tiny model with DGPO, evaluate its last checkpoint, print the results."""
+    with ExitStack() as stack:
+        url = os.environ.get("DGPO_API_URL", f"http://127.0.0.1:{port}")
+        if _api_answers(url):
+            console.print(f"using the API already running at {url}")
+            os.environ["DGPO_API_URL"] = url
+            assets = (home or Path(os.environ.get("DGPO_HOME", "~/.dgpo"))).expanduser()
+        else:
+            assets = prepare_home(home)
+            os.environ["DGPO_TOKEN"] = os.environ.get("DGPO_TOKEN") or local_token(assets)
+            embedded = stack.enter_context(EmbeddedStack(assets, port))
+            os.environ["DGPO_API_URL"] = embedded.url
+            console.print(f"started the embedded service at {embedded.url} (logs: {assets}/logs)")
+        model, data = build_demo_assets(assets)
+        with api_client() as api:
+            train = _run_job(api, train_request(model, data, steps), "train")
+            evaluation = _run_job(api, eval_request(train["id"], benchmark, problems), "eval")
+            print_results(api.job_results(evaluation["id"]))
+        console.print(f"train job {train['id']}, eval job {evaluation['id']}")

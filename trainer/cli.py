@@ -1,0 +1,90 @@
+"""Standalone command lines: `dgpo-train SPEC.yaml` (here) and `dgpo-eval SPEC.yaml`.
+
+The spec file is either a bare TrainSpec or a job request with `kind: train`; metrics
+go to `<output>/metrics.jsonl`, checkpoints to `<output>/step-*/`.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from trainer.callbacks import Callback, CallbackList, CheckpointInfo
+from trainer.spec import TrainSpec
+
+console = Console(stderr=True)
+
+
+def load_train_spec(path: Path) -> TrainSpec:
+    data = yaml.safe_load(path.read_text())
+    if isinstance(data, dict) and data.get("kind") == "train":
+        data = {k: v for k, v in data.items() if k not in ("kind", "priority", "metadata")}
+    return TrainSpec.model_validate(data)
+
+
+class ProgressCallback(Callback):
+    """A progress bar with step, reward and ETA; events and checkpoints as log lines."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("train", total=None, reward=float("nan"))
+
+    def on_train_start(self, start_step: int, total_steps: int) -> None:
+        self.progress.update(self.task, total=total_steps, completed=start_step)
+
+    def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.progress.update(self.task, completed=step, reward=metrics.get("reward/mean"))
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        self.progress.console.log(f"checkpoint step {info.step}: {info.uri}")
+
+    def on_event(self, kind: str, message: str) -> None:
+        self.progress.console.log(f"[{kind}] {message}")
+
+
+def _train(
+    spec_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="spec YAML")],
+    output: Annotated[
+        Path | None, typer.Option(help="run directory (default: checkpoint.output_dir)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue from the newest valid checkpoint in the output")
+    ] = False,
+) -> None:
+    """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
+    from trainer.loggers import JsonlLogger
+    from trainer.loop import train
+
+    spec = load_train_spec(spec_file)
+    out = output or (Path(spec.checkpoint.output_dir) if spec.checkpoint.output_dir else None)
+    if out is None:
+        raise typer.BadParameter("give --output or set checkpoint.output_dir in the spec")
+    columns = (
+        TextColumn("step {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("reward {task.fields[reward]:.3f}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        callbacks = CallbackList([ProgressCallback(progress), JsonlLogger(out / "metrics.jsonl")])
+        result = train(spec, output_dir=str(out), callbacks=callbacks, resume=resume)
+    where = result.checkpoint.uri if result.checkpoint else "no checkpoint"
+    console.print(f"done at step {result.final_step}: {where}")
+
+
+def train_main() -> None:
+    """Entry point of `dgpo-train`."""
+    typer.run(_train)
+
+
+def eval_main() -> None:
+    """Entry point of `dgpo-eval`; the command lives in `trainer.evaluation.cli`."""
+    from trainer.evaluation.cli import eval_main as run_eval_cli
+
+    run_eval_cli()

@@ -1,0 +1,115 @@
+"""Prompt data: load (problem, answer) rows, build prompt token ids, serve them in a
+resumable order.
+
+The order of epoch e is a permutation drawn from (seed, e) alone, so the whole data
+position is one integer (`PromptStream.cursor`) and resuming restores it exactly.
+"""
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.spec import DatasetConfig, PromptConfig
+
+
+@dataclass(frozen=True)
+class Example:
+    problem: str
+    answer: str
+    prompt_ids: list[int]
+
+
+def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    """Rows of a local .jsonl/.parquet file, or of a Hugging Face dataset split."""
+    path = Path(cfg.path)
+    if path.suffix == ".jsonl":
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset.path {cfg.path!r} does not exist")
+        with path.open() as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    elif path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise ImportError("reading .parquet needs pyarrow: `pip install pyarrow`") from exc
+        rows = pq.read_table(path).to_pylist()
+    else:
+        try:
+            import datasets
+        except ImportError as exc:
+            raise ImportError(
+                f"dataset.path {cfg.path!r} is not a local .jsonl/.parquet file; loading it "
+                "as a Hugging Face dataset needs `pip install datasets`"
+            ) from exc
+        rows = list(datasets.load_dataset(cfg.path, split=cfg.split))
+    missing = {cfg.prompt_field, cfg.answer_field} - set(rows[0]) if rows else set()
+    if missing:
+        raise KeyError(
+            f"dataset rows have no field(s) {sorted(missing)}; set dataset.prompt_field / "
+            f"dataset.answer_field (available: {sorted(rows[0])})"
+        )
+    return rows[: cfg.max_samples] if cfg.max_samples else rows
+
+
+def prompt_text(tokenizer: Any, problem: str, cfg: PromptConfig) -> str:
+    """The problem plus the instruction, wrapped in the chat template when there is one."""
+    content = f"{problem}\n{cfg.instruction}" if cfg.instruction else problem
+    if not (cfg.use_chat_template and getattr(tokenizer, "chat_template", None)):
+        return content
+    messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    messages.append({"role": "user", "content": content})
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def build_examples(
+    rows: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    dataset: DatasetConfig,
+    prompt: PromptConfig,
+    max_prompt_tokens: int,
+) -> list[Example]:
+    """Tokenized examples; prompts longer than `max_prompt_tokens` are dropped."""
+    examples = []
+    for row in rows:
+        problem, answer = str(row[dataset.prompt_field]), str(row[dataset.answer_field])
+        text = prompt_text(tokenizer, problem, prompt)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= max_prompt_tokens:
+            examples.append(Example(problem, answer, list(ids)))
+    if not examples:
+        raise ValueError(
+            f"no prompt fits rollout.max_prompt_tokens={max_prompt_tokens}; raise it "
+            f"or check dataset.prompt_field ({dataset.prompt_field!r})"
+        )
+    return examples
+
+
+class PromptStream:
+    """Endless, reproducible stream of examples: shuffled per epoch from (seed, epoch)."""
+
+    def __init__(self, examples: Sequence[Example], *, seed: int, shuffle: bool) -> None:
+        self.examples = list(examples)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.cursor = 0
+        """Examples served so far, across epochs: the only state to checkpoint."""
+        self._epoch_order: tuple[int, list[int]] = (-1, [])
+
+    def _order(self, epoch: int) -> list[int]:
+        if self._epoch_order[0] != epoch:
+            order = list(range(len(self.examples)))
+            if self.shuffle:
+                random.Random(f"{self.seed}:{epoch}").shuffle(order)
+            self._epoch_order = (epoch, order)
+        return self._epoch_order[1]
+
+    def take(self, count: int) -> list[Example]:
+        batch = []
+        for _ in range(count):
+            epoch, offset = divmod(self.cursor, len(self.examples))
+            batch.append(self.examples[self._order(epoch)[offset]])
+            self.cursor += 1
+        return batch

@@ -1,0 +1,135 @@
+"""Run an eval spec: prompts -> k samples per problem -> grades -> Avg@k / Pass@k.
+
+The same functions serve `dgpo-eval`, eval jobs in workers, and periodic eval inside
+train jobs (which pass their own engine and grader, sharing the policy's weights).
+"""
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from trainer.benchmarks import Problem, load_benchmark
+from trainer.data import prompt_text
+from trainer.engines.base import RolloutEngine, SamplingConfig
+from trainer.evaluation.scores import benchmark_scores
+from trainer.grading import Grader
+from trainer.results import BenchmarkResult, ProblemResult
+from trainer.spec import PromptConfig
+from trainer.spec.eval import EvalSpec
+
+
+def run_eval(
+    spec: EvalSpec,
+    model_path: str,
+    *,
+    engine: RolloutEngine | None = None,
+    benchmark_dir: str | os.PathLike[str] | None = None,
+) -> list[BenchmarkResult]:
+    """Score the model at `model_path` on every benchmark of `spec`, in spec order.
+
+    `engine` defaults to `spec.engine` built from `model_path`; local benchmark files
+    come from `benchmark_dir` or `$DGPO_BENCHMARK_DIR`, else the Hugging Face hub.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    engine = engine if engine is not None else build_engine(spec, model_path, tokenizer)
+    with Grader() as grader:
+        return [
+            evaluate_benchmark(name, spec, engine, tokenizer, grader, benchmark_dir=benchmark_dir)
+            for name in spec.benchmarks
+        ]
+
+
+def evaluate_benchmark(
+    name: str,
+    spec: EvalSpec,
+    engine: RolloutEngine,
+    tokenizer: Any,
+    grader: Grader,
+    *,
+    benchmark_dir: str | os.PathLike[str] | None = None,
+    prompt: PromptConfig | None = None,
+) -> BenchmarkResult:
+    """One benchmark: `spec.k` samples for each of its (first `max_problems`) problems."""
+    problems = load_benchmark(name, benchmark_dir)[: spec.max_problems]
+    prompt = prompt or PromptConfig()
+    prompt_ids = [
+        tokenizer(prompt_text(tokenizer, p.problem, prompt), add_special_tokens=False)["input_ids"]
+        for p in problems
+    ]
+    sampling = SamplingConfig(
+        n=spec.k,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        max_tokens=spec.max_tokens,
+        seed=spec.seed,
+    )
+    completions = engine.generate(prompt_ids, sampling)
+    responses = tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
+    answers = [problems[c.prompt_index].answer for c in completions]
+    verdicts = grader.grade(responses, answers)
+    per_problem = _per_problem(problems, [c.prompt_index for c in completions], verdicts)
+    return BenchmarkResult(
+        benchmark=name,
+        k=spec.k,
+        scores=benchmark_scores(per_problem, spec.pass_ks),
+        per_problem=per_problem,
+    )
+
+
+def _per_problem(
+    problems: Sequence[Problem], prompt_indices: Sequence[int], verdicts: Sequence[Any]
+) -> list[ProblemResult]:
+    grouped: list[list[Any]] = [[] for _ in problems]
+    for index, verdict in zip(prompt_indices, verdicts, strict=True):
+        grouped[index].append(verdict)
+    return [
+        ProblemResult(
+            problem_id=p.id,
+            num_samples=len(samples),
+            num_correct=sum(v.correct for v in samples),
+            samples=samples,
+        )
+        for p, samples in zip(problems, grouped, strict=True)
+    ]
+
+
+MAX_PROMPT_TOKENS = 4096
+"""Room reserved for the prompt in vLLM's context (benchmark prompts are far shorter)."""
+
+
+def build_engine(spec: EvalSpec, model_path: str, tokenizer: Any) -> RolloutEngine:
+    """The engine `spec.engine` names, loading its own model from `model_path`.
+
+    Built here rather than through `trainer.engines.ENGINES`, whose factories take a
+    train spec and share the trainer's policy module; an eval owns its model.
+    """
+    if spec.engine == "vllm":
+        from trainer.engines.vllm import VLLMEngine
+
+        return VLLMEngine(
+            model_path,
+            dtype="bfloat16",
+            gpu_memory_utilization=spec.gpu_memory_utilization,
+            tensor_parallel_size=spec.tensor_parallel_size,
+            max_model_len=MAX_PROMPT_TOKENS + spec.max_tokens,
+            enable_sleep_mode=False,
+            seed=spec.seed,
+        )
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainer.engines.hf import HFEngine
+
+    cuda = torch.cuda.is_available() and spec.resources.gpus > 0
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.bfloat16 if cuda else torch.float32
+    ).to("cuda" if cuda else "cpu")
+    eos = tokenizer.eos_token_id
+    return HFEngine(
+        model,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        batch_size=spec.batch_size,
+    )

@@ -1,0 +1,219 @@
+"""The DGPO training loop: sample -> reward -> advantage -> update -> report.
+
+`train(spec, output_dir=...)` is the one entry point (CLI and Celery workers alike).
+The outside world sees and steers the run only through callbacks; the machinery
+(engines, rewards, losses, checkpoints) is one call away in its own module.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from trainer.advantages import compute_advantages
+from trainer.callbacks import Callback, CheckpointInfo
+from trainer.checkpoints import NonFiniteModelError, save_checkpoint
+from trainer.data import Example
+from trainer.engines import Completion, RolloutEngine, SamplingConfig, build_engine
+from trainer.rewards import Reward, build_reward
+from trainer.run_state import RunState, build_run_state, load_model
+from trainer.spec import TrainSpec
+from trainer.update import batched_logprobs, make_batch, policy_update
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    start_step: int
+    """0 for a fresh run, else the step of the checkpoint it resumed from."""
+    final_step: int
+    stopped: bool
+    """True when a callback's `should_stop()` ended the run early."""
+    checkpoint: CheckpointInfo | None
+    """The last checkpoint written (None if none was, e.g. a non-finite model)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The last step's metrics."""
+
+
+@dataclass
+class Rollouts:
+    examples: list[Example]
+    completions: list[Completion]
+    rewards: list[float]
+    timing: dict[str, float]
+
+
+def train(
+    spec: TrainSpec, *, output_dir: str, callbacks: Callback | None = None, resume: bool = True
+) -> TrainResult:
+    """Run `spec` to `total_steps`, checkpointing into `output_dir`.
+
+    With `resume`, continues from the newest valid checkpoint in `output_dir` (step
+    numbering continues). Raises `NonFiniteUpdatesError` after too many skipped updates.
+    """
+    cb = callbacks or Callback()
+    state = build_run_state(spec, output_dir, resume=resume, callbacks=cb)
+    start_step, last_ckpt, metrics, stopped = state.step, None, {}, False
+    engine = build_engine(spec.rollout.engine, state.model, state.model_path, state.tokenizer, spec)
+    reference = _reference_model(spec, state)
+    reward = build_reward(spec.algorithm.reward)
+    if spec.eval.every_steps:
+        cb.on_event("eval_unavailable", "periodic evaluation is not wired into the loop yet")
+    cb.on_train_start(start_step, spec.total_steps)
+    try:
+        while state.step < spec.total_steps:
+            if cb.should_stop():
+                stopped = True
+                break
+            state.step += 1
+            metrics = train_step(spec, state, engine, reward, reference)
+            cb.on_step_end(state.step, metrics)
+            every = spec.checkpoint.every_steps
+            if every and state.step % every == 0:
+                last_ckpt = _checkpoint(spec, state, output_dir, cb) or last_ckpt
+        if state.step > start_step and (last_ckpt is None or last_ckpt.step != state.step):
+            last_ckpt = _checkpoint(spec, state, output_dir, cb) or last_ckpt
+    finally:
+        reward.close()
+    return TrainResult(start_step, state.step, stopped, last_ckpt, metrics)
+
+
+def train_step(
+    spec: TrainSpec, state: RunState, engine: RolloutEngine, reward: Reward, reference: Any
+) -> dict[str, float]:
+    """One step: rollouts with rewards, advantages, the policy update, metrics."""
+    t_start = time.perf_counter()
+    rollouts = collect_rollouts(spec, state, engine, reward)
+    group = spec.algorithm.group_size
+    rewards = torch.tensor(rollouts.rewards, dtype=torch.float32)
+    metrics = rollout_metrics(rollouts, rewards, spec)
+    if not rollouts.completions:  # dynamic sampling found no group with a signal
+        state.scheduler.step()
+        return {**metrics, "optim/lr": state.scheduler.get_last_lr()[0]}
+
+    t_update = time.perf_counter()
+    advantages = compute_advantages(spec.algorithm.advantage, rewards, group)
+    prompts = [ex.prompt_ids for ex in rollouts.examples]
+    batch = make_batch(
+        prompts, rollouts.completions, advantages, state.tokenizer.pad_token_id, state.device
+    )
+    temperature, micro = spec.rollout.temperature, spec.optim.micro_batch_size
+    old_logprobs = batched_logprobs(state.model, batch, micro, temperature)
+    ref_logprobs = (
+        None if reference is None else batched_logprobs(reference, batch, micro, temperature)
+    )
+    engine.sleep()
+    lr = state.scheduler.get_last_lr()[0]
+    metrics |= policy_update(
+        state.model, state.optimizer, batch, old_logprobs, ref_logprobs, spec, state.guard
+    )
+    state.scheduler.step()
+    engine.update_weights(state.model.named_parameters())
+    update_s = time.perf_counter() - t_update
+
+    mask = batch.response_mask
+    diff = (old_logprobs - batch.rollout_logprobs)[mask]
+    step_s = time.perf_counter() - t_start
+    response_tokens = float(mask.sum())
+    metrics |= {
+        "rollout/logprob_abs_diff": float(diff.abs().mean()),
+        "rollout/kl_k3": float((torch.exp(diff) - 1 - diff).mean()),
+        "optim/lr": lr,
+        "update/skipped_total": float(state.guard.total),
+        "time/update": update_s,
+        "time/step": step_s,
+        "perf/tokens_per_s": response_tokens / step_s,
+        "perf/update_tokens_per_s": float(batch.attention_mask.sum()) / update_s,
+    }
+    return metrics
+
+
+def collect_rollouts(
+    spec: TrainSpec, state: RunState, engine: RolloutEngine, reward: Reward
+) -> Rollouts:
+    """`prompts_per_step` groups of n rollouts with rewards. With dynamic sampling, groups
+    whose rewards are all equal (no advantage signal) are dropped and refilled, up to
+    `max_resample_rounds` extra rounds; the step may end with fewer groups."""
+    algo, want = spec.algorithm, spec.optim.prompts_per_step
+    kept = Rollouts([], [], [], {"time/rollout": 0.0, "time/reward": 0.0})
+    rounds = 1 + (algo.max_resample_rounds if algo.dynamic_sampling else 0)
+    for round_index in range(rounds):
+        examples = state.stream.take(want - len(kept.examples))
+        sampling = SamplingConfig(
+            n=algo.group_size,
+            temperature=spec.rollout.temperature,
+            top_p=spec.rollout.top_p,
+            max_tokens=spec.rollout.max_response_tokens,
+            seed=_sampling_seed(spec.seed, state.step, round_index),
+        )
+        t0 = time.perf_counter()
+        completions = engine.generate([ex.prompt_ids for ex in examples], sampling)
+        t1 = time.perf_counter()
+        texts = state.tokenizer.batch_decode(
+            [c.token_ids for c in completions], skip_special_tokens=True
+        )
+        truths = [examples[c.prompt_index].answer for c in completions]
+        scores = reward(texts, truths)
+        kept.timing["time/rollout"] += t1 - t0
+        kept.timing["time/reward"] += time.perf_counter() - t1
+        for i, example in enumerate(examples):
+            group = slice(i * algo.group_size, (i + 1) * algo.group_size)
+            if algo.dynamic_sampling and len(set(scores[group])) == 1:
+                continue
+            offset = len(kept.examples)
+            kept.examples.append(example)
+            kept.completions += [replace(c, prompt_index=offset) for c in completions[group]]
+            kept.rewards += scores[group]
+        if len(kept.examples) == want:
+            break
+    return kept
+
+
+def rollout_metrics(rollouts: Rollouts, rewards: torch.Tensor, spec: TrainSpec) -> dict[str, float]:
+    lengths = [len(c.token_ids) for c in rollouts.completions] or [0]
+    truncated = [c.finish_reason == "length" for c in rollouts.completions] or [False]
+    return {
+        "reward/mean": float(rewards.mean()) if len(rewards) else math.nan,
+        "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+        "reward/accuracy": float((rewards >= 1.0).float().mean()) if len(rewards) else math.nan,
+        "response/length_mean": sum(lengths) / len(lengths),
+        "response/length_max": float(max(lengths)),
+        "response/truncated_frac": sum(truncated) / len(truncated),
+        "batch/groups": float(len(rollouts.examples)),
+        "perf/rollout_tokens_per_s": sum(lengths) / max(rollouts.timing["time/rollout"], 1e-9),
+        **rollouts.timing,
+    }
+
+
+def _checkpoint(
+    spec: TrainSpec, state: RunState, output_dir: str, cb: Callback
+) -> CheckpointInfo | None:
+    try:
+        saved = save_checkpoint(
+            output_dir,
+            state.step,
+            state.model,
+            state.tokenizer,
+            state.trainer_state(),
+            keep_last=spec.checkpoint.keep_last,
+        )
+    except NonFiniteModelError as exc:
+        cb.on_event("checkpoint_skipped", f"{exc}; not saved")
+        return None
+    cb.on_checkpoint(saved.info)
+    return saved.info
+
+
+def _reference_model(spec: TrainSpec, state: RunState) -> Any:
+    """Frozen reference policy for the KL term (the initial model unless one is named)."""
+    if spec.algorithm.kl_coef <= 0:
+        return None
+    path = spec.algorithm.reference_model or spec.model.path
+    reference = load_model(path, spec, state.device, spec.model.revision).eval()
+    return reference.requires_grad_(False)
+
+
+def _sampling_seed(seed: int, step: int, round_index: int) -> int:
+    """Rollout randomness depends on (seed, step, round) only: resuming replays it."""
+    return (seed * 1_000_003 + step * 1_009 + round_index) % 2**63

@@ -1,0 +1,227 @@
+"""The policy update: rollouts -> padded tensors -> log-probs -> epochs x mini-batches x
+micro-batches of the policy loss, with exact global normalisation and a non-finite guard.
+
+The training forward never materialises `[tokens, vocab]` logits: the backbone gives
+hidden states, and `fused_token_logprobs` applies the lm_head chunk by chunk.
+"""
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from trainer.aggregation import aggregate_loss, step_counts
+from trainer.engines.base import Completion
+from trainer.logprobs import fused_token_logprobs
+from trainer.losses import combine_metrics, compute_policy_loss
+from trainer.spec import TrainSpec
+
+
+class NonFiniteUpdatesError(RuntimeError):
+    """Too many optimizer steps in a row had a NaN/inf loss or gradient."""
+
+
+@dataclass(frozen=True)
+class RolloutBatch:
+    """N sequences (prompt + response), right-padded; `[N, T]` tensors cover responses."""
+
+    input_ids: Tensor  # [N, L]
+    attention_mask: Tensor  # [N, L]
+    prompt_lens: Tensor  # [N]
+    response_ids: Tensor  # [N, T]
+    response_mask: Tensor  # [N, T] bool
+    rollout_logprobs: Tensor  # [N, T]
+    advantages: Tensor  # [N]
+
+    def rows(self, index: slice) -> "RolloutBatch":
+        """A slice of sequences; the prompt+response columns trimmed to its longest one."""
+        part = {f.name: getattr(self, f.name)[index] for f in fields(self)}
+        width = int(part["attention_mask"].sum(dim=1).max())
+        part["input_ids"] = part["input_ids"][:, :width]
+        part["attention_mask"] = part["attention_mask"][:, :width]
+        return RolloutBatch(**part)
+
+
+def make_batch(
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Completion],
+    advantages: Tensor,
+    pad_token_id: int,
+    device: torch.device,
+) -> RolloutBatch:
+    """One row per completion; `prompts[c.prompt_index]` is its prompt."""
+    seqs = [list(prompts[c.prompt_index]) + c.token_ids for c in completions]
+    width = max(len(s) for s in seqs)
+    resp_width = max(1, max(len(c.token_ids) for c in completions))
+    n = len(completions)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    response_ids = torch.full((n, resp_width), pad_token_id, dtype=torch.long)
+    rollout_logprobs = torch.zeros((n, resp_width))
+    for i, (seq, c) in enumerate(zip(seqs, completions, strict=True)):
+        input_ids[i, : len(seq)] = torch.tensor(seq)
+        attention_mask[i, : len(seq)] = 1
+        response_ids[i, : len(c.token_ids)] = torch.tensor(c.token_ids, dtype=torch.long)
+        rollout_logprobs[i, : len(c.logprobs)] = torch.tensor(c.logprobs)
+    lengths = torch.tensor([len(c.token_ids) for c in completions])
+    batch = RolloutBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        prompt_lens=torch.tensor([len(prompts[c.prompt_index]) for c in completions]),
+        response_ids=response_ids,
+        response_mask=torch.arange(resp_width)[None, :] < lengths[:, None],
+        rollout_logprobs=rollout_logprobs,
+        advantages=advantages.float(),
+    )
+    return RolloutBatch(**{f.name: getattr(batch, f.name).to(device) for f in fields(batch)})
+
+
+def response_logprobs(
+    model: nn.Module, batch: RolloutBatch, temperature: float, *, with_entropy: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """log π(response token) `[N, T]` (0 where masked) and optionally the entropy."""
+    hidden = model.base_model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask
+    ).last_hidden_state
+    mask = batch.response_mask
+    steps = torch.arange(mask.shape[1], device=mask.device)
+    positions = (batch.prompt_lens[:, None] - 1 + steps[None, :])[mask]
+    rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
+    weight = model.get_output_embeddings().weight
+    logprobs, entropy = fused_token_logprobs(
+        hidden[rows, positions],
+        weight,
+        batch.response_ids[mask],
+        temperature=temperature,
+        with_entropy=with_entropy,
+    )
+    zeros = torch.zeros(mask.shape, dtype=logprobs.dtype, device=mask.device)
+    return (
+        zeros.masked_scatter(mask, logprobs),
+        None if entropy is None else zeros.masked_scatter(mask, entropy),
+    )
+
+
+@torch.no_grad()
+def batched_logprobs(
+    model: nn.Module, batch: RolloutBatch, micro_batch_size: int, temperature: float
+) -> Tensor:
+    """Log-probs of the whole batch without gradients (old / reference policy)."""
+    chunks = _chunks(len(batch.advantages), micro_batch_size)
+    return torch.cat([response_logprobs(model, batch.rows(c), temperature)[0] for c in chunks])
+
+
+class SkipGuard:
+    """Counts skipped (non-finite) updates; aborts after `limit` in a row."""
+
+    def __init__(self, limit: int, consecutive: int = 0, total: int = 0) -> None:
+        self.limit = limit
+        self.consecutive = consecutive
+        self.total = total
+
+    def record(self, finite: bool) -> None:
+        if finite:
+            self.consecutive = 0
+            return
+        self.consecutive += 1
+        self.total += 1
+        if self.consecutive >= self.limit:
+            raise NonFiniteUpdatesError(
+                f"{self.consecutive} consecutive updates had a non-finite loss or gradient "
+                "(optim.max_consecutive_skips); lower optim.lr, set optim.grad_clip, or check "
+                "the model's weights and dtype"
+            )
+
+
+def policy_update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: RolloutBatch,
+    old_logprobs: Tensor,
+    ref_logprobs: Tensor | None,
+    spec: TrainSpec,
+    guard: SkipGuard,
+) -> dict[str, float]:
+    """All optimizer steps of one training step; returns combined loss diagnostics."""
+    algo, optim = spec.algorithm, spec.optim
+    temperature = spec.rollout.temperature
+    advantages = batch.advantages[:, None].expand_as(old_logprobs)
+    if algo.rollout_is_correction:
+        ratio = torch.exp(old_logprobs - batch.rollout_logprobs).clamp(max=algo.rollout_is_cap)
+        advantages = advantages * ratio.masked_fill(~batch.response_mask, 0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    parts: list[dict[str, float]] = []
+    losses, grad_norms, skipped = [], [], 0
+    mini_rows = optim.mini_batch_prompts * algo.group_size
+    for _ in range(optim.epochs_per_batch):
+        for mini in _chunks(len(batch.advantages), mini_rows):
+            tokens, seqs = step_counts(batch.response_mask[mini])
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for micro in _chunks(mini.stop - mini.start, optim.micro_batch_size, mini.start):
+                part = batch.rows(micro)
+                logprobs, entropy = response_logprobs(model, part, temperature, with_entropy=True)
+                loss, metrics = compute_policy_loss(
+                    algo.policy_loss.name,
+                    logprobs,
+                    old_logprobs[micro],
+                    advantages[micro],
+                    part.response_mask,
+                    algo.policy_loss,
+                    global_tokens=tokens,
+                    global_seqs=seqs,
+                    entropy=entropy,
+                )
+                if ref_logprobs is not None and algo.kl_coef > 0:
+                    log_ratio = ref_logprobs[micro] - logprobs
+                    kl = torch.exp(log_ratio) - 1 - log_ratio  # k3, low-variance estimator
+                    loss = loss + algo.kl_coef * _aggregate(kl, part, spec, tokens, seqs)
+                    metrics["kl/ref_k3"] = float(kl[part.response_mask].mean())
+                if algo.entropy_coef and entropy is not None:
+                    loss = loss - algo.entropy_coef * _aggregate(entropy, part, spec, tokens, seqs)
+                parts.append(metrics)
+                step_loss += float(loss.detach())
+                if not math.isfinite(step_loss):
+                    break
+                loss.backward()
+            norm = float(nn.utils.clip_grad_norm_(params, optim.grad_clip or math.inf))
+            finite = math.isfinite(step_loss) and math.isfinite(norm)
+            guard.record(finite)
+            if finite:
+                optimizer.step()
+                losses.append(step_loss)
+                grad_norms.append(norm)
+            else:
+                skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+    out = combine_metrics(parts)
+    out["loss/total"] = _mean(losses)
+    out["grad/norm"] = _mean(grad_norms)
+    out["update/skipped"] = float(skipped)
+    return out
+
+
+def _aggregate(
+    per_token: Tensor, part: RolloutBatch, spec: TrainSpec, tokens: Tensor, seqs: Tensor
+) -> Tensor:
+    """An extra loss term, normalised exactly like the policy loss."""
+    cfg = spec.algorithm.policy_loss
+    return aggregate_loss(
+        per_token,
+        part.response_mask,
+        cfg.loss_agg_mode,
+        global_tokens=tokens,
+        global_seqs=seqs,
+        scale_factor=cfg.loss_scale_factor,
+    )
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _chunks(total: int, size: int, offset: int = 0) -> Iterator[slice]:
+    for start in range(0, total, size):
+        yield slice(offset + start, offset + min(start + size, total))
