@@ -28,8 +28,8 @@ class ChartGroup:
 
 
 CHART_GROUPS = (
-    ChartGroup("Reward", r"reward"),
     ChartGroup("Accuracy", r"acc"),
+    ChartGroup("Reward", r"reward"),
     ChartGroup("Response length", r"(response|completion|resp)[_/]?len"),
     ChartGroup("Clip fractions (LN / HP)", r"clip"),
     ChartGroup("Weight W", r"(^|[/_])w([/_]|$)|weight"),

@@ -13,15 +13,15 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import bearer
 
-METRIC_NAMES = (
+METRIC_NAMES = (  # as trainer.loop reports them
     "reward/mean",
-    "accuracy/mean",
-    "response_length/mean",
-    "clip_frac/ln",
-    "clip_frac/hp",
-    "w/mean",
-    "w/max",
-    "kl/approx",
+    "reward/accuracy",
+    "response/length_mean",
+    "clip/ln_frac",
+    "clip/hp_frac",
+    "weight/mean",
+    "weight/max",
+    "kl/approx_k3",
     "entropy/mean",
 )
 STEPS = 12

@@ -85,7 +85,9 @@ def test_watch_exits_zero_on_success_and_one_on_failure(
 ):
     ok = dgpo(live_server, tokens["read"], "jobs", "watch", finished_job["id"], "--interval", "0.2")
     assert ok.returncode == 0, ok.stderr
-    assert f"{STEPS}/{STEPS}" in ok.stdout and "succeeded" in ok.stdout and "kl/approx" in ok.stdout
+    assert (
+        f"{STEPS}/{STEPS}" in ok.stdout and "succeeded" in ok.stdout and "kl/approx_k3" in ok.stdout
+    )
     failed = client.post(
         "/jobs", json=train_body(), headers={"Authorization": f"Bearer {tokens['submit']}"}
     ).json()

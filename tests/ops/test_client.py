@@ -42,9 +42,9 @@ def test_read_side_returns_metrics_checkpoints_results_and_events(api, finished_
     points = api.job_metrics(job_id)
     assert [p["step"] for p in points] == list(range(1, STEPS + 1))
     assert points[-1]["values"] == pytest.approx(metric_values(STEPS))
-    only = api.job_metrics(job_id, names=["kl/approx"], min_step=10)
+    only = api.job_metrics(job_id, names=["kl/approx_k3"], min_step=10)
     assert [(p["step"], set(p["values"])) for p in only] == [
-        (s, {"kl/approx"}) for s in (10, 11, 12)
+        (s, {"kl/approx_k3"}) for s in (10, 11, 12)
     ]
     assert [c["step"] for c in api.job_checkpoints(job_id)] == [6, 12]
     assert api.job_results(job_id)[0]["scores"]["pass@4"] == 0.6

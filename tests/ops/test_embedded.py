@@ -1,9 +1,9 @@
-"""`dgpo up`: API + worker + beat with SQLite and a server-less broker; clean Ctrl-C.
+"""`dgpo up` + `dgpo demo`: SQLite, a server-less broker, a real tiny train and eval job.
 
-Runs the real command in a subprocess with no Postgres or Redis configured, submits a
-job through the REST API, checks a worker picked it up, stops the stack with SIGINT
-(as Ctrl-C does), proves no descendant survived, and restarts it on the same DGPO_HOME
-to find the earlier job.
+Runs the real commands in subprocesses with no Postgres or Redis configured: `dgpo up`
+serves, `dgpo demo` trains the tiny model for two steps and evaluates its checkpoint
+through the REST API. Then SIGINT (as Ctrl-C) must stop every descendant, and a second
+`dgpo up` on the same DGPO_HOME must list the earlier jobs.
 """
 
 import os
@@ -73,20 +73,25 @@ class Up:
         return self.proc.returncode, "".join(self.output) + out
 
 
-def test_up_runs_jobs_stops_without_orphans_and_keeps_jobs_across_restarts(tmp_path):
+BENCHMARKS = os.environ.get("DGPO_BENCHMARK_DIR") or str(
+    Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
+)
+
+
+def test_demo_on_up_then_ctrl_c_leaves_no_orphans_and_restart_finds_the_jobs(tmp_path):
     home, port = tmp_path / "home", free_port()
+    url = f"http://127.0.0.1:{port}"
     up = Up(home, port)
     try:
-        token = (home / LOCAL_TOKEN_FILE).read_text().strip()
-        api = DgpoClient(f"http://127.0.0.1:{port}", token)
-        job = api.submit_job(
-            {"kind": "eval", "model": {"path": str(tmp_path / "no-model")}, "benchmarks": ["gsm8k"]}
-        )
-        # The model does not exist, so the job fails fast: proof that the worker got the
-        # message through the server-less broker and reported back to SQLite.
-        finished = api.wait_for_job(job["id"], timeout=180, poll=0.5)
-        assert finished["status"] == "failed" and finished["attempt"] >= 1
-        assert {w["id"] for w in api.workers()}  # the worker registered itself
+        env = {**os.environ, "DGPO_API_URL": url, "DGPO_HOME": str(home), "COLUMNS": "120"}
+        env["DGPO_BENCHMARK_DIR"] = BENCHMARKS
+        env.pop("DGPO_TOKEN", None)  # the CLI must find the token `dgpo up` saved
+        demo = subprocess.run(
+            [sys.executable, "-m", "dgpo", "demo", "--steps", "2", "--problems", "2"],
+            env=env, capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "eval results" in demo.stdout and "avg@2" in demo.stdout
         family = _descendants(up.proc.pid)
         assert len(family) >= 3  # uvicorn, celery worker (+ pool child), beat
     finally:
@@ -98,10 +103,14 @@ def test_up_runs_jobs_stops_without_orphans_and_keeps_jobs_across_restarts(tmp_p
         time.sleep(0.1)
     assert not survivors, f"orphans left behind: {survivors}"
 
+    token = (home / LOCAL_TOKEN_FILE).read_text().strip()
     again = Up(home, port)
     try:
-        jobs = DgpoClient(f"http://127.0.0.1:{port}", token).list_jobs()["items"]
-        assert [j["id"] for j in jobs] == [job["id"]]
+        jobs = DgpoClient(url, token).list_jobs()["items"]
+        assert [(j["kind"], j["status"]) for j in jobs] == [
+            ("eval", "succeeded"),
+            ("train", "succeeded"),
+        ]
     finally:
         code, output = again.interrupt()
     assert code == 0, output

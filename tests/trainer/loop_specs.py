@@ -12,7 +12,12 @@ def toy_spec(model: str, data: str, **overrides: Any) -> TrainSpec:
         "prompt": {"instruction": ""},
         "algorithm": {"reward": "contains", "group_size": 8},
         "rollout": {"max_prompt_tokens": 64, "max_response_tokens": 6},
-        "optim": {"lr": 2e-2, "prompts_per_step": 4, "mini_batch_prompts": 4, "micro_batch_size": 16},
+        "optim": {
+            "lr": 2e-2,
+            "prompts_per_step": 4,
+            "mini_batch_prompts": 4,
+            "micro_batch_size": 16,
+        },
         "total_steps": 3,
         "checkpoint": {"every_steps": 1, "keep_last": 5},
         "seed": 0,

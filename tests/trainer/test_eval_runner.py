@@ -13,11 +13,6 @@ from trainer.spec.eval import EvalSpec
 SHARED = Path(__file__).parents[2] / "../shared/benchmarks"
 
 
-@pytest.fixture
-def tiny_model(tiny_model_dir: str) -> str:
-    return str(tiny_model_dir)
-
-
 def spec_for(model: str, **overrides: object) -> EvalSpec:
     fields = {
         "model": {"path": model},
@@ -31,8 +26,8 @@ def spec_for(model: str, **overrides: object) -> EvalSpec:
     return EvalSpec.model_validate(fields)
 
 
-def test_run_eval_scores_a_slice_of_two_benchmarks(tiny_model: str) -> None:
-    results = run_eval(spec_for(tiny_model), tiny_model, benchmark_dir=SHARED)
+def test_run_eval_scores_a_slice_of_two_benchmarks(tiny_model_dir: str) -> None:
+    results = run_eval(spec_for(tiny_model_dir), tiny_model_dir, benchmark_dir=SHARED)
     assert [r.benchmark for r in results] == ["math500", "amc23"]
     for result in results:
         assert result.k == 2 and result.num_problems == 2
@@ -46,19 +41,19 @@ def test_run_eval_scores_a_slice_of_two_benchmarks(tiny_model: str) -> None:
     assert results[0].per_problem[0].problem_id == "test/precalculus/807.json"
 
 
-def test_same_seed_gives_the_same_samples(tiny_model: str) -> None:
-    spec = spec_for(tiny_model, benchmarks=["amc23"], max_problems=1)
-    first, second = (run_eval(spec, tiny_model, benchmark_dir=SHARED) for _ in range(2))
+def test_same_seed_gives_the_same_samples(tiny_model_dir: str) -> None:
+    spec = spec_for(tiny_model_dir, benchmarks=["amc23"], max_problems=1)
+    first, second = (run_eval(spec, tiny_model_dir, benchmark_dir=SHARED) for _ in range(2))
     assert first == second
 
 
 def test_dgpo_eval_cli_prints_scores_and_writes_results(
-    tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_model_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec_file = tmp_path / "eval.yaml"
     spec_file.write_text(
         yaml.safe_dump(
-            {"kind": "eval", "model": {"path": tiny_model}, "benchmarks": ["amc23"], "k": 2,
+            {"kind": "eval", "model": {"path": tiny_model_dir}, "benchmarks": ["amc23"], "k": 2,
              "max_tokens": 4, "max_problems": 1, "metadata": {"team": "x"}}
         )
     )  # fmt: skip
