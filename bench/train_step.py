@@ -1,6 +1,6 @@
 """Throughput of one training step's two halves: rollout (HF engine) and policy update.
 
-    python bench/train_step.py [--configs tiny,0.5b] [--batch 8] [--prompt-len 64] [--response-len 32]
+    python bench/train_step.py [--configs tiny,0.5b] [--batch 8] [--response-len 32]
 
 For each config (the tiny test model, and a random-init Qwen2.5-0.5B-shaped model):
 rollout tokens/s, update tokens/s (fused lm_head log-probs + DGPO loss + backward +
@@ -19,15 +19,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from transformers import Qwen2ForCausalLM  # noqa: E402
+from transformers import Qwen2ForCausalLM
 
-from trainer.engines import Completion, SamplingConfig  # noqa: E402
-from trainer.engines.hf import HFEngine  # noqa: E402
-from trainer.losses import compute_policy_loss  # noqa: E402
-from trainer.optim import build_optimizer  # noqa: E402
-from trainer.spec import OptimConfig, PolicyLossConfig  # noqa: E402
-from trainer.tiny import tiny_config  # noqa: E402
-from trainer.update import RolloutBatch, make_batch, response_logprobs  # noqa: E402
+from trainer.engines import Completion, SamplingConfig
+from trainer.engines.hf import HFEngine
+from trainer.losses import compute_policy_loss
+from trainer.optim import build_optimizer
+from trainer.spec import OptimConfig, PolicyLossConfig
+from trainer.tiny import tiny_config
+from trainer.update import RolloutBatch, make_batch, response_logprobs
 
 H100_BF16_PEAK = 989e12
 QWEN_05B = {

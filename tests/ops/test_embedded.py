@@ -19,6 +19,10 @@ from dgpo.client import LOCAL_TOKEN_FILE, DgpoClient
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
+BENCHMARKS = os.environ.get("DGPO_BENCHMARK_DIR") or str(
+    Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
+)
+"""The worker reads eval data from here (the repository must not ship it)."""
 
 
 def _descendants(pid: int) -> set[int]:
@@ -52,9 +56,9 @@ class Up:
     """`dgpo up` in a subprocess, started and stopped like a person at a terminal."""
 
     def __init__(self, home: Path, port: int) -> None:
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("DGPO_DATABASE_URL", "DGPO_BROKER_URL")
-        }
+        unset = ("DGPO_DATABASE_URL", "DGPO_BROKER_URL")
+        env = {k: v for k, v in os.environ.items() if k not in unset}
+        env["DGPO_BENCHMARK_DIR"] = BENCHMARKS  # the worker runs the eval job
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dgpo", "up", "--home", str(home), "--port", str(port)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -73,18 +77,12 @@ class Up:
         return self.proc.returncode, "".join(self.output) + out
 
 
-BENCHMARKS = os.environ.get("DGPO_BENCHMARK_DIR") or str(
-    Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
-)
-
-
 def test_demo_on_up_then_ctrl_c_leaves_no_orphans_and_restart_finds_the_jobs(tmp_path):
     home, port = tmp_path / "home", free_port()
     url = f"http://127.0.0.1:{port}"
     up = Up(home, port)
     try:
         env = {**os.environ, "DGPO_API_URL": url, "DGPO_HOME": str(home), "COLUMNS": "120"}
-        env["DGPO_BENCHMARK_DIR"] = BENCHMARKS
         env.pop("DGPO_TOKEN", None)  # the CLI must find the token `dgpo up` saved
         demo = subprocess.run(
             [sys.executable, "-m", "dgpo", "demo", "--steps", "2", "--problems", "2"],

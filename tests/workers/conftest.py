@@ -21,6 +21,7 @@ WORKER_ENV = {
     "DGPO_WORKER_HEARTBEAT_S": "1",
     "DGPO_STOP_POLL_S": "0",
     "DGPO_METRICS_BATCH": "4",
+    "DGPO_BENCHMARK_DIR": str((REPO_ROOT / "../shared/benchmarks").resolve()),
 }
 
 
@@ -133,7 +134,7 @@ def train_request(tiny_assets: dict[str, str]) -> Callable[..., dict[str, Any]]:
             "model": {"path": tiny_assets["model"]},
             "dataset": {"path": dataset or tiny_assets["data"]},
             "prompt": {"instruction": "", "use_chat_template": False},
-        "algorithm": {"group_size": 2, "reward": "contains"},
+            "algorithm": {"group_size": 2, "reward": "contains"},
             "rollout": {"max_prompt_tokens": 16, "max_response_tokens": 4, "batch_size": 4},
             "optim": {"prompts_per_step": 2, "mini_batch_prompts": 2, "micro_batch_size": 4},
             "total_steps": total_steps,

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import queue
-from service.models import Checkpoint, Metric, utcnow
+from service.models import Checkpoint, EvalResult, Metric, utcnow
 from tests.conftest import bearer
 from tests.workers.conftest import WorkerProcess, wait_for
 from trainer.checkpoints import MANIFEST
@@ -107,7 +107,7 @@ def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpo
     api = Api(client, tokens)
     victim = start_worker("victim", "gpu.crash")
     resources = {"gpus": 1, "gpu_type": "crash"}
-    job_id = api.submit(train_request(total_steps=8, every_steps=2, resources=resources))
+    job_id = api.submit(train_request(total_steps=16, every_steps=2, resources=resources))
 
     def checkpointed() -> list[Any]:
         session.expire_all()
@@ -127,7 +127,7 @@ def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpo
     job = api.wait(job_id, rescuer)
     assert job["status"] == "succeeded", job["error"]
     assert job["attempt"] == 2
-    assert steps_recorded(session, job_id) == list(range(1, 9))
+    assert steps_recorded(session, job_id) == list(range(1, 17))
     starts = [e["data"]["start_step"] for e in api.events(job_id) if e["kind"] == "train_started"]
     assert starts[0] == 0 and len(starts) == 2 and 2 <= starts[1] <= max(killed_at_step, 2)
     assert_checkpoints_match_files(session, job_id)
@@ -143,7 +143,7 @@ def test_jobs_queued_when_the_broker_is_flushed_still_run(
 ) -> None:
     api = Api(client, tokens)
     broker = redis.Redis.from_url(redis_url)
-    busy = api.submit(train_request(total_steps=6, every_steps=0))
+    busy = api.submit(train_request(total_steps=15, every_steps=0))
     api.wait(busy, cpu_worker, {"running"})
     waiting = [api.submit(train_request(total_steps=2, every_steps=0)) for _ in range(2)]
 
@@ -217,3 +217,32 @@ def test_a_trainer_that_raises_fails_the_job_and_the_worker_serves_the_next(
     good = api.wait(api.submit(train_request(total_steps=1, every_steps=0)), cpu_worker)
     assert good["status"] == "succeeded", good["error"]
     assert cpu_worker.proc.poll() is None
+
+
+def test_an_eval_job_scores_the_latest_checkpoint_of_a_train_job(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    train_id = api.submit(train_request(total_steps=2, every_steps=1))
+    assert api.wait(train_id, cpu_worker)["status"] == "succeeded"
+    body = {
+        "kind": "eval",
+        "model": {"checkpoint": {"job_id": train_id, "step": "latest"}},
+        "benchmarks": ["amc23"],
+        "k": 2,
+        "max_tokens": 8,
+        "max_problems": 2,
+    }
+    job = api.wait(api.submit(body), cpu_worker)
+    assert job["status"] == "succeeded", job["error"]
+    rows = session.scalars(select(EvalResult).where(EvalResult.job_id == job["id"])).all()
+    assert [(r.benchmark, r.k, len(r.per_problem["problems"])) for r in rows] == [("amc23", 2, 2)]
+    assert set(rows[0].scores) == {"avg@2", "pass@1", "pass@2"}
+
+    missing = dict(body, model={"checkpoint": {"job_id": train_id, "step": 99}})
+    job = api.wait(api.submit(missing), cpu_worker)
+    assert job["status"] == "failed" and "has no checkpoint at step 99" in job["error"]

@@ -6,6 +6,14 @@ Torch-free on purpose: `service` imports this module at start-up.
 from trainer.spec.eval import BENCHMARK_NAMES, CheckpointRef, EvalModel, EvalSpec
 from trainer.spec.jobs import EvalJobRequest, JobRequest, Resources, TrainJobRequest, load_job_file
 from trainer.spec.loss import LOSS_AGG_MODES, POLICY_LOSS_NAMES, PolicyLossConfig
+from trainer.spec.schedule import (
+    JobBaseline,
+    LatestCheckpointOf,
+    ScheduleEvalSpec,
+    SchedulePatch,
+    ScheduleRequest,
+    ScheduleTarget,
+)
 from trainer.spec.train import (
     ADVANTAGE_ESTIMATORS,
     AlgorithmConfig,
@@ -31,7 +39,9 @@ __all__ = [
     "EvalJobRequest",
     "EvalModel",
     "EvalSpec",
+    "JobBaseline",
     "JobRequest",
+    "LatestCheckpointOf",
     "ModelConfig",
     "OptimConfig",
     "PeriodicEvalConfig",
@@ -39,6 +49,10 @@ __all__ = [
     "PromptConfig",
     "Resources",
     "RolloutConfig",
+    "ScheduleEvalSpec",
+    "SchedulePatch",
+    "ScheduleRequest",
+    "ScheduleTarget",
     "TrainJobRequest",
     "TrainSpec",
     "load_job_file",
