@@ -16,8 +16,22 @@ log = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "dgpo.run_job"
 PRIORITY_STEPS = list(range(10))
-BROKER_TRANSPORT_OPTIONS = {"priority_steps": PRIORITY_STEPS, "queue_order_strategy": "priority"}
-"""Workers must use the same options so both sides agree on the priority sub-queues."""
+
+
+def is_redis(broker_url: str) -> bool:
+    return broker_url.startswith(("redis://", "rediss://"))
+
+
+def redis_transport_options(broker_url: str, **redis_only: object) -> dict[str, object]:
+    """Transport options for `broker_url`: priority sub-queues (plus `redis_only`) on Redis.
+
+    Producer and workers both call this so they agree on the priority sub-queues. The
+    server-less transports of the embedded mode (SQLAlchemy, filesystem) take none: the
+    SQLAlchemy one hands its options to `create_engine`, which rejects unknown keys.
+    """
+    if not is_redis(broker_url):
+        return {}
+    return {"priority_steps": PRIORITY_STEPS, "queue_order_strategy": "priority", **redis_only}
 
 
 def broker_priority(priority: int) -> int:
@@ -31,11 +45,11 @@ def _producer_app() -> Celery:
     settings = get_settings()
     app = Celery("dgpo-service", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
-        broker_transport_options={
-            **BROKER_TRANSPORT_OPTIONS,
-            "socket_connect_timeout": settings.broker_publish_timeout_s,
-            "socket_timeout": settings.broker_publish_timeout_s,
-        },
+        broker_transport_options=redis_transport_options(
+            settings.broker_url,
+            socket_connect_timeout=settings.broker_publish_timeout_s,
+            socket_timeout=settings.broker_publish_timeout_s,
+        ),
         broker_connection_retry=False,
         broker_connection_timeout=settings.broker_publish_timeout_s,
         task_serializer="json",

@@ -12,7 +12,7 @@ from typing import ClassVar
 from celery import Celery, bootsteps, signals
 
 from service.core.config import get_settings
-from service.queue import BROKER_TRANSPORT_OPTIONS
+from service.queue import redis_transport_options
 from workers import routing
 from workers.beat import beat_schedule
 from workers.settings import get_worker_settings
@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 def make_app() -> Celery:
     settings, ws = get_settings(), get_worker_settings()
     app = Celery("dgpo", broker=settings.broker_url, include=["workers.tasks"])
-    transport_options: dict[str, object] = {"visibility_timeout": ws.visibility_timeout_s}
-    if settings.broker_url.startswith(("redis://", "rediss://")):
-        transport_options.update(BROKER_TRANSPORT_OPTIONS)
+    transport_options = redis_transport_options(
+        settings.broker_url, visibility_timeout=ws.visibility_timeout_s
+    )
     app.conf.update(
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
