@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from service import errors
-from service.api.routes import fleet, health, jobs
+from service.api.routes import evals, fleet, health, jobs, schedules
 from service.fleet_metrics import FleetCollector
 from service.observability import LatencyMiddleware, Telemetry
 from service.ui import router as ui_router
@@ -21,6 +21,8 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(fleet.router)
+    app.include_router(evals.router)
+    app.include_router(schedules.router)
     app.include_router(ui_router)
     app.state.telemetry.registry.register(FleetCollector())
     return app

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,12 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     *,
     keep_last: int,
+    extra: Callable[[Path], object] | None = None,
 ) -> Checkpoint:
-    """Write checkpoint `step` atomically, then delete all but the newest `keep_last`."""
+    """Write checkpoint `step` atomically, then delete all but the newest `keep_last`.
+
+    `extra(tmp)` may add files (e.g. a sharded optimizer) before the manifest is taken.
+    """
     if not model_is_finite(model):
         raise NonFiniteModelError(f"step {step}: the model has non-finite parameters")
     root = Path(root)
@@ -64,6 +69,8 @@ def save_checkpoint(
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / TRAINER_STATE)
+    if extra is not None:
+        extra(tmp)
     files = {rel: _sha256(tmp / rel) for rel in _relative_files(tmp)}
     manifest = json.dumps({"format": FORMAT_VERSION, "step": step, "files": files}, indent=1)
     (tmp / MANIFEST).write_text(manifest)

@@ -1,10 +1,11 @@
 """Standalone command lines: `dgpo-train SPEC.yaml` (here) and `dgpo-eval SPEC.yaml`.
 
 The spec file is either a bare TrainSpec or a job request with `kind: train`; metrics
-go to `<output>/metrics.jsonl`, checkpoints to `<output>/step-*/`.
+go to `<output>/metrics.jsonl`, checkpoints to `<output>/step-*/`. The output may be
+an fsspec URI; metrics then go to its local staging directory.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from trainer.callbacks import Callback, CallbackList, CheckpointInfo
+from trainer.results import BenchmarkResult
 from trainer.spec import TrainSpec
 
 console = Console(stderr=True)
@@ -42,6 +44,12 @@ class ProgressCallback(Callback):
     def on_checkpoint(self, info: CheckpointInfo) -> None:
         self.progress.console.log(f"checkpoint step {info.step}: {info.uri}")
 
+    def on_eval(self, step: int, results: Sequence[BenchmarkResult]) -> None:
+        scores = ", ".join(
+            f"{r.benchmark} {k} {v:.3f}" for r in results for k, v in r.scores.items()
+        )
+        self.progress.console.log(f"eval step {step}: {scores}")
+
     def on_event(self, kind: str, message: str) -> None:
         self.progress.console.log(f"[{kind}] {message}")
 
@@ -49,7 +57,8 @@ class ProgressCallback(Callback):
 def _train(
     spec_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="spec YAML")],
     output: Annotated[
-        Path | None, typer.Option(help="run directory (default: checkpoint.output_dir)")
+        str | None,
+        typer.Option(help="run directory or fsspec URI (default: checkpoint.output_dir)"),
     ] = None,
     resume: Annotated[
         bool, typer.Option(help="continue from the newest valid checkpoint in the output")
@@ -58,11 +67,13 @@ def _train(
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
     from trainer.loggers import JsonlLogger
     from trainer.loop import train
+    from trainer.remote_checkpoints import is_remote, staging_dir
 
     spec = load_train_spec(spec_file)
-    out = output or (Path(spec.checkpoint.output_dir) if spec.checkpoint.output_dir else None)
+    out = output or spec.checkpoint.output_dir
     if out is None:
         raise typer.BadParameter("give --output or set checkpoint.output_dir in the spec")
+    local = staging_dir(out) if is_remote(out) else Path(out)
     columns = (
         TextColumn("step {task.completed}/{task.total}"),
         BarColumn(),
@@ -72,8 +83,8 @@ def _train(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        callbacks = CallbackList([ProgressCallback(progress), JsonlLogger(out / "metrics.jsonl")])
-        result = train(spec, output_dir=str(out), callbacks=callbacks, resume=resume)
+        callbacks = CallbackList([ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")])
+        result = train(spec, output_dir=out, callbacks=callbacks, resume=resume)
     where = result.checkpoint.uri if result.checkpoint else "no checkpoint"
     console.print(f"done at step {result.final_step}: {where}")
 

@@ -16,10 +16,14 @@ from trainer.advantages import compute_advantages
 from trainer.callbacks import Callback, CheckpointInfo
 from trainer.checkpoints import NonFiniteModelError, save_checkpoint
 from trainer.data import Example
-from trainer.engines import Completion, RolloutEngine, SamplingConfig, build_engine
+from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig, build_engine
+from trainer.evaluation.runner import evaluate_benchmark
+from trainer.grading import Grader
+from trainer.remote_checkpoints import is_remote, save_remote
 from trainer.rewards import Reward, build_reward
 from trainer.run_state import RunState, build_run_state, load_model
 from trainer.spec import TrainSpec
+from trainer.spec.eval import EvalSpec
 from trainer.update import batched_logprobs, make_batch, policy_update
 
 
@@ -47,7 +51,7 @@ class Rollouts:
 def train(
     spec: TrainSpec, *, output_dir: str, callbacks: Callback | None = None, resume: bool = True
 ) -> TrainResult:
-    """Run `spec` to `total_steps`, checkpointing into `output_dir`.
+    """Run `spec` to `total_steps`, checkpointing into `output_dir` (a path or fsspec URI).
 
     With `resume`, continues from the newest valid checkpoint in `output_dir` (step
     numbering continues). Raises `NonFiniteUpdatesError` after too many skipped updates.
@@ -55,11 +59,10 @@ def train(
     cb = callbacks or Callback()
     state = build_run_state(spec, output_dir, resume=resume, callbacks=cb)
     start_step, last_ckpt, metrics, stopped = state.step, None, {}, False
-    engine = build_engine(spec.rollout.engine, state.model, state.model_path, state.tokenizer, spec)
+    engine = build_engine(spec.rollout.engine, _engine_options(spec, state))
     reference = _reference_model(spec, state)
     reward = build_reward(spec.algorithm.reward)
-    if spec.eval.every_steps:
-        cb.on_event("eval_unavailable", "periodic evaluation is not wired into the loop yet")
+    grader = Grader()  # its worker processes start at the first periodic eval, if any
     cb.on_train_start(start_step, spec.total_steps)
     try:
         while state.step < spec.total_steps:
@@ -68,6 +71,8 @@ def train(
                 break
             state.step += 1
             metrics = train_step(spec, state, engine, reward, reference)
+            if spec.eval.every_steps and state.step % spec.eval.every_steps == 0:
+                metrics |= periodic_eval(spec, state, engine, grader, cb)
             cb.on_step_end(state.step, metrics)
             every = spec.checkpoint.every_steps
             if every and state.step % every == 0:
@@ -76,6 +81,7 @@ def train(
             last_ckpt = _checkpoint(spec, state, output_dir, cb) or last_ckpt
     finally:
         reward.close()
+        grader.close()
     return TrainResult(start_step, state.step, stopped, last_ckpt, metrics)
 
 
@@ -127,6 +133,39 @@ def train_step(
         "perf/update_tokens_per_s": float(batch.attention_mask.sum()) / update_s,
     }
     return metrics
+
+
+def periodic_eval(
+    spec: TrainSpec, state: RunState, engine: RolloutEngine, grader: Grader, cb: Callback
+) -> dict[str, float]:
+    """Score the current policy on `spec.eval.benchmarks` through the rollout engine (which
+    holds the just-updated weights) and report it; returns `eval/<benchmark>/<score>`.
+
+    Sampling is seeded by the spec alone and the HF engine forks the RNG, so evaluating
+    changes nothing the training run (or its exact resume) depends on.
+    """
+    t0 = time.perf_counter()
+    eval_spec = EvalSpec.model_validate(
+        {
+            "model": {"path": state.model_path},
+            "benchmarks": spec.eval.benchmarks,
+            "k": spec.eval.k,
+            "max_tokens": spec.rollout.max_response_tokens,
+            "max_problems": spec.eval.max_problems,
+            "engine": spec.rollout.engine,
+            "seed": spec.seed,
+            "resources": spec.resources,
+        }
+    )
+    results = [
+        evaluate_benchmark(name, eval_spec, engine, state.tokenizer, grader, prompt=spec.prompt)
+        for name in eval_spec.benchmarks
+    ]
+    cb.on_eval(state.step, results)
+    metrics = {
+        f"eval/{r.benchmark}/{key}": value for r in results for key, value in r.scores.items()
+    }
+    return {**metrics, "time/eval": time.perf_counter() - t0}
 
 
 def collect_rollouts(
@@ -189,8 +228,9 @@ def rollout_metrics(rollouts: Rollouts, rewards: torch.Tensor, spec: TrainSpec) 
 def _checkpoint(
     spec: TrainSpec, state: RunState, output_dir: str, cb: Callback
 ) -> CheckpointInfo | None:
+    save = save_remote if is_remote(output_dir) else save_checkpoint
     try:
-        saved = save_checkpoint(
+        saved = save(
             output_dir,
             state.step,
             state.model,
@@ -203,6 +243,24 @@ def _checkpoint(
         return None
     cb.on_checkpoint(saved.info)
     return saved.info
+
+
+def _engine_options(spec: TrainSpec, state: RunState) -> EngineOptions:
+    """The HF engine shares the live policy; vLLM loads the same weights and gets pushes."""
+    return EngineOptions(
+        model_path=state.model_path,
+        revision=None if state.resumed_from else spec.model.revision,
+        dtype=str(next(state.model.parameters()).dtype).removeprefix("torch."),
+        device=str(state.device),
+        max_model_len=spec.rollout.max_prompt_tokens + spec.rollout.max_response_tokens,
+        gpu_memory_utilization=spec.rollout.gpu_memory_utilization,
+        tensor_parallel_size=spec.rollout.tensor_parallel_size,
+        enable_sleep_mode=spec.rollout.enable_sleep_mode,
+        seed=spec.seed,
+        batch_size=spec.rollout.batch_size,
+        model=state.model,
+        tokenizer=state.tokenizer,
+    )
 
 
 def _reference_model(spec: TrainSpec, state: RunState) -> Any:

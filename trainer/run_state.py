@@ -17,7 +17,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trainer.callbacks import Callback
 from trainer.checkpoints import Checkpoint, latest_valid_checkpoint, load_trainer_state
 from trainer.data import PromptStream, build_examples, load_rows
+from trainer.dist_checkpoint import load_optimizer_state
 from trainer.optim import build_optimizer, build_scheduler
+from trainer.remote_checkpoints import is_remote, latest_valid_remote
 from trainer.spec import TrainSpec
 from trainer.update import SkipGuard
 
@@ -80,7 +82,8 @@ def build_run_state(
     """A fresh run, or the newest checkpoint in `output_dir` that passes its manifest."""
     checkpoint = None
     if resume:
-        checkpoint, rejected = latest_valid_checkpoint(output_dir)
+        find = latest_valid_remote if is_remote(output_dir) else latest_valid_checkpoint
+        checkpoint, rejected = find(output_dir)
         for path in rejected:
             callbacks.on_event("checkpoint_rejected", f"{path} fails its manifest; not resumed")
     device = pick_device(spec)
@@ -130,7 +133,8 @@ def _seed_everything(seed: int) -> None:
 def _restore(state: RunState, saved: dict[str, Any]) -> None:
     state.step = int(saved["step"])
     state.stream.cursor = int(saved["data_cursor"])
-    state.optimizer.load_state_dict(saved["optimizer"])
+    assert state.resumed_from is not None
+    load_optimizer_state(state.resumed_from.path, state.model, state.optimizer, saved)
     state.scheduler.load_state_dict(saved["scheduler"])
     state.guard.consecutive = int(saved["skips"]["consecutive"])
     state.guard.total = int(saved["skips"]["total"])

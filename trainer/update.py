@@ -8,15 +8,20 @@ hidden states, and `fused_token_logprobs` applies the lm_head chunk by chunk.
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
 from trainer.aggregation import aggregate_loss, step_counts
 from trainer.engines.base import Completion
 from trainer.logprobs import fused_token_logprobs
 from trainer.losses import combine_metrics, compute_policy_loss
 from trainer.spec import TrainSpec
+
+if TYPE_CHECKING:
+    from trainer.distributed import StepSync
 
 
 class NonFiniteUpdatesError(RuntimeError):
@@ -143,8 +148,14 @@ def policy_update(
     ref_logprobs: Tensor | None,
     spec: TrainSpec,
     guard: SkipGuard,
+    sync: "StepSync | None" = None,
 ) -> dict[str, float]:
-    """All optimizer steps of one training step; returns combined loss diagnostics."""
+    """All optimizer steps of one training step; returns combined loss diagnostics.
+
+    With `sync` (multi-process), `batch` is this rank's slice (`StepSync.shard`): counts
+    and the loss are summed over ranks, and every rank runs every backward (a skipped
+    collective would hang the group).
+    """
     algo, optim = spec.algorithm, spec.optim
     temperature = spec.rollout.temperature
     advantages = batch.advantages[:, None].expand_as(old_logprobs)
@@ -155,9 +166,12 @@ def policy_update(
     parts: list[dict[str, float]] = []
     losses, grad_norms, skipped = [], [], 0
     mini_rows = optim.mini_batch_prompts * algo.group_size
+    if sync is not None:
+        mini_rows = sync.local_rows(mini_rows)
     for _ in range(optim.epochs_per_batch):
         for mini in _chunks(len(batch.advantages), mini_rows):
-            tokens, seqs = step_counts(batch.response_mask[mini])
+            mask = batch.response_mask[mini]
+            tokens, seqs = step_counts(mask) if sync is None else sync.counts(mask)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for micro in _chunks(mini.stop - mini.start, optim.micro_batch_size, mini.start):
@@ -183,10 +197,12 @@ def policy_update(
                     loss = loss - algo.entropy_coef * _aggregate(entropy, part, spec, tokens, seqs)
                 parts.append(metrics)
                 step_loss += float(loss.detach())
-                if not math.isfinite(step_loss):
+                if sync is None and not math.isfinite(step_loss):
                     break
                 loss.backward()
-            norm = float(nn.utils.clip_grad_norm_(params, optim.grad_clip or math.inf))
+            norm = _clip_grad_norm(params, optim.grad_clip or math.inf)
+            if sync is not None:
+                step_loss = sync.total(step_loss)
             finite = math.isfinite(step_loss) and math.isfinite(norm)
             guard.record(finite)
             if finite:
@@ -216,6 +232,19 @@ def _aggregate(
         global_seqs=seqs,
         scale_factor=cfg.loss_scale_factor,
     )
+
+
+def _clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> float:
+    """Clip to `max_norm` by the global gradient norm; returns the norm before clipping.
+
+    Under FSDP2 the gradients are sharded DTensors and their norm is a per-rank partial
+    value; `full_tensor()` reduces it over ranks so every rank clips by the same norm.
+    """
+    total = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if isinstance(total, DTensor):
+        total = total.full_tensor()
+    nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return float(total)
 
 
 def _mean(values: Sequence[float]) -> float:

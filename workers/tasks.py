@@ -14,7 +14,7 @@ from typing import Any
 
 from service.core.config import get_settings
 from service.core.db import get_sessionmaker
-from service.lifecycle import transition
+from service.lifecycle import append_event, transition
 from service.models import EvalResult, JobStatus
 from trainer.spec import EvalSpec, TrainSpec
 from workers.celery_app import app
@@ -22,6 +22,7 @@ from workers.leases import Lease, LeaseKeeper, LeaseLost, claim, fenced
 from workers.reconciler import reconcile
 from workers.reporting import DbReporter, eval_rows, latest_checkpoint_uri, upsert
 from workers.routing import RECONCILE_TASK
+from workers.schedules import FIRE_SCHEDULES_TASK, settle_job, tick
 from workers.settings import get_worker_settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,11 @@ def run_job(self: Any, job_id: str) -> str:
 @app.task(name=RECONCILE_TASK, ignore_result=True)
 def reconcile_task() -> None:
     reconcile()
+
+
+@app.task(name=FIRE_SCHEDULES_TASK, ignore_result=True)
+def fire_schedules_task() -> None:
+    tick()
 
 
 def execute(job_id: str, owner: str) -> str:
@@ -111,6 +117,8 @@ def _run_eval(lease: Lease, spec: EvalSpec) -> None:
             ["job_id", "benchmark", "step"],
             ["k", "scores", "per_problem"],
         )
+        summary = {r.benchmark: r.scores for r in results}
+        append_event(session, job, "eval", f"scored {model_path}", summary)
 
 
 def _finish(lease: Lease, stopped: bool) -> None:
@@ -119,6 +127,8 @@ def _finish(lease: Lease, stopped: bool) -> None:
             transition(session, job, JobStatus.CANCELLED, "cancelled at a step boundary")
         else:
             transition(session, job, JobStatus.SUCCEEDED, f"attempt {lease.attempt} finished")
+    if lease.kind == "eval":
+        settle_job(lease.job_id)  # a schedule's run: compare with its baseline (never raises)
 
 
 def _fail(lease: Lease, exc: BaseException) -> None:
@@ -131,3 +141,5 @@ def _fail(lease: Lease, exc: BaseException) -> None:
         log.warning(
             "job %s: failed after losing its lease; the newer attempt decides", lease.job_id
         )
+    if lease.kind == "eval":
+        settle_job(lease.job_id)

@@ -1,19 +1,15 @@
 """Every shared benchmark file loads at its expected size, and each gold answer grades itself."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.trainer.benchmark_data import SHARED_BENCHMARKS as SHARED
 from trainer.benchmarks import BENCHMARK_DIR_ENV, BENCHMARKS, load_benchmark, load_local
 from trainer.benchmarks.registry import _gsm8k_answer, _number_answer, _olympiad_answer
 from trainer.grading import Grader
 from trainer.spec.eval import BENCHMARK_NAMES
-
-SHARED = Path(
-    os.environ.get(BENCHMARK_DIR_ENV) or Path(__file__).parents[2] / "../shared/benchmarks"
-)
 
 
 @pytest.fixture(scope="module")

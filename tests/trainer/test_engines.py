@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.engines import SamplingConfig
+from trainer.engines import EngineOptions, SamplingConfig, build_engine
 from trainer.engines.hf import HFEngine
 
 
@@ -43,6 +43,18 @@ def test_hf_engine_does_not_disturb_the_global_rng(engine: HFEngine) -> None:
         [[1, 53]], SamplingConfig(n=2, temperature=1.0, top_p=0.9, max_tokens=3, seed=0)
     )
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_registry_builds_hf_engines_that_share_or_load_the_model(tiny_model_dir: str) -> None:
+    own = build_engine("hf", EngineOptions(model_path=tiny_model_dir, batch_size=2))
+    shared_model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    shared = build_engine("hf", EngineOptions(model_path=tiny_model_dir, model=shared_model))
+    assert isinstance(own, HFEngine) and isinstance(shared, HFEngine)
+    assert shared.model is shared_model and own.model is not shared_model
+    sampling = SamplingConfig(n=2, temperature=1.0, top_p=1.0, max_tokens=3, seed=0)
+    assert own.generate([[1, 53]], sampling) == shared.generate([[1, 53]], sampling)
+    with pytest.raises(ValueError, match="choose one of"):
+        build_engine("sglang", EngineOptions(model_path=tiny_model_dir))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")

@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.trainer.benchmark_data import SHARED_BENCHMARKS as SHARED
 from trainer.evaluation.cli import eval_main
 from trainer.evaluation.runner import run_eval
 from trainer.spec.eval import EvalSpec
-
-SHARED = Path(__file__).parents[2] / "../shared/benchmarks"
 
 
 def spec_for(model: str, **overrides: object) -> EvalSpec:

@@ -44,6 +44,12 @@ class Api:
     def events(self, job_id: str) -> list[dict[str, Any]]:
         return self.client.get(f"/jobs/{job_id}/events", headers=self.headers).json()
 
+    def worker(self, name: str) -> dict[str, Any]:
+        """The registry row (an empty dict until the worker's heartbeat re-registers it
+        after `clean_db` emptied the tables)."""
+        workers = self.client.get("/workers", headers=self.headers).json()
+        return next((w for w in workers if w["id"] == name), {})
+
     def wait(self, job_id: str, worker: WorkerProcess, statuses: set[str] = TERMINAL) -> dict:
         def reached() -> dict | None:
             job = self.job(job_id)
@@ -89,12 +95,18 @@ def test_a_submitted_job_succeeds_with_every_step_recorded_and_verified_checkpoi
     job = api.wait(job_id, cpu_worker)
     assert job["status"] == "succeeded", job["error"]
     assert (job["progress"], job["current_step"], job["attempt"]) == (1.0, 4, 1)
+    assert job["eta_seconds"] == 0.0
     assert steps_recorded(session, job_id) == [1, 2, 3, 4]
     assert assert_checkpoints_match_files(session, job_id) == [2, 4]
     kinds = [e["kind"] for e in api.events(job_id)]
     assert {"train_started", "checkpoint"} <= set(kinds)
-    workers = client.get("/workers", headers=api.headers).json()
-    assert cpu_worker.name in json.dumps(workers)
+    me = wait_for(lambda: api.worker(cpu_worker.name), "the worker's registry row")
+    assert (me["gpu_type"], me["gpu_count"], me["queues"], me["status"]) == (
+        "cpu",
+        0,
+        ["cpu"],
+        "alive",
+    )
 
 
 def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpoint(
@@ -190,6 +202,10 @@ def test_cancel_mid_run_ends_cancelled_with_a_final_checkpoint(
     api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=200, every_steps=0))
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 1, "the first step")
+    wait_for(
+        lambda: job_id in api.worker(cpu_worker.name).get("running_job_ids", []),
+        "the worker registry to list the running job",
+    )
     r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
     assert r.status_code == 200 and r.json()["status"] == "cancelling", r.text
     job = api.wait(job_id, cpu_worker)

@@ -1,58 +1,85 @@
 """Rollout engines behind one interface (`base.RolloutEngine`); `ENGINES` is the registry.
 
-Each factory takes the policy module (the HF engine shares it; vLLM loads its own copy
-from `model_path`), its tokenizer's ids and the run's spec, so callers never branch on
-the engine's name.
+Each factory takes spec-agnostic `EngineOptions`, so the training loop and evaluation
+both build engines through `build_engine(name, options)` and never branch on the name.
 """
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trainer.engines.base import Completion, RolloutEngine, SamplingConfig
-from trainer.spec import TrainSpec
+from trainer.engines.base import Completion, EngineOptions, RolloutEngine, SamplingConfig
 
-if TYPE_CHECKING:
-    from torch import nn
-
-EngineFactory = Callable[["nn.Module", str, Any, TrainSpec], RolloutEngine]
-"""(policy, model_path, tokenizer, spec) -> engine."""
+EngineFactory = Callable[[EngineOptions], RolloutEngine]
 
 
-def _hf(policy: "nn.Module", model_path: str, tokenizer: Any, spec: TrainSpec) -> RolloutEngine:
+def _hf(options: EngineOptions) -> RolloutEngine:
+    """Shares `options.model` when given (colocated training), else loads its own copy."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     from trainer.engines.hf import HFEngine
 
+    model = options.model
+    if model is None:
+        device = torch.device(options.device)
+        model = AutoModelForCausalLM.from_pretrained(
+            options.model_path, revision=options.revision, dtype=_torch_dtype(options, device)
+        ).to(device)
+    tokenizer = options.tokenizer or _tokenizer(options)
+    eos = tokenizer.eos_token_id
     return HFEngine(
-        policy,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        batch_size=spec.rollout.batch_size,
+        model,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        batch_size=options.batch_size,
     )
 
 
-def _vllm(policy: "nn.Module", model_path: str, tokenizer: Any, spec: TrainSpec) -> RolloutEngine:
+def _vllm(options: EngineOptions) -> RolloutEngine:
+    """Always its own copy of the weights, loaded from `options.model_path`."""
     from trainer.engines.vllm import VLLMEngine
 
     return VLLMEngine(
-        model_path,
-        dtype=str(next(policy.parameters()).dtype).removeprefix("torch."),
-        gpu_memory_utilization=spec.rollout.gpu_memory_utilization,
-        tensor_parallel_size=spec.rollout.tensor_parallel_size,
-        max_model_len=spec.rollout.max_prompt_tokens + spec.rollout.max_response_tokens,
-        enable_sleep_mode=spec.rollout.enable_sleep_mode,
-        seed=spec.seed,
+        options.model_path,
+        revision=options.revision,
+        dtype="bfloat16" if options.dtype == "auto" else options.dtype,
+        gpu_memory_utilization=options.gpu_memory_utilization,
+        tensor_parallel_size=options.tensor_parallel_size,
+        max_model_len=options.max_model_len,
+        enable_sleep_mode=options.enable_sleep_mode,
+        seed=options.seed,
     )
 
 
 ENGINES: Mapping[str, EngineFactory] = {"hf": _hf, "vllm": _vllm}
 
 
-def build_engine(
-    name: str, policy: "nn.Module", model_path: str, tokenizer: Any, spec: TrainSpec
-) -> RolloutEngine:
+def build_engine(name: str, options: EngineOptions) -> RolloutEngine:
     factory = ENGINES.get(name)
     if factory is None:
         raise ValueError(f"unknown rollout engine {name!r}; choose one of {sorted(ENGINES)}")
-    return factory(policy, model_path, tokenizer, spec)
+    return factory(options)
 
 
-__all__ = ["ENGINES", "Completion", "RolloutEngine", "SamplingConfig", "build_engine"]
+def _torch_dtype(options: EngineOptions, device: Any) -> Any:
+    import torch
+
+    if options.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, options.dtype)
+
+
+def _tokenizer(options: EngineOptions) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(options.model_path, revision=options.revision)
+
+
+__all__ = [
+    "ENGINES",
+    "Completion",
+    "EngineOptions",
+    "RolloutEngine",
+    "SamplingConfig",
+    "build_engine",
+]

@@ -6,7 +6,7 @@ so the loop, evaluation and workers never know whether vLLM or HF is underneath.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     import torch
@@ -19,6 +19,34 @@ class SamplingConfig:
     top_p: float
     max_tokens: int
     seed: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What any engine needs to start, independent of train or eval specs.
+
+    Train and eval jobs both fill one in and call `trainer.engines.build_engine`, so the
+    choice between engines lives in the registry alone.
+    """
+
+    model_path: str
+    """HF id or directory: the weights vLLM (or an HF engine without `model`) loads."""
+    revision: str | None = None
+    dtype: str = "auto"
+    """torch dtype name, or "auto": bfloat16 on GPU, float32 on CPU."""
+    device: str = "cpu"
+    """Where an HF engine loads its own model (vLLM always runs on the GPU)."""
+    max_model_len: int = 4096
+    gpu_memory_utilization: float = 0.5
+    tensor_parallel_size: int = 1
+    enable_sleep_mode: bool = False
+    seed: int = 0
+    batch_size: int = 64
+    """HF engine: prompts generated together (memory bound)."""
+    model: Any = None
+    """An already-loaded HF model for the HF engine to share (the trainer's live policy)."""
+    tokenizer: Any = None
+    """An already-loaded tokenizer (else loaded from `model_path`) for the special ids."""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class VLLMEngine:
         self,
         model_path: str,
         *,
+        revision: str | None = None,
         dtype: str,
         gpu_memory_utilization: float,
         tensor_parallel_size: int,
@@ -52,6 +53,7 @@ class VLLMEngine:
         self.enable_sleep_mode = enable_sleep_mode
         self.llm = vllm.LLM(
             model=model_path,
+            revision=revision,
             dtype=dtype,
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,

@@ -10,7 +10,7 @@ from typing import Any
 
 from trainer.benchmarks import Problem, load_benchmark
 from trainer.data import prompt_text
-from trainer.engines.base import RolloutEngine, SamplingConfig
+from trainer.engines import EngineOptions, RolloutEngine, SamplingConfig, build_engine
 from trainer.evaluation.scores import benchmark_scores
 from trainer.grading import Grader
 from trainer.results import BenchmarkResult, ProblemResult
@@ -33,7 +33,8 @@ def run_eval(
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    engine = engine if engine is not None else build_engine(spec, model_path, tokenizer)
+    if engine is None:
+        engine = build_engine(spec.engine, engine_options(spec, model_path, tokenizer))
     with Grader() as grader:
         return [
             evaluate_benchmark(name, spec, engine, tokenizer, grader, benchmark_dir=benchmark_dir)
@@ -99,37 +100,18 @@ MAX_PROMPT_TOKENS = 4096
 """Room reserved for the prompt in vLLM's context (benchmark prompts are far shorter)."""
 
 
-def build_engine(spec: EvalSpec, model_path: str, tokenizer: Any) -> RolloutEngine:
-    """The engine `spec.engine` names, loading its own model from `model_path`.
-
-    Built here rather than through `trainer.engines.ENGINES`, whose factories take a
-    train spec and share the trainer's policy module; an eval owns its model.
-    """
-    if spec.engine == "vllm":
-        from trainer.engines.vllm import VLLMEngine
-
-        return VLLMEngine(
-            model_path,
-            dtype="bfloat16",
-            gpu_memory_utilization=spec.gpu_memory_utilization,
-            tensor_parallel_size=spec.tensor_parallel_size,
-            max_model_len=MAX_PROMPT_TOKENS + spec.max_tokens,
-            enable_sleep_mode=False,
-            seed=spec.seed,
-        )
+def engine_options(spec: EvalSpec, model_path: str, tokenizer: Any) -> EngineOptions:
+    """How an eval job starts its own engine: it owns its model, so nothing is shared."""
     import torch
-    from transformers import AutoModelForCausalLM
-
-    from trainer.engines.hf import HFEngine
 
     cuda = torch.cuda.is_available() and spec.resources.gpus > 0
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.bfloat16 if cuda else torch.float32
-    ).to("cuda" if cuda else "cpu")
-    eos = tokenizer.eos_token_id
-    return HFEngine(
-        model,
-        eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+    return EngineOptions(
+        model_path=model_path,
+        device="cuda" if cuda else "cpu",
+        max_model_len=MAX_PROMPT_TOKENS + spec.max_tokens,
+        gpu_memory_utilization=spec.gpu_memory_utilization,
+        tensor_parallel_size=spec.tensor_parallel_size,
+        seed=spec.seed,
         batch_size=spec.batch_size,
+        tokenizer=tokenizer,
     )

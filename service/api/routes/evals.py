@@ -1,0 +1,69 @@
+"""`/evals/compare`: how job b differs from job a, per benchmark, with a paired bootstrap CI."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from service import evals
+from service.api.deps import ReadToken, SessionDep
+from service.schemas import ErrorOut
+
+router = APIRouter(prefix="/evals", tags=["evals"])
+
+JobId = Annotated[str, Query(min_length=1, max_length=36, pattern=r"^[^\x00]*$")]
+Verdict = Literal["pass", "regression", "improvement"]
+
+
+class BenchmarkComparison(BaseModel):
+    benchmark: str
+    num_problems: int
+    """Problems answered by both jobs (matched by problem id)."""
+    accuracy_a: float
+    accuracy_b: float
+    difference: float
+    """accuracy_b - accuracy_a: mean per-problem accuracy (Avg@k) over the shared problems."""
+    ci_low: float
+    ci_high: float
+    confidence: float
+    step_a: int | None
+    step_b: int | None
+    """Training step of a train job's periodic eval; None for an eval job."""
+    verdict: Verdict
+    """regression/improvement only if the CI excludes 0 and |difference| >= threshold."""
+
+
+class CompareOut(BaseModel):
+    a: str
+    b: str
+    threshold: float
+    verdict: Verdict
+    """Any benchmark regressing is a regression; else any improving is an improvement."""
+    benchmarks: list[BenchmarkComparison]
+
+
+@router.get(
+    "/compare",
+    response_model=CompareOut,
+    responses={
+        404: {"model": ErrorOut, "description": "unknown job id"},
+        422: {"model": ErrorOut, "description": "no results, or no shared benchmark/problem"},
+    },
+)
+def compare(
+    a: JobId,
+    b: JobId,
+    session: SessionDep,
+    _: ReadToken,
+    benchmark: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")] = None,
+    threshold: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+) -> CompareOut:
+    """Per benchmark both jobs scored: b minus a, with a 95% paired bootstrap CI over problems."""
+    rows, overall = evals.compare_jobs(session, a, b, benchmark=benchmark, threshold=threshold)
+    return CompareOut(
+        a=a,
+        b=b,
+        threshold=threshold,
+        verdict=overall,  # type: ignore[arg-type]
+        benchmarks=[BenchmarkComparison(**r) for r in rows],
+    )

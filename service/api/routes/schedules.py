@@ -1,0 +1,119 @@
+"""`/schedules`: cron rules that evaluate a target and compare each run with a baseline."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict
+
+from service import schedules
+from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.models import Schedule
+from service.schemas import ErrorOut
+from trainer.spec import SchedulePatch, ScheduleRequest
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+
+NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown schedule id"}}
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    name: str
+    cron: str
+    eval: dict[str, Any]
+    target: dict[str, Any]
+    baseline: str | dict[str, Any]
+    threshold: float
+    webhook_url: str | None
+    enabled: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Schedule) -> "ScheduleOut":
+        renamed = {"eval": row.spec, "baseline": schedules.baseline_out(row.baseline)}
+        same = {name: getattr(row, name) for name in cls.model_fields if name not in renamed}
+        return cls(**same, **renamed)
+
+
+class ScheduleRunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    schedule_id: str
+    job_id: str | None
+    verdict: str | None
+    """pass | regression | improvement; None while the eval job runs or when it failed."""
+    comparison: dict[str, Any] | None
+    """Per-benchmark differences with CIs, or {"error": ...} when the run could not compare."""
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ScheduleOut,
+    responses={409: {"model": ErrorOut, "description": "name already used"}},
+)
+def create_schedule(
+    request: Annotated[ScheduleRequest, Body()], session: SessionDep, _: SubmitToken
+) -> ScheduleOut:
+    """Store a schedule; beat fires it at each cron time (UTC)."""
+    try:
+        return ScheduleOut.of(schedules.create(session, request))
+    except schedules.NameTaken as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+
+@router.get("", response_model=list[ScheduleOut])
+def list_schedules(session: SessionDep, _: ReadToken) -> list[ScheduleOut]:
+    return [ScheduleOut.of(s) for s in schedules.list_all(session)]
+
+
+@router.get("/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
+def get_schedule(schedule_id: str, session: SessionDep, _: ReadToken) -> ScheduleOut:
+    return ScheduleOut.of(schedules.get(session, schedule_id))
+
+
+@router.patch("/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
+def patch_schedule(
+    schedule_id: str,
+    patch: Annotated[SchedulePatch, Body()],
+    session: SessionDep,
+    _: SubmitToken,
+) -> ScheduleOut:
+    """Enable/disable, or change the cron, threshold or webhook; absent fields stay."""
+    return ScheduleOut.of(schedules.update(session, schedule_id, patch))
+
+
+@router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+def delete_schedule(schedule_id: str, session: SessionDep, _: SubmitToken) -> None:
+    """Delete the schedule and its run history (the eval jobs it submitted stay)."""
+    schedules.delete(session, schedule_id)
+
+
+@router.post(
+    "/{schedule_id}/trigger",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ScheduleRunOut,
+    responses=NOT_FOUND,
+)
+def trigger_schedule(schedule_id: str, session: SessionDep, _: SubmitToken) -> ScheduleRunOut:
+    """Fire now (enabled or not), outside the cron times; the verdict follows the job."""
+    run = schedules.fire(session, schedules.get(session, schedule_id))
+    return ScheduleRunOut.model_validate(run)
+
+
+@router.get("/{schedule_id}/runs", response_model=list[ScheduleRunOut], responses=NOT_FOUND)
+def schedule_runs(
+    schedule_id: str,
+    session: SessionDep,
+    _: ReadToken,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ScheduleRunOut]:
+    """Runs newest first, each with its eval job, verdict and comparison."""
+    return [ScheduleRunOut.model_validate(r) for r in schedules.runs(session, schedule_id, limit)]

@@ -1,0 +1,60 @@
+"""Periodic eval inside training: scored through the rollout engine, reported, harmless."""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.trainer.benchmark_data import SHARED_BENCHMARKS
+from tests.trainer.loop_specs import toy_spec
+from trainer.benchmarks import BENCHMARK_DIR_ENV
+from trainer.callbacks import Callback
+from trainer.loop import train
+from trainer.results import BenchmarkResult
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.evals: list[tuple[int, Sequence[BenchmarkResult]]] = []
+        self.metrics: dict[int, Mapping[str, float]] = {}
+
+    def on_eval(self, step: int, results: Sequence[BenchmarkResult]) -> None:
+        self.evals.append((step, results))
+
+    def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.metrics[step] = metrics
+
+
+def test_periodic_eval_reports_results_and_metrics_without_changing_training(
+    tiny_model_dir: str, toy_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BENCHMARK_DIR_ENV, str(SHARED_BENCHMARKS))
+    plain = toy_spec(tiny_model_dir, toy_dataset, total_steps=2, checkpoint={"every_steps": 0})
+    with_eval = plain.model_copy(
+        update={
+            "eval": plain.eval.model_copy(
+                update={"every_steps": 1, "benchmarks": ["gsm8k"], "k": 1, "max_problems": 2}
+            )
+        }
+    )
+    recorder = Recorder()
+    evaluated = train(with_eval, output_dir=str(tmp_path / "eval"), callbacks=recorder)
+    baseline = train(plain, output_dir=str(tmp_path / "plain"))
+
+    assert [step for step, _ in recorder.evals] == [1, 2]
+    for step, results in recorder.evals:
+        (result,) = results
+        assert isinstance(result, BenchmarkResult)
+        assert (result.benchmark, result.k, result.num_problems) == ("gsm8k", 1, 2)
+        assert all(p.num_samples == 1 for p in result.per_problem)
+        for score, value in result.scores.items():
+            assert recorder.metrics[step][f"eval/gsm8k/{score}"] == value
+    assert "avg@1" in recorder.evals[0][1][0].scores
+
+    assert evaluated.checkpoint is not None and baseline.checkpoint is not None
+    a = load_file(str(Path(evaluated.checkpoint.uri) / "model.safetensors"))
+    b = load_file(str(Path(baseline.checkpoint.uri) / "model.safetensors"))
+    assert all(torch.equal(a[name], b[name]) for name in a), "eval changed the training run"
+    assert evaluated.metrics["reward/mean"] == baseline.metrics["reward/mean"]
