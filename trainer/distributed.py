@@ -31,7 +31,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import (
+    CPUOffloadPolicy,
+    FSDPModule,
+    MixedPrecisionPolicy,
+    fully_shard,
+)
 
 from trainer.aggregation import step_counts
 from trainer.update import RolloutBatch
@@ -82,6 +87,7 @@ def init_distributed(env: DistEnv) -> torch.device:
 
 def shutdown_distributed() -> None:
     if dist.is_initialized():
+        dist.barrier()  # a rank leaving while another still talks aborts the group
         dist.destroy_process_group()
 
 
@@ -157,6 +163,8 @@ def full_state_dict(policy: ShardedPolicy) -> dict[str, Tensor]:
 
     Rank 0 receives the full tensors; other ranks get an empty dict.
     """
+    if isinstance(policy, FSDPModule):  # a no-grad forward leaves the root unsharded
+        policy.reshard()
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     state = get_model_state_dict(policy, options=options)
     return {_hf_name(k): v for k, v in state.items()}

@@ -162,7 +162,9 @@ def policy_update(
     if algo.rollout_is_correction:
         ratio = torch.exp(old_logprobs - batch.rollout_logprobs).clamp(max=algo.rollout_is_cap)
         advantages = advantages * ratio.masked_fill(~batch.response_mask, 0.0)
-    params = [p for p in model.parameters() if p.requires_grad]
+    # The optimizer's own parameters: under FSDP2 `model.parameters()` may still list the
+    # root's unsharded tensors after a no-grad forward, not the sharded ones being stepped.
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     parts: list[dict[str, float]] = []
     losses, grad_norms, skipped = [], [], 0
     mini_rows = optim.mini_batch_prompts * algo.group_size
@@ -237,14 +239,22 @@ def _aggregate(
 def _clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> float:
     """Clip to `max_norm` by the global gradient norm; returns the norm before clipping.
 
-    Under FSDP2 the gradients are sharded DTensors and their norm is a per-rank partial
-    value; `full_tensor()` reduces it over ranks so every rank clips by the same norm.
+    Under FSDP2 each rank holds disjoint shards (DTensors) of every gradient: the squared
+    norms of the local shards are summed over ranks, so every rank clips by the same norm.
+    (`nn.utils.clip_grad_norm_` on these DTensors gave a wrong norm with torch 2.13 on gloo.)
     """
-    total = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-    if isinstance(total, DTensor):
-        total = total.full_tensor()
-    nn.utils.clip_grads_with_norm_(params, max_norm, total)
-    return float(total)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    local = [g.to_local() if isinstance(g, DTensor) else g for g in grads]
+    squared = torch.stack([t.detach().float().pow(2).sum() for t in local]).sum()
+    if isinstance(grads[0], DTensor):
+        torch.distributed.all_reduce(squared, group=grads[0].device_mesh.get_group())
+    norm = float(squared.sqrt())
+    scale = min(1.0, max_norm / (norm + 1e-6)) if math.isfinite(norm) else 1.0
+    if scale < 1.0:
+        torch._foreach_mul_(grads, scale)
+    return norm
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -97,7 +97,9 @@ def run(model_dir: str, out: str, mode: str) -> None:
             save_checkpoint(ckpt_root, 1, lm, tokenizer, state, keep_last=1)
     else:
         checkpoint = _only_checkpoint(Path(mode))
-        load_optimizer_state(checkpoint, model, optimizer, load_trainer_state(verify_checkpoint(checkpoint)))
+        load_optimizer_state(
+            checkpoint, model, optimizer, load_trainer_state(verify_checkpoint(checkpoint))
+        )
     _dump(model, optimizer, loss, Path(out) / "dump.pt", is_main=not env or env.is_main)
     shutdown_distributed()
 

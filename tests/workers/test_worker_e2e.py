@@ -63,7 +63,8 @@ class Api:
 
 def steps_recorded(session: Session, job_id: str) -> list[int]:
     session.expire_all()
-    return list(session.scalars(select(Metric.step).where(Metric.job_id == job_id)).all())
+    query = select(Metric.step).where(Metric.job_id == job_id).order_by(Metric.step, Metric.id)
+    return list(session.scalars(query).all())
 
 
 def assert_checkpoints_match_files(session: Session, job_id: str) -> list[int]:
@@ -212,7 +213,8 @@ def test_cancel_mid_run_ends_cancelled_with_a_final_checkpoint(
     assert job["status"] == "cancelled", job["error"]
     steps = assert_checkpoints_match_files(session, job_id)
     assert len(steps) == 1 and 1 <= steps[0] < 200
-    assert steps_recorded(session, job_id) == list(range(1, steps[0] + 1))
+    recorded = steps_recorded(session, job_id)
+    assert recorded == list(range(1, steps[0] + 1)), (recorded, api.events(job_id))
 
 
 def test_a_trainer_that_raises_fails_the_job_and_the_worker_serves_the_next(
