@@ -1,6 +1,6 @@
 """Dispatch latency (POST /jobs → running) and the cost of metrics reporting.
 
-    python bench/dispatch.py [--jobs 50] [--steps 20]
+    python bench/dispatch.py [--jobs 50] [--steps 100]
 
 1. Starts a real `dgpo worker` on a queue of its own, then submits `--jobs` one-step
    tiny train jobs one at a time through the API (in-process ASGI client), each on an
@@ -166,7 +166,7 @@ def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
 
     name = f"dgpo_bench_{os.getpid()}_{secrets.token_hex(2)}"

@@ -2,7 +2,8 @@
 
 The spec file is either a bare TrainSpec or a job request with `kind: train`; metrics
 go to `<output>/metrics.jsonl`, checkpoints to `<output>/step-*/`. The output may be
-an fsspec URI; metrics then go to its local staging directory.
+an fsspec URI; metrics then go to its local staging directory. Run under torchrun
+(`trainer.launch.torchrun_command`) it trains as one FSDP2 group and rank 0 alone logs.
 """
 
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,20 @@ class ProgressCallback(Callback):
         self.progress.console.log(f"[{kind}] {message}")
 
 
+class StopFile(Callback):
+    """Stops the run (after a final checkpoint) once `path` exists.
+
+    How a supervisor asks a torchrun group to stop cleanly: rank 0 polls the file at
+    every step boundary and the whole group follows its decision.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def should_stop(self) -> bool:
+        return self.path.exists()
+
+
 def _train(
     spec_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="spec YAML")],
     output: Annotated[
@@ -63,6 +78,10 @@ def _train(
     resume: Annotated[
         bool, typer.Option(help="continue from the newest valid checkpoint in the output")
     ] = False,
+    stop_file: Annotated[
+        Path | None,
+        typer.Option(help="stop after a final checkpoint once this file exists"),
+    ] = None,
 ) -> None:
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
     from trainer.loggers import JsonlLogger
@@ -83,7 +102,10 @@ def _train(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        callbacks = CallbackList([ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")])
+        hooks: list[Callback] = [ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")]
+        if stop_file is not None:
+            hooks.append(StopFile(stop_file))
+        callbacks = CallbackList(hooks)
         result = train(spec, output_dir=out, callbacks=callbacks, resume=resume)
     where = result.checkpoint.uri if result.checkpoint else "no checkpoint"
     console.print(f"done at step {result.final_step}: {where}")
@@ -99,3 +121,7 @@ def eval_main() -> None:
     from trainer.evaluation.cli import eval_main as run_eval_cli
 
     run_eval_cli()
+
+
+if __name__ == "__main__":  # `python -m trainer.cli SPEC` is how torchrun starts each rank
+    train_main()

@@ -14,12 +14,12 @@ import torch
 
 from trainer.advantages import compute_advantages
 from trainer.callbacks import Callback, CheckpointInfo
-from trainer.checkpoints import NonFiniteModelError, save_checkpoint
+from trainer.checkpoints import NonFiniteModelError
 from trainer.data import Example
-from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig, build_engine
+from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig
 from trainer.evaluation.runner import evaluate_benchmark
 from trainer.grading import Grader
-from trainer.remote_checkpoints import is_remote, save_remote
+from trainer.ranks import Solo, open_group
 from trainer.rewards import Reward, build_reward
 from trainer.run_state import RunState, build_run_state, load_model
 from trainer.spec import TrainSpec
@@ -55,43 +55,56 @@ def train(
 
     With `resume`, continues from the newest valid checkpoint in `output_dir` (step
     numbering continues). Raises `NonFiniteUpdatesError` after too many skipped updates.
+    Under torchrun every rank calls it and the ranks train as one FSDP2 group
+    (`trainer.ranks`); only rank 0 calls `callbacks` and returns the real checkpoint.
     """
-    cb = callbacks or Callback()
-    state = build_run_state(spec, output_dir, resume=resume, callbacks=cb)
+    group = open_group(output_dir)
+    cb = group.callbacks(callbacks or Callback())
+    state = build_run_state(
+        spec, output_dir, resume=resume, callbacks=cb, prepare=group.prepare, device=group.device
+    )
     start_step, last_ckpt, metrics, stopped = state.step, None, {}, False
-    engine = build_engine(spec.rollout.engine, _engine_options(spec, state))
+    engine = group.engine(spec.rollout.engine, _engine_options(spec, state))
     reference = _reference_model(spec, state)
     reward = build_reward(spec.algorithm.reward)
     grader = Grader()  # its worker processes start at the first periodic eval, if any
     cb.on_train_start(start_step, spec.total_steps)
     try:
         while state.step < spec.total_steps:
-            if cb.should_stop():
+            if group.share(cb.should_stop):
                 stopped = True
                 break
             state.step += 1
-            metrics = train_step(spec, state, engine, reward, reference)
-            if spec.eval.every_steps and state.step % spec.eval.every_steps == 0:
+            metrics = train_step(spec, state, engine, reward, reference, group)
+            eval_due = spec.eval.every_steps and state.step % spec.eval.every_steps == 0
+            if eval_due and group.is_main:
                 metrics |= periodic_eval(spec, state, engine, grader, cb)
             cb.on_step_end(state.step, metrics)
             every = spec.checkpoint.every_steps
             if every and state.step % every == 0:
-                last_ckpt = _checkpoint(spec, state, output_dir, cb) or last_ckpt
+                last_ckpt = _checkpoint(spec, state, output_dir, cb, group) or last_ckpt
         if state.step > start_step and (last_ckpt is None or last_ckpt.step != state.step):
-            last_ckpt = _checkpoint(spec, state, output_dir, cb) or last_ckpt
+            last_ckpt = _checkpoint(spec, state, output_dir, cb, group) or last_ckpt
     finally:
         reward.close()
         grader.close()
+    group.close()
     return TrainResult(start_step, state.step, stopped, last_ckpt, metrics)
 
 
 def train_step(
-    spec: TrainSpec, state: RunState, engine: RolloutEngine, reward: Reward, reference: Any
+    spec: TrainSpec,
+    state: RunState,
+    engine: RolloutEngine,
+    reward: Reward,
+    reference: Any,
+    group: Solo | None = None,
 ) -> dict[str, float]:
     """One step: rollouts with rewards, advantages, the policy update, metrics."""
+    group = group or Solo()
     t_start = time.perf_counter()
-    rollouts = collect_rollouts(spec, state, engine, reward)
-    group = spec.algorithm.group_size
+    rollouts = group.share(lambda: collect_rollouts(spec, state, engine, reward))
+    group_size = spec.algorithm.group_size
     rewards = torch.tensor(rollouts.rewards, dtype=torch.float32)
     metrics = rollout_metrics(rollouts, rewards, spec)
     if not rollouts.completions:  # dynamic sampling found no group with a signal
@@ -99,11 +112,12 @@ def train_step(
         return {**metrics, "optim/lr": state.scheduler.get_last_lr()[0]}
 
     t_update = time.perf_counter()
-    advantages = compute_advantages(spec.algorithm.advantage, rewards, group)
+    advantages = compute_advantages(spec.algorithm.advantage, rewards, group_size)
     prompts = [ex.prompt_ids for ex in rollouts.examples]
     batch = make_batch(
         prompts, rollouts.completions, advantages, state.tokenizer.pad_token_id, state.device
     )
+    batch = group.shard(batch, spec.optim.mini_batch_prompts * group_size)
     temperature, micro = spec.rollout.temperature, spec.optim.micro_batch_size
     old_logprobs = batched_logprobs(state.model, batch, micro, temperature)
     ref_logprobs = (
@@ -112,10 +126,17 @@ def train_step(
     engine.sleep()
     lr = state.scheduler.get_last_lr()[0]
     metrics |= policy_update(
-        state.model, state.optimizer, batch, old_logprobs, ref_logprobs, spec, state.guard
+        state.model,
+        state.optimizer,
+        batch,
+        old_logprobs,
+        ref_logprobs,
+        spec,
+        state.guard,
+        group.sync,
     )
     state.scheduler.step()
-    engine.update_weights(state.model.named_parameters())
+    group.push_weights(state, engine)
     update_s = time.perf_counter() - t_update
 
     mask = batch.response_mask
@@ -226,18 +247,10 @@ def rollout_metrics(rollouts: Rollouts, rewards: torch.Tensor, spec: TrainSpec) 
 
 
 def _checkpoint(
-    spec: TrainSpec, state: RunState, output_dir: str, cb: Callback
+    spec: TrainSpec, state: RunState, output_dir: str, cb: Callback, group: Solo
 ) -> CheckpointInfo | None:
-    save = save_remote if is_remote(output_dir) else save_checkpoint
     try:
-        saved = save(
-            output_dir,
-            state.step,
-            state.model,
-            state.tokenizer,
-            state.trainer_state(),
-            keep_last=spec.checkpoint.keep_last,
-        )
+        saved = group.checkpoint(output_dir, state, spec.checkpoint.keep_last)
     except NonFiniteModelError as exc:
         cb.on_event("checkpoint_skipped", f"{exc}; not saved")
         return None

@@ -7,6 +7,7 @@ Rollout sampling is seeded from (seed, step), so it does not depend on them at a
 """
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,16 +78,26 @@ def load_model(path: str, spec: TrainSpec, device: torch.device, revision: str |
 
 
 def build_run_state(
-    spec: TrainSpec, output_dir: str, *, resume: bool, callbacks: Callback
+    spec: TrainSpec,
+    output_dir: str,
+    *,
+    resume: bool,
+    callbacks: Callback,
+    prepare: Callable[[Any], Any] | None = None,
+    device: torch.device | None = None,
 ) -> RunState:
-    """A fresh run, or the newest checkpoint in `output_dir` that passes its manifest."""
+    """A fresh run, or the newest checkpoint in `output_dir` that passes its manifest.
+
+    `prepare` wraps the loaded model before the optimizer is built (FSDP2 sharding in a
+    torchrun group, see `trainer.ranks`); `device` overrides `pick_device` (a rank's GPU).
+    """
     checkpoint = None
     if resume:
         find = latest_valid_remote if is_remote(output_dir) else latest_valid_checkpoint
         checkpoint, rejected = find(output_dir)
         for path in rejected:
             callbacks.on_event("checkpoint_rejected", f"{path} fails its manifest; not resumed")
-    device = pick_device(spec)
+    device = device or pick_device(spec)
     if checkpoint is not None:
         model_path, revision = str(checkpoint.path), None
     else:
@@ -96,6 +107,8 @@ def build_run_state(
         tokenizer.pad_token = tokenizer.eos_token
     model = load_model(model_path, spec, device, revision)
     model.train()
+    if prepare is not None:
+        model = prepare(model)
     examples = build_examples(
         load_rows(spec.dataset),
         tokenizer,

@@ -24,6 +24,7 @@ from workers.reporting import DbReporter, eval_rows, latest_checkpoint_uri, upse
 from workers.routing import RECONCILE_TASK
 from workers.schedules import FIRE_SCHEDULES_TASK, settle_job, tick
 from workers.settings import get_worker_settings
+from workers.torchrun import GroupFailed, requeue_failed_group, run_group
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,10 @@ def _run(lease: Lease, keeper: LeaseKeeper) -> bool:
             keeper=keeper,
             checkpoint_every=spec.checkpoint.every_steps,
         )
-        result = train(
-            spec, output_dir=job_output_dir(lease.job_id, spec), callbacks=reporter, resume=True
-        )
+        output_dir = job_output_dir(lease.job_id, spec)
+        if spec.resources.gpus > 1:  # one torchrun rank per GPU: see workers.torchrun
+            return run_group(lease, keeper, spec, output_dir, reporter)
+        result = train(spec, output_dir=output_dir, callbacks=reporter, resume=True)
         reporter.flush()
         return result.stopped
     if lease.kind == "eval":
@@ -132,6 +134,8 @@ def _finish(lease: Lease, stopped: bool) -> None:
 
 
 def _fail(lease: Lease, exc: BaseException) -> None:
+    if isinstance(exc, GroupFailed) and requeue_failed_group(lease, exc):
+        return
     error = f"{type(exc).__name__}: {exc}"
     tail = "".join(traceback.format_exception(exc)[-5:])
     try:
