@@ -89,7 +89,7 @@ def _recover_expired_leases(report: ReconcileReport) -> None:
                 )
                 report.requeued.append(job_id)
     for job_id in report.requeued:
-        _publish(job_id)
+        republish(job_id)
 
 
 def _republish_lost_messages(settings: WorkerSettings, report: ReconcileReport) -> None:
@@ -103,11 +103,11 @@ def _republish_lost_messages(settings: WorkerSettings, report: ReconcileReport) 
             )
         ).all()
     for job_id in stale:
-        if _publish(job_id):
+        if republish(job_id):
             report.republished.append(job_id)
 
 
-def _publish(job_id: str) -> bool:
+def republish(job_id: str) -> bool:
     """Send the run message and stamp `enqueued_at`; False if the broker refused."""
     with get_sessionmaker()() as session:
         job = session.get(Job, job_id)

@@ -15,6 +15,7 @@ from typing import Any
 from service.core.config import get_settings
 from service.core.db import get_sessionmaker
 from service.lifecycle import append_event, transition
+from service.logs import job_log_context
 from service.models import EvalResult, JobStatus
 from trainer.spec import EvalSpec, TrainSpec
 from workers.celery_app import app
@@ -53,7 +54,10 @@ def execute(job_id: str, owner: str) -> str:
     if lease is None:
         log.info("job %s: not claimable (already leased, finished or cancelled)", job_id)
         return "skipped"
-    with LeaseKeeper(lease, settings.lease_s, settings.lease_renew_s) as keeper:
+    with (
+        job_log_context(job_id, lease.attempt),
+        LeaseKeeper(lease, settings.lease_s, settings.lease_renew_s) as keeper,
+    ):
         try:
             stopped = _run(lease, keeper)
             _finish(lease, stopped)

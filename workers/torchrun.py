@@ -145,7 +145,7 @@ def root_cause(log_path: Path) -> str:
 
 def requeue_failed_group(lease: Lease, exc: GroupFailed) -> bool:
     """Re-queue the job for another attempt if it has attempts left; True when it did."""
-    from workers.reconciler import _publish
+    from workers.reconciler import republish
 
     try:
         with fenced(lease) as (session, job):
@@ -160,5 +160,5 @@ def requeue_failed_group(lease: Lease, exc: GroupFailed) -> bool:
             )
     except LeaseLost:
         return False  # the caller's own fenced write reports it
-    _publish(lease.job_id)
+    republish(lease.job_id)
     return True
