@@ -15,6 +15,8 @@ Softmax work is in fp32 (float64 for float64 inputs). `labels` must be valid ids
 non-viewable slice such as `logits[:, :-1]` is copied by `reshape`; slice the result instead.
 """
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torch.autograd import Function
@@ -120,6 +122,27 @@ def _chunks(rows: int, chunk_size: int) -> range:
     return range(0, rows, chunk_size)
 
 
+def _chunked_stats(
+    rows_source: Tensor,
+    dtype: torch.dtype,
+    labels: Tensor,
+    chunk_size: int,
+    with_entropy: bool,
+    chunk_logits: Callable[[slice], Tensor],
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Per-row log-sum-exp, label log-prob (and entropy), one chunk of logits at a time."""
+    rows = rows_source.shape[0]
+    lse, log_prob = (rows_source.new_empty(rows, dtype=dtype) for _ in range(2))
+    entropy = rows_source.new_empty(rows, dtype=dtype) if with_entropy else None
+    for start in _chunks(rows, chunk_size):
+        chunk = slice(start, start + chunk_size)
+        stats = _softmax_stats(chunk_logits(chunk), labels[chunk], with_entropy)
+        lse[chunk], log_prob[chunk] = stats[0], stats[1]
+        if entropy is not None:
+            entropy[chunk] = stats[2]
+    return lse, log_prob, entropy
+
+
 class _LogitsStats(Function):
     """Chunked log-probs (and entropy) of given logits; saves only the logits and [N] stats."""
 
@@ -132,17 +155,15 @@ class _LogitsStats(Function):
         chunk_size: int,
         with_entropy: bool,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        rows, dtype = logits.shape[0], _softmax_dtype(logits)
-        lse, log_prob = (logits.new_empty(rows, dtype=dtype) for _ in range(2))
-        entropy = logits.new_empty(rows, dtype=dtype) if with_entropy else None
-        for start in _chunks(rows, chunk_size):
-            rows_slice = slice(start, start + chunk_size)
-            z = logits[rows_slice].to(dtype)
-            z = z / temperature if temperature != 1.0 else z
-            stats = _softmax_stats(z, labels[rows_slice], with_entropy)
-            lse[rows_slice], log_prob[rows_slice] = stats[0], stats[1]
-            if entropy is not None:
-                entropy[rows_slice] = stats[2]
+        dtype = _softmax_dtype(logits)
+
+        def chunk_logits(rows: slice) -> Tensor:
+            z = logits[rows].to(dtype)
+            return z / temperature if temperature != 1.0 else z
+
+        lse, log_prob, entropy = _chunked_stats(
+            logits, dtype, labels, chunk_size, with_entropy, chunk_logits
+        )
         ctx.save_for_backward(logits, labels, lse, entropy)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
         return (log_prob, entropy) if entropy is not None else log_prob
@@ -183,16 +204,14 @@ class _FusedStats(Function):
         chunk_size: int,
         with_entropy: bool,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        rows, dtype = hidden.shape[0], _softmax_dtype(hidden)
-        lse, log_prob = (hidden.new_empty(rows, dtype=dtype) for _ in range(2))
-        entropy = hidden.new_empty(rows, dtype=dtype) if with_entropy else None
-        for start in _chunks(rows, chunk_size):
-            rows_slice = slice(start, start + chunk_size)
-            z = _scaled_logits(hidden[rows_slice], weight, temperature)
-            stats = _softmax_stats(z, labels[rows_slice], with_entropy)
-            lse[rows_slice], log_prob[rows_slice] = stats[0], stats[1]
-            if entropy is not None:
-                entropy[rows_slice] = stats[2]
+        lse, log_prob, entropy = _chunked_stats(
+            hidden,
+            _softmax_dtype(hidden),
+            labels,
+            chunk_size,
+            with_entropy,
+            lambda rows: _scaled_logits(hidden[rows], weight, temperature),
+        )
         ctx.save_for_backward(hidden, weight, labels, lse, entropy)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
         return (log_prob, entropy) if entropy is not None else log_prob
