@@ -34,6 +34,7 @@ from trainer.distributed import (
 )
 from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig, build_engine
 from trainer.remote_checkpoints import is_remote, save_remote
+from trainer.spec import TrainSpec
 
 if TYPE_CHECKING:
     from trainer.run_state import RunState
@@ -53,7 +54,7 @@ class Solo:
     def callbacks(self, callbacks: Callback) -> Callback:
         return callbacks
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: nn.Module, spec: TrainSpec) -> nn.Module:
         return model
 
     def engine(self, name: str, options: EngineOptions) -> RolloutEngine:
@@ -113,9 +114,19 @@ class TorchrunGroup(Solo):
     def callbacks(self, callbacks: Callback) -> Callback:
         return callbacks if self.is_main else Callback()
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Sharded in the dtype it was loaded in (`model.dtype`); gradients reduce in fp32."""
-        return shard_policy(model, self.device, self.env.world_size)
+    def prepare(self, model: nn.Module, spec: TrainSpec) -> nn.Module:
+        """FSDP2 with fp32 sharded master weights; on GPU, bf16 compute and fp32 reduction.
+
+        On CPU (gloo) the stored dtype is kept, so tests compare with one process exactly.
+        """
+        on_gpu = self.device.type == "cuda"
+        return shard_policy(
+            model.float() if on_gpu else model,
+            self.device,
+            self.env.world_size,
+            param_dtype=torch.bfloat16 if on_gpu else None,
+            cpu_offload=spec.model.cpu_offload,
+        )
 
     def engine(self, name: str, options: EngineOptions) -> RolloutEngine:
         """Rank 0's engine holds its own full copy: the policy's weights are sharded."""

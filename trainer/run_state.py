@@ -83,7 +83,7 @@ def build_run_state(
     *,
     resume: bool,
     callbacks: Callback,
-    prepare: Callable[[Any], Any] | None = None,
+    prepare: Callable[[Any, TrainSpec], Any] | None = None,
     device: torch.device | None = None,
 ) -> RunState:
     """A fresh run, or the newest checkpoint in `output_dir` that passes its manifest.
@@ -108,7 +108,7 @@ def build_run_state(
     model = load_model(model_path, spec, device, revision)
     model.train()
     if prepare is not None:
-        model = prepare(model)
+        model = prepare(model, spec)
     examples = build_examples(
         load_rows(spec.dataset),
         tokenizer,

@@ -25,6 +25,8 @@ class ModelConfig(SpecModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """`auto`: bfloat16 on GPU, float32 on CPU."""
     gradient_checkpointing: bool = False
+    cpu_offload: bool = False
+    """Multi-GPU jobs (FSDP2): keep the sharded parameters and gradients in CPU memory."""
     max_context_length: PositiveInt | None = None
     """Overrides the model config's context length when checking prompt+response fit."""
     revision: str | None = None
