@@ -7,7 +7,7 @@ retry stops the whole group after a final checkpoint.
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,11 @@ GROUP = {"gpus": 2}
 
 
 @pytest.fixture(scope="module")
-def group_worker(start_worker: Callable[[str, str], WorkerProcess]) -> WorkerProcess:
-    return start_worker("group", "gpu.any")
+def group_worker(start_worker: Callable[[str, str], WorkerProcess]) -> Iterator[WorkerProcess]:
+    """Stopped with this module, so later modules do not see it heartbeat into their fleet."""
+    worker = start_worker("group", "gpu.any")
+    yield worker
+    worker.stop()
 
 
 def rank_pids(job_id: str, rank: int) -> list[int]:
