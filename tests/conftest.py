@@ -32,7 +32,8 @@ TEST_DB_URL = (
     PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     + f"/{TEST_DB}"
 )
-TEST_REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{1 + os.getpid() % 15}"
+# Database indexes 1-14 (0 is the default broker, 15 the benchmarks'), one per run.
+TEST_REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{1 + os.getpid() % 14}"
 TEST_HOME = Path(tempfile.mkdtemp(prefix="dgpo_home_"))
 
 os.environ["DGPO_DATABASE_URL"] = TEST_DB_URL
@@ -139,12 +140,15 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """The broker for this run (one Redis database index, flushed at the end)."""
+    """The broker for this run: one Redis database index, flushed at the start (messages a
+    killed earlier run left behind would otherwise reach this run's workers) and the end."""
     import redis
 
     ensure_redis()
+    broker = redis.Redis.from_url(TEST_REDIS_URL)
+    broker.flushdb()
     yield TEST_REDIS_URL
-    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    broker.flushdb()
 
 
 # --- per-test database state -------------------------------------------------------------
