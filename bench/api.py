@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import redis
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -207,6 +208,7 @@ def main() -> None:
         db.reset()
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        redis.Redis.from_url(REDIS_URL).flushdb()  # the run messages no worker consumed
 
 
 if __name__ == "__main__":
