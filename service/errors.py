@@ -23,24 +23,23 @@ def _json(status: int, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail})
 
 
+STATUS_OF: dict[type[Exception], int] = {
+    NotFound: 404,
+    IllegalTransition: 409,
+    IdempotencyMismatch: 422,
+    BadRequest: 422,
+}
+"""Domain exceptions whose message is the whole answer."""
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    return _json(STATUS_OF[type(exc)], str(exc))
+
+
 def install(app: FastAPI) -> None:
     """Map domain exceptions to responses (never a 500 for bad input)."""
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return _json(404, str(exc))
-
-    @app.exception_handler(IllegalTransition)
-    async def _illegal(_: Request, exc: IllegalTransition) -> JSONResponse:
-        return _json(409, str(exc))
-
-    @app.exception_handler(IdempotencyMismatch)
-    async def _mismatch(_: Request, exc: IdempotencyMismatch) -> JSONResponse:
-        return _json(422, str(exc))
-
-    @app.exception_handler(BadRequest)
-    async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
-        return _json(422, str(exc))
+    for error in STATUS_OF:
+        app.add_exception_handler(error, _domain_error)
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:

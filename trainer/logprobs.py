@@ -143,6 +143,28 @@ def _chunked_stats(
     return lse, log_prob, entropy
 
 
+def _chunk_grad_logits(
+    z: Tensor,
+    rows: slice,
+    labels: Tensor,
+    lse: Tensor,
+    entropy: Tensor | None,
+    grad_log_prob: Tensor,
+    grad_entropy: Tensor | None,
+    temperature: float,
+) -> Tensor:
+    """Gradient w.r.t. one chunk's unscaled logits, given its scaled logits `z`."""
+    grad = _grad_scaled_logits(
+        z,
+        labels[rows],
+        lse[rows],
+        None if entropy is None else entropy[rows],
+        grad_log_prob[rows],
+        None if grad_entropy is None else grad_entropy[rows],
+    )
+    return grad.div_(temperature)
+
+
 class _LogitsStats(Function):
     """Chunked log-probs (and entropy) of given logits; saves only the logits and [N] stats."""
 
@@ -179,15 +201,9 @@ class _LogitsStats(Function):
         for start in _chunks(logits.shape[0], ctx.chunk_size):
             rows = slice(start, start + ctx.chunk_size)
             z = logits[rows].to(lse.dtype, copy=True).div_(temperature)
-            grad = _grad_scaled_logits(
-                z,
-                labels[rows],
-                lse[rows],
-                None if entropy is None else entropy[rows],
-                grad_log_prob[rows],
-                None if grad_entropy is None else grad_entropy[rows],
+            grad_logits[rows] = _chunk_grad_logits(
+                z, rows, labels, lse, entropy, grad_log_prob, grad_entropy, temperature
             )
-            grad_logits[rows] = grad.div_(temperature)
         return grad_logits, None, None, None, None
 
 
@@ -228,15 +244,9 @@ class _FusedStats(Function):
         for start in _chunks(hidden.shape[0], ctx.chunk_size):
             rows = slice(start, start + ctx.chunk_size)
             z = _scaled_logits(hidden[rows], weight, ctx.temperature)
-            grad = _grad_scaled_logits(
-                z,
-                labels[rows],
-                lse[rows],
-                None if entropy is None else entropy[rows],
-                grad_log_prob[rows],
-                None if grad_entropy is None else grad_entropy[rows],
-            )
-            grad_logits = grad.div_(ctx.temperature).to(weight.dtype)
+            grad_logits = _chunk_grad_logits(
+                z, rows, labels, lse, entropy, grad_log_prob, grad_entropy, ctx.temperature
+            ).to(weight.dtype)
             if grad_hidden is not None:
                 grad_hidden[rows] = grad_logits @ weight
             if grad_weight is not None:
