@@ -32,6 +32,7 @@ from trainer.checkpoints import latest_valid_checkpoint, verify_checkpoint
 from trainer.launch import torchrun_command
 from trainer.spec import TrainSpec
 from workers.leases import Lease, LeaseKeeper, LeaseLost, fenced
+from workers.reconciler import republish
 from workers.reporting import DbReporter
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,6 @@ def root_cause(log_path: Path) -> str:
 
 def requeue_failed_group(lease: Lease, exc: GroupFailed) -> bool:
     """Re-queue the job for another attempt if it has attempts left; True when it did."""
-    from workers.reconciler import republish
-
     try:
         with fenced(lease) as (session, job):
             if job.status != JobStatus.RUNNING or job.attempt >= job.max_attempts:
