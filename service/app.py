@@ -4,7 +4,9 @@ from fastapi import FastAPI
 
 from service import errors
 from service.api.routes import evals, fleet, health, jobs, schedules
+from service.core.config import get_settings
 from service.fleet_metrics import FleetCollector
+from service.intake import SubmitBatcher
 from service.observability import LatencyMiddleware, Telemetry
 from service.ui import router as ui_router
 
@@ -15,7 +17,11 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Submit DGPO train and eval jobs; read their progress, metrics and results.",
     )
+    settings = get_settings()
     app.state.telemetry = Telemetry()
+    app.state.submissions = SubmitBatcher(
+        settings.submit_batches_in_flight, settings.submit_max_batch
+    )
     app.add_middleware(LatencyMiddleware, telemetry=app.state.telemetry)
     errors.install(app)
     app.include_router(health.router)

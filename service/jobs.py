@@ -6,25 +6,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    Executable,
-    Select,
-    and_,
-    bindparam,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    type_coerce,
-    update,
-)
+from sqlalchemy import Insert, Select, and_, func, insert, or_, select, type_coerce, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service import queue
@@ -62,145 +50,160 @@ def get_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
     return job
 
 
-def _replay(session: Session, key: str, digest: str) -> Job | None:
-    job = session.scalar(select(Job).where(Job.idempotency_key == key))
-    if job is not None and job.request_hash != digest:
-        raise IdempotencyMismatch(
-            f"Idempotency-Key {key!r} was already used for job {job.id} with a different "
-            "body; send the original body to get that job, or use a new key for a new job"
-        )
-    return job
+@dataclass(frozen=True)
+class NewJob:
+    """The row a validated request inserts, built before any session is opened."""
+
+    values: dict[str, Any]
+    """Column values keyed by ORM attribute (`metadata_`)."""
+
+    @property
+    def id(self) -> str:
+        return self.values["id"]
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.values["idempotency_key"]
 
 
-def submit(
-    session: Session, request: JobRequestModel, idempotency_key: str | None
-) -> tuple[Job, bool]:
-    """Insert a queued job (or find the one this key created); returns (job, replayed).
-
-    Concurrent duplicates race on the unique key: the loser rolls back and re-reads.
-    """
+def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
+    """A queued job for `request`: the spec without its envelope, resources, and hash."""
     # One dump serves the hash and the stored spec: the request already is a validated
     # spec plus the envelope, so `request.spec()` would only validate it a second time.
     dumped = request.model_dump(mode="json")
-    digest = _hash_dump(dumped)
-    if idempotency_key is not None and (job := _replay(session, idempotency_key, digest)):
-        return job, True
     resources = request.resources
     now = utcnow()
-    values = {
-        "id": new_id(),
-        "kind": request.kind,
-        "status": JobStatus.QUEUED,
-        "spec": {k: v for k, v in dumped.items() if k not in ENVELOPE_FIELDS},
-        "priority": request.priority,
-        "resources": dumped["resources"],
-        "queue": resources.queue,
-        "gpus": resources.gpus,
-        "gpu_type": resources.gpu_type,
-        "metadata": dumped["metadata"],
-        "idempotency_key": idempotency_key,
-        "request_hash": digest,
-        "attempt": 0,
-        "max_attempts": get_settings().default_max_attempts,
-        "fencing_token": 0,
-        "progress": 0.0,
-        "total_steps": getattr(request, "total_steps", None),
-        "created_at": now,
-        "queued_at": now,
-        "updated_at": now,
-        "enqueued_at": now,
-    }
-    try:
-        job = _insert_submitted(session, values, f"{request.kind} job queued on {values['queue']}")
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        if idempotency_key is None:
-            raise
-        if replayed := _replay(session, idempotency_key, digest):
-            return replayed, True
-        raise
-    return job, False
-
-
-def autocommit_where_atomic(session: Session) -> None:
-    """Run a fresh submit-only session in autocommit where `submit` writes one statement.
-
-    On Postgres the job and its event are one statement, so a transaction around it would
-    only add BEGIN and COMMIT round trips. SQLite writes two and keeps its transaction.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
-def _insert_submitted(session: Session, values: dict[str, Any], message: str) -> Job:
-    """Insert the job row and its `submitted` event.
-
-    On Postgres both go in one statement (a data-modifying CTE): one round trip, and in
-    an autocommit session no BEGIN/COMMIT round trips either. SQLite has no such CTE.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        job = session.scalars(insert(Job).returning(Job), [_orm_values(values)]).one()
-        append_event(session, job, "submitted", message)
-        return job
-    stmt = _submit_statement(tuple(values))
-    return session.scalars(stmt, {**values, "event_message": message}).one()
-
-
-@cache
-def _submit_statement(columns: tuple[str, ...]) -> Executable:
-    """The job + event CTE with bound parameters, built once: constructing it (30 column
-    proxies) and its cache key cost more CPU per request than the database does."""
-    jobs_t, events_t = Job.__table__, JobEvent.__table__
-    params = {name: bindparam(name, type_=jobs_t.c[name].type) for name in columns}
-    new_job = insert(jobs_t).values(params).returning(*jobs_t.c).cte("new_job")
-    new_event = (
-        insert(events_t)
-        .from_select(
-            ["job_id", "ts", "kind", "message", "attempt", "data"],
-            select(
-                new_job.c.id,
-                new_job.c.created_at,
-                literal("submitted"),
-                bindparam("event_message", type_=events_t.c.message.type),
-                new_job.c.attempt,
-                literal({}, events_t.c.data.type),
-            ),
-        )
-        .cte("new_event")
+    return NewJob(
+        {
+            "id": new_id(),
+            "kind": request.kind,
+            "status": JobStatus.QUEUED,
+            "spec": {k: v for k, v in dumped.items() if k not in ENVELOPE_FIELDS},
+            "priority": request.priority,
+            "resources": dumped["resources"],
+            "queue": resources.queue,
+            "gpus": resources.gpus,
+            "gpu_type": resources.gpu_type,
+            "metadata_": dumped["metadata"],
+            "idempotency_key": idempotency_key,
+            "request_hash": _hash_dump(dumped),
+            "attempt": 0,
+            "max_attempts": get_settings().default_max_attempts,
+            "fencing_token": 0,
+            "progress": 0.0,
+            "total_steps": getattr(request, "total_steps", None),
+            "created_at": now,
+            "queued_at": now,
+            "updated_at": now,
+            "enqueued_at": now,
+        }
     )
-    return select(Job).from_statement(select(new_job).add_cte(new_event))
 
 
-def _orm_values(values: dict[str, Any]) -> dict[str, Any]:
-    """Column names to ORM attribute names (`metadata` is `metadata_` on the model)."""
-    return {("metadata_" if k == "metadata" else k): v for k, v in values.items()}
+Submitted = tuple[Job, bool]
+"""A job and whether it is the replay of an earlier submission with the same key."""
 
 
-def hand_off(session: Session, job: Job) -> None:
-    """Publish the committed job; a broker failure is recorded, never raised.
+def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | Exception]:
+    """Insert `batch` and its `submitted` events in one transaction; one outcome per entry.
 
-    `enqueued_at` was set optimistically at insert. On failure it is cleared and an
-    event says why, so the reconciler (and anyone reading the job) knows to re-send.
+    A used Idempotency-Key skips its row (ON CONFLICT DO NOTHING) instead of aborting the
+    transaction, so concurrent duplicates make exactly one job and everyone else gets a
+    replay, or an IdempotencyMismatch when their body differs. Rows go in key order so
+    that two transactions sharing keys take their locks in the same order (no deadlock).
+    `enqueued_at` is set optimistically; `hand_off` clears it if the publish fails.
+    """
+    ordered = sorted(batch, key=lambda new: new.idempotency_key or "")
+    inserted = {
+        job.id: job
+        for job in session.scalars(
+            _insert_or_skip(session).returning(Job), [new.values for new in ordered]
+        )
+    }
+    if inserted:
+        session.execute(
+            insert(JobEvent),
+            [
+                {
+                    "job_id": job.id,
+                    "ts": job.created_at,
+                    "kind": "submitted",
+                    "message": f"{job.kind} job queued on {job.queue}",
+                    "attempt": job.attempt,
+                    "data": {},
+                }
+                for job in inserted.values()
+            ],
+        )
+    session.commit()
+    skipped = [new for new in batch if new.id not in inserted]
+    earlier = _jobs_by_key(session, {new.idempotency_key for new in skipped})
+    return [
+        (inserted[new.id], False) if new.id in inserted else _replay(new, earlier) for new in batch
+    ]
+
+
+def _insert_or_skip(session: Session) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (Postgres or SQLite)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(Job).on_conflict_do_nothing()
+
+
+def _jobs_by_key(session: Session, keys: set[str | None]) -> dict[str, Job]:
+    keys.discard(None)
+    if not keys:
+        return {}
+    rows = session.scalars(select(Job).where(Job.idempotency_key.in_(keys)))
+    return {job.idempotency_key: job for job in rows if job.idempotency_key is not None}
+
+
+def _replay(new: NewJob, earlier: Mapping[str, Job]) -> Submitted | Exception:
+    key = new.idempotency_key
+    job = earlier.get(key) if key is not None else None
+    if job is None:  # only a key conflict skips a row; anything else is a bug
+        return RuntimeError(f"job {new.id} was neither inserted nor found by its key")
+    if job.request_hash != new.values["request_hash"]:
+        return IdempotencyMismatch(
+            f"Idempotency-Key {key!r} was already used for job {job.id} with a different "
+            "body; send the original body to get that job, or use a new key for a new job"
+        )
+    return job, True
+
+
+def submit(session: Session, request: JobRequestModel, idempotency_key: str | None) -> Submitted:
+    """Insert one queued job (or find the one this key created); commits."""
+    (outcome,) = insert_jobs(session, [new_job(request, idempotency_key)])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def hand_off(session: Session, new_jobs: Sequence[Job]) -> None:
+    """Publish committed jobs; a broker failure is recorded, never raised.
+
+    On failure `enqueued_at` is cleared and an event says why, so the reconciler (and
+    anyone reading the job) knows to re-send.
     """
     try:
-        queue.enqueue(job.id, job.queue, job.priority)
-    except Exception as exc:  # any transport error: the job is safe in the database
-        log.warning("enqueue of job %s failed: %s", job.id, exc)
+        queue.enqueue([queue.RunMessage(job.id, job.queue, job.priority) for job in new_jobs])
+    except Exception as exc:  # any transport error: the jobs are safe in the database
+        log.warning("enqueue of %d job(s) failed: %s", len(new_jobs), exc)
         session.execute(
             update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+            .where(Job.id.in_([job.id for job in new_jobs]), Job.status == JobStatus.QUEUED)
             .values(enqueued_at=None)
         )
-        append_event(
-            session,
-            job,
-            "enqueue_failed",
-            f"broker publish failed ({type(exc).__name__}: {exc}); the job stays queued "
-            "and the reconciler re-enqueues it",
-        )
+        for job in new_jobs:
+            append_event(
+                session,
+                job,
+                "enqueue_failed",
+                f"broker publish failed ({type(exc).__name__}: {exc}); the job stays queued "
+                "and the reconciler re-enqueues it",
+            )
         session.commit()
-        job.enqueued_at = None
+        for job in new_jobs:
+            job.enqueued_at = None
 
 
 def cancel(session: Session, job_id: str) -> Job:
@@ -277,11 +280,14 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 
 __all__ = [
-    "autocommit_where_atomic",
+    "NewJob",
+    "Submitted",
     "cancel",
     "count_by_status",
     "get_job",
     "hand_off",
+    "insert_jobs",
     "list_jobs",
+    "new_job",
     "submit",
 ]

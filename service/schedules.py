@@ -191,7 +191,7 @@ def fire(session: Session, schedule: Schedule) -> ScheduleRun:
     job, _ = submit(session, request, None)  # commits the run and the job together
     run.job_id = job.id
     session.commit()
-    hand_off(session, job)
+    hand_off(session, [job])
     return run
 
 

@@ -115,7 +115,7 @@ def republish(job_id: str) -> bool:
             return False
         target, priority = job.queue, job.priority
     try:
-        queue.enqueue(job_id, target, priority)
+        queue.enqueue([queue.RunMessage(job_id, target, priority)])
     except Exception as exc:  # the next reconcile retries; the job stays queued
         log.warning("re-enqueue of job %s failed: %s", job_id, exc)
         return False

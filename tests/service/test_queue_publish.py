@@ -34,7 +34,7 @@ def test_enqueue_publishes_the_same_message_as_celery_send_task(redis_url):
         priority=queue.broker_priority(7),
         retry=False,
     )
-    queue.enqueue("job-1", name, 7)
+    queue.enqueue([queue.RunMessage("job-1", name, 7)])
     key = f"{name}\x06\x16{queue.broker_priority(7)}"
     assert broker.llen(key) == 2, broker.keys("*")
     ours, celerys = (json.loads(m) for m in broker.lrange(key, 0, 1))
@@ -49,7 +49,8 @@ def test_top_priority_job_goes_to_the_plain_queue_list(redis_url):
     broker = redis.Redis.from_url(redis_url)
     queue.reset()
     name = f"cpu.publish-{secrets.token_hex(4)}"
-    queue.enqueue("job-9", name, 9)  # broker priority 0: kombu's list without a suffix
+    # Broker priority 0: kombu's list without a suffix.
+    queue.enqueue([queue.RunMessage("job-9", name, 9)])
     message = json.loads(broker.lpop(name))
     assert message["headers"]["task"] == "dgpo.run_job"
     assert message["properties"]["priority"] == 0

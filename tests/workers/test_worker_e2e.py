@@ -181,8 +181,7 @@ def test_a_message_delivered_twice_runs_the_job_once(
 ) -> None:
     api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=2, every_steps=0))
-    queue.enqueue(job_id, "cpu", 0)
-    queue.enqueue(job_id, "cpu", 0)
+    queue.enqueue([queue.RunMessage(job_id, "cpu", 0)] * 2)
     assert api.wait(job_id, cpu_worker)["status"] == "succeeded"
     # A later job on the same FIFO queue finishing proves the duplicates were consumed.
     sentinel = api.submit(train_request(total_steps=1, every_steps=0))

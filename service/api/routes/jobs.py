@@ -1,16 +1,11 @@
 """`/jobs`: submit, list, read, cancel, and what a job produced."""
 
-from functools import cache
 from typing import Annotated, Literal
 
-import anyio
-import anyio.to_thread
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
 from service import job_data, jobs
 from service.api.deps import ReadToken, SessionDep, SubmitToken
-from service.core.config import get_settings
-from service.core.db import get_sessionmaker
 from service.errors import BadRequest
 from service.models import JobStatus
 from service.schemas import (
@@ -45,37 +40,16 @@ SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
 async def submit_job(
     request: Annotated[JobRequest, Body()],
     _: SubmitToken,
+    http: Request,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> Response:
     """Queue a train or eval job; with an Idempotency-Key, retries return the same job."""
-    # One thread hop for the whole database + broker path (a session dependency and a
-    # sync endpoint would cost three), and the body is serialised once, not re-validated.
-    body, replayed = await anyio.to_thread.run_sync(
-        _submit_in_own_session, request, idempotency_key, limiter=_submit_limiter()
-    )
+    body, replayed = await http.app.state.submissions.submit(request, idempotency_key)
     if replayed:
         return Response(body, status.HTTP_200_OK, {REPLAY_HEADER: "true"}, JSON)
     return Response(body, status.HTTP_201_CREATED, media_type=JSON)
-
-
-@cache
-def _submit_limiter() -> anyio.CapacityLimiter:
-    """As many submit threads as pooled connections: more only queue for one, and fight
-    the event loop for the GIL meanwhile."""
-    settings = get_settings()
-    return anyio.CapacityLimiter(settings.db_pool_size + settings.db_max_overflow)
-
-
-def _submit_in_own_session(request: JobRequest, idempotency_key: str | None) -> tuple[bytes, bool]:
-    """Submit, then hand off after the commit; the job as JSON and whether it was a replay."""
-    with get_sessionmaker()() as session:
-        jobs.autocommit_where_atomic(session)
-        job, replayed = jobs.submit(session, request, idempotency_key)
-        if not replayed:
-            jobs.hand_off(session, job)
-        return JobOut.model_validate(job).model_dump_json().encode(), replayed
 
 
 def _metadata_query(request: Request, pairs: list[str]) -> dict[str, str]:

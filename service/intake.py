@@ -1,0 +1,105 @@
+"""Group commit for `POST /jobs`: concurrent submissions share a transaction and a publish.
+
+Every request still returns only after its own row is committed and its run message
+sent. A batch simply carries every request that arrived while earlier batches were in
+flight: an idle server commits batches of one, a busy one turns N inserts, commits and
+broker round trips into one of each (`bench/api.py` measures it).
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import anyio.to_thread
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
+
+from service import jobs
+from service.core.db import get_sessionmaker
+from service.models import Job
+from service.schemas import JobOut
+
+log = logging.getLogger(__name__)
+
+Rendered = tuple[bytes, bool]
+"""The job as JSON and whether it was an Idempotency-Key replay."""
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    job: jobs.NewJob
+    answer: asyncio.Future[Rendered]
+
+
+class SubmitBatcher:
+    """Queues submissions and commits them in batches, `max_in_flight` batches at a time.
+
+    Holds no loop-bound state between batches, so one instance serves whichever event
+    loop runs the app (uvicorn's, or each TestClient's).
+    """
+
+    def __init__(self, max_in_flight: int, max_batch: int) -> None:
+        self.max_in_flight, self.max_batch = max_in_flight, max_batch
+        self._waiting: list[_Waiting] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, request: jobs.JobRequestModel, idempotency_key: str | None) -> Rendered:
+        answer: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(jobs.new_job(request, idempotency_key), answer))
+        self._start_batches()
+        return await answer
+
+    def _start_batches(self) -> None:
+        while self._waiting and self._in_flight < self.max_in_flight:
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+            self._in_flight += 1
+            task = asyncio.create_task(self._commit(batch))
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
+
+    async def _commit(self, batch: list[_Waiting]) -> None:
+        try:
+            outcomes = await anyio.to_thread.run_sync(commit_and_publish, [w.job for w in batch])
+        except Exception as exc:  # database down: every request in the batch gets the error
+            outcomes = [exc] * len(batch)
+        finally:
+            self._in_flight -= 1
+            self._start_batches()
+        for waiting, outcome in zip(batch, outcomes, strict=True):
+            if waiting.answer.done():  # the client went away; its job is committed anyway
+                continue
+            if isinstance(outcome, Exception):
+                waiting.answer.set_exception(outcome)
+            else:
+                waiting.answer.set_result(outcome)
+
+
+def commit_and_publish(batch: list[jobs.NewJob]) -> list[Rendered | Exception]:
+    """Insert the batch, publish its new jobs, and render each outcome (one thread hop)."""
+    with get_sessionmaker()() as session:
+        try:
+            outcomes = jobs.insert_jobs(session, batch)
+        except (DataError, IntegrityError):
+            if len(batch) == 1:
+                raise
+            # A value the database refuses (say a NUL in a string) fails the whole
+            # statement; retry one by one so only its own request gets the 422.
+            session.rollback()
+            outcomes = [_insert_alone(session, new) for new in batch]
+        jobs.hand_off(session, [o[0] for o in outcomes if isinstance(o, tuple) and not o[1]])
+        return [o if isinstance(o, Exception) else (_render(o[0]), o[1]) for o in outcomes]
+
+
+def _insert_alone(session: Session, new: jobs.NewJob) -> jobs.Submitted | Exception:
+    try:
+        (outcome,) = jobs.insert_jobs(session, [new])
+    except (DataError, IntegrityError) as exc:
+        session.rollback()
+        return exc
+    return outcome
+
+
+def _render(job: Job) -> bytes:
+    return JobOut.model_validate(job).model_dump_json().encode()
