@@ -71,6 +71,22 @@ def raw_insert_rate(db_url: str, spec_json: str, clients: int, seconds: int) -> 
     return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its descendants so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:  # exited meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        todo.extend(int(c) for c in children)
+    return total
+
+
 async def _client_loop(
     host: str, port: int, request: bytes, deadline: float, latencies: list[float]
 ) -> None:
@@ -180,7 +196,9 @@ def main() -> None:
                 time.sleep(0.2)
         asyncio.run(drive(port, token, args.clients, 2))  # warm-up: pools, caches, JIT paths
 
+        cpu_before = tree_cpu_seconds(server.pid)
         latencies = asyncio.run(drive(port, token, args.clients, args.seconds))
+        server_cpu_us = (tree_cpu_seconds(server.pid) - cpu_before) / len(latencies) * 1e6
         api_rate = len(latencies) / args.seconds
         latencies.sort()
         p50 = statistics.median(latencies) * 1000
@@ -195,6 +213,7 @@ def main() -> None:
         print(
             f"API POST /jobs:        {api_rate:8.1f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
         )
+        print(f"API server CPU:        {server_cpu_us:8.0f} µs per request")
         print(f"raw insert (pgbench):  {raw_rate:8.1f} rows/s")
         print(f"ratio API/raw:         {ratio:8.3f}   (target >= 0.25, p99 < 100 ms)")
         ok = ratio >= 0.25 and p99 < 100

@@ -3,23 +3,22 @@
 import base64
 import binascii
 import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Select, and_, func, insert, or_, select, type_coerce, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, and_, func, or_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from service import queue
+from service import job_rows, queue
 from service.core.config import get_settings
+from service.core.serialize import dumps
 from service.errors import BadRequest, IdempotencyMismatch, NotFound
 from service.lifecycle import append_event, transition
-from service.models import Job, JobEvent, JobStatus, new_id, utcnow
+from service.models import Job, JobStatus, new_id, utcnow
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,7 @@ def request_hash(request: JobRequestModel) -> str:
 
 
 def _hash_dump(dumped: Mapping[str, object]) -> str:
-    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(dumps(dumped, sort_keys=True).encode()).hexdigest()
 
 
 def get_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
@@ -55,7 +53,7 @@ class NewJob:
     """The row a validated request inserts, built before any session is opened."""
 
     values: dict[str, Any]
-    """Column values keyed by ORM attribute (`metadata_`)."""
+    """Column name -> value (`metadata`, which the model calls `metadata_`)."""
 
     @property
     def id(self) -> str:
@@ -64,6 +62,10 @@ class NewJob:
     @property
     def idempotency_key(self) -> str | None:
         return self.values["idempotency_key"]
+
+    def as_job(self) -> Job:
+        """The row as a Job outside any session (what a read would return, without one)."""
+        return Job(**{("metadata_" if k == "metadata" else k): v for k, v in self.values.items()})
 
 
 def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
@@ -84,7 +86,7 @@ def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
             "queue": resources.queue,
             "gpus": resources.gpus,
             "gpu_type": resources.gpu_type,
-            "metadata_": dumped["metadata"],
+            "metadata": dumped["metadata"],
             "idempotency_key": idempotency_key,
             "request_hash": _hash_dump(dumped),
             "attempt": 0,
@@ -114,39 +116,11 @@ def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | E
     `enqueued_at` is set optimistically; `hand_off` clears it if the publish fails.
     """
     ordered = sorted(batch, key=lambda new: new.idempotency_key or "")
-    inserted = {
-        job.id: job
-        for job in session.scalars(
-            _insert_or_skip(session).returning(Job), [new.values for new in ordered]
-        )
-    }
-    if inserted:
-        session.execute(
-            insert(JobEvent),
-            [
-                {
-                    "job_id": job.id,
-                    "ts": job.created_at,
-                    "kind": "submitted",
-                    "message": f"{job.kind} job queued on {job.queue}",
-                    "attempt": job.attempt,
-                    "data": {},
-                }
-                for job in inserted.values()
-            ],
-        )
+    inserted = job_rows.insert_rows(session, [new.values for new in ordered])
     session.commit()
     skipped = [new for new in batch if new.id not in inserted]
     earlier = _jobs_by_key(session, {new.idempotency_key for new in skipped})
-    return [
-        (inserted[new.id], False) if new.id in inserted else _replay(new, earlier) for new in batch
-    ]
-
-
-def _insert_or_skip(session: Session) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (Postgres or SQLite)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(Job).on_conflict_do_nothing()
+    return [(new.as_job(), False) if new.id in inserted else _replay(new, earlier) for new in batch]
 
 
 def _jobs_by_key(session: Session, keys: set[str | None]) -> dict[str, Job]:
@@ -171,11 +145,15 @@ def _replay(new: NewJob, earlier: Mapping[str, Job]) -> Submitted | Exception:
 
 
 def submit(session: Session, request: JobRequestModel, idempotency_key: str | None) -> Submitted:
-    """Insert one queued job (or find the one this key created); commits."""
+    """Insert one queued job (or find the one this key created); commits.
+
+    The job returned belongs to `session`, so callers can go on changing it.
+    """
     (outcome,) = insert_jobs(session, [new_job(request, idempotency_key)])
     if isinstance(outcome, Exception):
         raise outcome
-    return outcome
+    job, replayed = outcome
+    return (job if replayed else session.get_one(Job, job.id)), replayed
 
 
 def hand_off(session: Session, new_jobs: Sequence[Job]) -> None:

@@ -1,0 +1,64 @@
+"""Group commit: concurrent submissions share transactions, yet each gets its own answer."""
+
+import asyncio
+import json
+
+from sqlalchemy import func, select, text
+
+from service import intake, jobs
+from service.errors import IdempotencyMismatch
+from service.models import Job, JobEvent
+from tests.service.helpers import broker_messages, train_body
+from trainer.spec.jobs import JOB_REQUEST_ADAPTER
+
+
+def _new(key: str | None = None, **envelope: object) -> jobs.NewJob:
+    return jobs.new_job(JOB_REQUEST_ADAPTER.validate_python(train_body(**envelope)), key)
+
+
+def test_concurrent_submissions_share_transactions_and_each_get_their_job(
+    clean_db, redis_url, session
+):
+    batcher = intake.SubmitBatcher(max_in_flight=1, max_batch=256)
+
+    async def submit_all() -> list[intake.Rendered]:
+        requests = [
+            JOB_REQUEST_ADAPTER.validate_python(train_body(metadata={"n": str(n)}))
+            for n in range(40)
+        ]
+        return await asyncio.gather(*(batcher.submit(r, None) for r in requests))
+
+    answers = asyncio.run(submit_all())
+    jobs_out = [json.loads(body) for body, replayed in answers if not replayed]
+    assert [j["metadata"]["n"] for j in jobs_out] == [str(n) for n in range(40)]
+    assert len({j["id"] for j in jobs_out}) == 40
+    # Rows committed by one transaction share its xmin: 40 jobs, far fewer transactions.
+    transactions = session.scalar(text("SELECT count(DISTINCT xmin::text) FROM jobs"))
+    assert transactions < 10, transactions
+    events = session.execute(select(JobEvent.job_id, JobEvent.kind)).all()
+    assert sorted(events) == sorted((j["id"], "submitted") for j in jobs_out)
+    published = [args[0] for _, args, _ in broker_messages(redis_url, "cpu")]
+    assert sorted(published) == sorted(j["id"] for j in jobs_out)
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_request(clean_db, redis_url, session):
+    good = [_new(metadata={"n": str(n)}) for n in range(3)]
+    nul = _new(metadata={"team": "a\x00b"})  # valid JSON; Postgres cannot store \u0000
+    outcomes = intake.commit_and_publish([good[0], nul, good[1], good[2]])
+    assert isinstance(outcomes[1], Exception) and "\\u0000" in str(outcomes[1])
+    stored = set(session.scalars(select(Job.id)))
+    assert stored == {new.id for new in good}
+    for new, outcome in zip(good, [outcomes[0], *outcomes[2:]], strict=True):
+        body, replayed = outcome
+        assert json.loads(body)["id"] == new.id and not replayed
+
+
+def test_duplicate_keys_in_one_batch_make_one_job_and_a_mismatch(clean_db, redis_url, session):
+    first, same, other = _new("k"), _new("k"), _new("k", total_steps=9)
+    outcomes = jobs.insert_jobs(session, [first, same, other])
+    (job, replayed), (again, replayed_again) = outcomes[0], outcomes[1]
+    assert (job.id, replayed) == (first.id, False)
+    assert (again.id, replayed_again) == (first.id, True)
+    assert isinstance(outcomes[2], IdempotencyMismatch)
+    assert session.scalar(select(func.count()).select_from(Job)) == 1
+    assert session.scalar(select(func.count()).select_from(JobEvent)) == 1
