@@ -12,12 +12,13 @@ from service.ui import router as ui_router
 
 
 def create_app() -> FastAPI:
+    settings = get_settings()
     app = FastAPI(
         title="dgpo",
         version="0.1.0",
         description="Submit DGPO train and eval jobs; read their progress, metrics and results.",
+        telemetry={"tracing": settings.otel, "metrics": settings.otel, "logs": settings.otel},
     )
-    settings = get_settings()
     app.state.telemetry = Telemetry()
     app.state.submissions = SubmitBatcher(
         settings.submit_batches_in_flight, settings.submit_max_batch

@@ -5,14 +5,16 @@ the job stays `queued` with `enqueued_at` cleared, and the workers' reconciler r
 it (it also re-sends queued jobs whose message was lost after a successful publish).
 """
 
+import base64
 import logging
 import threading
 import uuid
 from collections.abc import Sequence
-from functools import lru_cache
-from typing import NamedTuple
+from functools import cached_property, lru_cache
+from typing import Any, NamedTuple
 
 import kombu.pools
+import orjson
 import redis
 from celery import Celery
 from kombu.utils.json import dumps
@@ -69,9 +71,10 @@ class _RedisPublisher:
     """Publish Celery's own `dgpo.run_job` messages with LPUSHes through kombu's pool.
 
     `send_task` costs ~0.4 ms of CPU per job, mostly a fresh redis client (and its
-    response-callback table) per publish plus producer plumbing. Here Celery still builds
-    the message (`as_task_v2`: the worker sees exactly what `send_task` sends), kombu's
-    Redis channel frames it, and one reused client pushes it to the same priority list.
+    response-callback table) per publish plus producer plumbing. Here Celery and kombu
+    build one template message (`as_task_v2`, `prepare_message`: the worker sees what
+    `send_task` sends), each job gets a copy with its own ids, and one reused client
+    pushes a whole batch to the priority lists in one round trip.
     """
 
     def __init__(self, app: Celery) -> None:
@@ -84,27 +87,58 @@ class _RedisPublisher:
         self.slots = threading.BoundedSemaphore(self.channel.pool.max_connections)
         self.wait_s = get_settings().broker_publish_timeout_s
 
-    def frame(self, job_id: str, queue: str, priority: int) -> tuple[str, str]:
-        """The Redis list and the serialised message for one job (broker priority)."""
+    def frame(self, job_id: str, queue: str, priority: int) -> tuple[str, bytes]:
+        """The Redis list and the serialised message for one job (broker priority).
+
+        Only the ids, the queue and the priority differ between two run messages, so the
+        template that Celery and kombu built once is copied with those replaced: a tenth
+        of the CPU of building each message from scratch.
+        """
+        template, embed = self._template
         task_id = str(uuid.uuid4())
+        message = {
+            **template,
+            "body": base64.b64encode(orjson.dumps([[job_id], {}, embed])).decode(),
+            "headers": {
+                **template["headers"],
+                "id": task_id,
+                "root_id": task_id,
+                "argsrepr": repr([job_id]),
+            },
+            "properties": {
+                **template["properties"],
+                "correlation_id": task_id,
+                "priority": priority,
+                "delivery_tag": str(uuid.uuid4()),
+                "delivery_info": {"exchange": "", "routing_key": queue},
+            },
+        }
+        key = f"{queue}{self.channel.sep}{priority}" if priority else queue  # kombu's list
+        return key, orjson.dumps(message)
+
+    @cached_property
+    def _template(self) -> tuple[dict[str, Any], Any]:
+        """A run message as `send_task` would build it, and its body's embed part."""
         headers, properties, body, _ = self.app.amqp.as_task_v2(
-            task_id, RUN_JOB_TASK, args=[job_id], reply_to=self.app.thread_oid, ignore_result=None
+            str(uuid.uuid4()),
+            RUN_JOB_TASK,
+            args=["template"],
+            reply_to=self.app.thread_oid,
+            ignore_result=None,
         )
         channel = self.channel
         properties["delivery_mode"] = 2  # persistent, as kombu's Producer sets it
         message = channel.prepare_message(
-            dumps(body), priority, "application/json", "utf-8", headers, properties
+            dumps(body), 0, "application/json", "utf-8", headers, properties
         )
         message["body"], encoding = channel.encode_body(message["body"], channel.body_encoding)
-        message["properties"].update(
-            body_encoding=encoding,
-            delivery_tag=str(uuid.uuid4()),
-            delivery_info={"exchange": "", "routing_key": queue},
-        )
-        key = f"{queue}{channel.sep}{priority}" if priority else queue  # kombu's priority list
-        return key, dumps(message)
+        if encoding != "base64":
+            raise RuntimeError(f"kombu's Redis channel encodes bodies as {encoding}, not base64")
+        message["properties"]["body_encoding"] = encoding
+        _args, _kwargs, embed = body
+        return message, embed
 
-    def publish(self, frames: Sequence[tuple[str, str]]) -> None:
+    def publish(self, frames: Sequence[tuple[str, bytes]]) -> None:
         """LPUSH every frame in one round trip (a pipeline, not a transaction)."""
         if not self.slots.acquire(timeout=self.wait_s):
             raise TimeoutError(f"no free broker connection within {self.wait_s} s")
