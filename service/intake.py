@@ -64,6 +64,10 @@ class SubmitBatcher:
             outcomes = await anyio.to_thread.run_sync(commit_and_publish, [w.job for w in batch])
         except Exception as exc:  # database down: every request in the batch gets the error
             outcomes = [exc] * len(batch)
+        except asyncio.CancelledError:  # the loop is shutting down, and so are the requests
+            for waiting in batch:
+                waiting.answer.cancel()
+            raise
         finally:
             self._in_flight -= 1
             self._start_batches()
