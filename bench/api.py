@@ -196,9 +196,10 @@ def main() -> None:
                 time.sleep(0.2)
         asyncio.run(drive(port, token, args.clients, 2))  # warm-up: pools, caches, JIT paths
 
-        cpu_before = tree_cpu_seconds(server.pid)
+        cpu_before = tree_cpu_seconds(server.pid), time.process_time()
         latencies = asyncio.run(drive(port, token, args.clients, args.seconds))
-        server_cpu_us = (tree_cpu_seconds(server.pid) - cpu_before) / len(latencies) * 1e6
+        server_cpu_us = (tree_cpu_seconds(server.pid) - cpu_before[0]) / len(latencies) * 1e6
+        client_cpu_us = (time.process_time() - cpu_before[1]) / len(latencies) * 1e6
         api_rate = len(latencies) / args.seconds
         latencies.sort()
         p50 = statistics.median(latencies) * 1000
@@ -213,7 +214,9 @@ def main() -> None:
         print(
             f"API POST /jobs:        {api_rate:8.1f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
         )
-        print(f"API server CPU:        {server_cpu_us:8.0f} µs per request")
+        print(
+            f"CPU per request:       {server_cpu_us:8.0f} µs server   {client_cpu_us:6.0f} µs client"
+        )
         print(f"raw insert (pgbench):  {raw_rate:8.1f} rows/s")
         print(f"ratio API/raw:         {ratio:8.3f}   (target >= 0.25, p99 < 100 ms)")
         ok = ratio >= 0.25 and p99 < 100

@@ -25,8 +25,8 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(LatencyMiddleware, telemetry=app.state.telemetry)
     errors.install(app)
+    app.include_router(jobs.router)  # first: routes are matched in order, POST /jobs is hot
     app.include_router(health.router)
-    app.include_router(jobs.router)
     app.include_router(fleet.router)
     app.include_router(evals.router)
     app.include_router(schedules.router)

@@ -16,8 +16,6 @@ from sqlalchemy.orm import Session
 
 from service import jobs
 from service.core.db import get_sessionmaker
-from service.models import Job
-from service.schemas import JobOut
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +91,10 @@ def commit_and_publish(batch: list[jobs.NewJob]) -> list[Rendered | Exception]:
             session.rollback()
             outcomes = [_insert_alone(session, new) for new in batch]
         jobs.hand_off(session, [o[0] for o in outcomes if isinstance(o, tuple) and not o[1]])
-        return [o if isinstance(o, Exception) else (_render(o[0]), o[1]) for o in outcomes]
+        return [
+            o if isinstance(o, Exception) else (o[0].model_dump_json().encode(), o[1])
+            for o in outcomes
+        ]
 
 
 def _insert_alone(session: Session, new: jobs.NewJob) -> jobs.Submitted | Exception:
@@ -103,7 +104,3 @@ def _insert_alone(session: Session, new: jobs.NewJob) -> jobs.Submitted | Except
         session.rollback()
         return exc
     return outcome
-
-
-def _render(job: Job) -> bytes:
-    return JobOut.model_validate(job).model_dump_json().encode()

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, and_, func, or_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -19,6 +19,7 @@ from service.core.serialize import dumps
 from service.errors import BadRequest, IdempotencyMismatch, NotFound
 from service.lifecycle import append_event, transition
 from service.models import Job, JobStatus, new_id, utcnow
+from service.schemas import JobOut
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,24 @@ class NewJob:
     def idempotency_key(self) -> str | None:
         return self.values["idempotency_key"]
 
-    def as_job(self) -> Job:
-        """The row as a Job outside any session (what a read would return, without one)."""
-        return Job(**{("metadata_" if k == "metadata" else k): v for k, v in self.values.items()})
+    def as_out(self) -> JobOut:
+        """The job as the API shows it once inserted (what a read would return, unread)."""
+        return JobOut.model_validate(
+            {**_UNSET_AT_SUBMIT, **self.values, "metadata_": self.values["metadata"]}
+        )
+
+
+_UNSET_AT_SUBMIT = dict.fromkeys(
+    [
+        "lease_owner",
+        "lease_expires_at",
+        "eta_seconds",
+        "current_step",
+        "error",
+        "started_at",
+        "finished_at",
+    ]
+)
 
 
 def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
@@ -102,8 +118,18 @@ def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
     )
 
 
-Submitted = tuple[Job, bool]
+Submitted = tuple[JobOut, bool]
 """A job and whether it is the replay of an earlier submission with the same key."""
+
+
+class Publishable(Protocol):
+    """What `hand_off` needs of a job: a `Job` row or the `JobOut` of one."""
+
+    id: str
+    queue: str
+    priority: int
+    attempt: int
+    enqueued_at: datetime | None
 
 
 def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | Exception]:
@@ -120,7 +146,7 @@ def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | E
     session.commit()
     skipped = [new for new in batch if new.id not in inserted]
     earlier = _jobs_by_key(session, {new.idempotency_key for new in skipped})
-    return [(new.as_job(), False) if new.id in inserted else _replay(new, earlier) for new in batch]
+    return [(new.as_out(), False) if new.id in inserted else _replay(new, earlier) for new in batch]
 
 
 def _jobs_by_key(session: Session, keys: set[str | None]) -> dict[str, Job]:
@@ -141,7 +167,7 @@ def _replay(new: NewJob, earlier: Mapping[str, Job]) -> Submitted | Exception:
             f"Idempotency-Key {key!r} was already used for job {job.id} with a different "
             "body; send the original body to get that job, or use a new key for a new job"
         )
-    return job, True
+    return JobOut.model_validate(job), True
 
 
 def submit(session: Session, request: JobRequestModel, idempotency_key: str | None) -> Submitted:
@@ -153,10 +179,10 @@ def submit(session: Session, request: JobRequestModel, idempotency_key: str | No
     if isinstance(outcome, Exception):
         raise outcome
     job, replayed = outcome
-    return (job if replayed else session.get_one(Job, job.id)), replayed
+    return session.get_one(Job, job.id), replayed
 
 
-def hand_off(session: Session, new_jobs: Sequence[Job]) -> None:
+def hand_off(session: Session, new_jobs: Sequence[Publishable]) -> None:
     """Publish committed jobs; a broker failure is recorded, never raised.
 
     On failure `enqueued_at` is cleared and an event says why, so the reconciler (and

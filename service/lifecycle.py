@@ -5,7 +5,7 @@ The API (cancel) and the workers (claim, finish, re-enqueue after a lost lease) 
 so that two writers cannot both move the same job.
 """
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -40,9 +40,16 @@ def check_transition(job_id: str, src: str, dst: str) -> None:
         raise IllegalTransition(job_id, src, dst)
 
 
+class JobRef(Protocol):
+    """Whatever names a job and its attempt: a `Job` row, or the API's view of one."""
+
+    id: str
+    attempt: int
+
+
 def append_event(
     session: Session,
-    job: Job,
+    job: JobRef,
     kind: str,
     message: str = "",
     data: dict[str, Any] | None = None,
