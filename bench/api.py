@@ -142,11 +142,6 @@ def main() -> None:
         "DGPO_DATABASE_URL": db_url,
         "DGPO_BROKER_URL": REDIS_URL,
         "DGPO_HOME": tempfile.mkdtemp(prefix="dgpo_bench_"),
-        # Two cores serve everything here: a few connections per worker saturate Postgres,
-        # and each is a submit thread contending with the event loop for the GIL (measured:
-        # 4 per worker ~560 req/s, 8 ~400).
-        "DGPO_DB_POOL_SIZE": os.environ.get("DGPO_DB_POOL_SIZE", "4"),
-        "DGPO_DB_MAX_OVERFLOW": os.environ.get("DGPO_DB_MAX_OVERFLOW", "0"),
     }
     os.environ.update(env)
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:

@@ -1,11 +1,13 @@
 """The embedded default (SQLite): the same queries work without Postgres."""
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import jobs
 from service.core.db import make_engine
+from service.errors import IdempotencyMismatch
 from service.lifecycle import transition
-from service.models import JobStatus
+from service.models import JobEvent, JobStatus
 from tests.conftest import migrate
 from tests.service.helpers import eval_body, train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
@@ -42,4 +44,23 @@ def test_submit_filter_page_and_cancel_on_sqlite(tmp_path):
         session.commit()
         assert jobs.cancel(session, made[1].id).status == JobStatus.CANCELLING
         assert jobs.cancel(session, made[0].id).status == JobStatus.CANCELLED
+    engine.dispose()
+
+
+def test_a_group_commit_on_sqlite_inserts_skips_used_keys_and_logs_events(tmp_path):
+    url = f"sqlite:///{tmp_path / 'dgpo.sqlite'}"
+    migrate(url)
+    engine = make_engine(url)
+    batch = [
+        jobs.new_job(JOB_REQUEST_ADAPTER.validate_python(train_body(total_steps=n)), key)
+        for n, key in [(1, "a"), (2, None), (1, "a"), (3, "a")]
+    ]
+    with Session(engine, expire_on_commit=False) as session:
+        first, second, replay, mismatch = jobs.insert_jobs(session, batch)
+        assert (first[0].id, first[1]) == (batch[0].id, False)
+        assert (second[0].id, second[1]) == (batch[1].id, False)
+        assert (replay[0].id, replay[1]) == (batch[0].id, True)
+        assert isinstance(mismatch, IdempotencyMismatch)
+        events = session.execute(select(JobEvent.job_id, JobEvent.kind)).all()
+        assert sorted(events) == sorted([(batch[0].id, "submitted"), (batch[1].id, "submitted")])
     engine.dispose()
