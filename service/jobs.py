@@ -67,21 +67,12 @@ class NewJob:
     def as_out(self) -> JobOut:
         """The job as the API shows it once inserted (what a read would return, unread)."""
         return JobOut.model_validate(
-            {**_UNSET_AT_SUBMIT, **self.values, "metadata_": self.values["metadata"]}
+            {**_NOTHING_YET, **self.values, "metadata_": self.values["metadata"]}
         )
 
 
-_UNSET_AT_SUBMIT = dict.fromkeys(
-    [
-        "lease_owner",
-        "lease_expires_at",
-        "eta_seconds",
-        "current_step",
-        "error",
-        "started_at",
-        "finished_at",
-    ]
-)
+_NOTHING_YET = dict.fromkeys(JobOut.model_fields)
+"""Every field None: a new job has no lease, error, start or finish yet."""
 
 
 def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
@@ -170,7 +161,9 @@ def _replay(new: NewJob, earlier: Mapping[str, Job]) -> Submitted | Exception:
     return JobOut.model_validate(job), True
 
 
-def submit(session: Session, request: JobRequestModel, idempotency_key: str | None) -> Submitted:
+def submit(
+    session: Session, request: JobRequestModel, idempotency_key: str | None
+) -> tuple[Job, bool]:
     """Insert one queued job (or find the one this key created); commits.
 
     The job returned belongs to `session`, so callers can go on changing it.
