@@ -21,7 +21,9 @@ def create_app() -> FastAPI:
     )
     app.state.telemetry = Telemetry()
     app.state.submissions = SubmitBatcher(
-        settings.submit_batches_in_flight, settings.submit_max_batch
+        settings.submit_batches_in_flight,
+        settings.submit_max_batch,
+        app.state.telemetry.submit_batch_size,
     )
     app.add_middleware(LatencyMiddleware, telemetry=app.state.telemetry)
     errors.install(app)

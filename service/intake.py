@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 import anyio.to_thread
+from prometheus_client import Histogram
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,8 +37,9 @@ class SubmitBatcher:
     loop runs the app (uvicorn's, or each TestClient's).
     """
 
-    def __init__(self, max_in_flight: int, max_batch: int) -> None:
+    def __init__(self, max_in_flight: int, max_batch: int, batch_sizes: Histogram) -> None:
         self.max_in_flight, self.max_batch = max_in_flight, max_batch
+        self.batch_sizes = batch_sizes
         self._waiting: list[_Waiting] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -52,6 +54,7 @@ class SubmitBatcher:
         while self._waiting and self._in_flight < self.max_in_flight:
             batch = self._waiting[: self.max_batch]
             del self._waiting[: self.max_batch]
+            self.batch_sizes.observe(len(batch))
             self._in_flight += 1
             task = asyncio.create_task(self._commit(batch))
             self._tasks.add(task)  # the loop keeps only weak references to tasks

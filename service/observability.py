@@ -14,6 +14,7 @@ from service.core.db import get_sessionmaker
 from service.models import Job, JobStatus
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class JobCollector(Collector):
@@ -49,6 +50,12 @@ class Telemetry:
             "API latency by method, route template and status",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.submit_batch_size = Histogram(
+            "dgpo_submit_batch_size",
+            "Submissions committed together by one POST /jobs group commit",
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         self.registry.register(JobCollector())

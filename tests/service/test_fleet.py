@@ -71,3 +71,5 @@ def test_prometheus_metrics_expose_jobs_by_status_depth_and_latency(client, toke
         'dgpo_http_request_duration_seconds_count{method="POST",route="/jobs",status="201"} 2.0'
         in text
     )
+    assert "dgpo_submit_batch_size_sum 2.0" in text  # sequential posts: batches of one
+    assert "dgpo_submit_batch_size_count 2.0" in text

@@ -4,6 +4,7 @@ import asyncio
 import json
 from collections import Counter
 
+from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import func, select, text
 
 from service import intake, jobs
@@ -20,7 +21,8 @@ def _new(key: str | None = None, **envelope: object) -> jobs.NewJob:
 def test_concurrent_submissions_share_transactions_and_each_get_their_job(
     clean_db, redis_url, session
 ):
-    batcher = intake.SubmitBatcher(max_in_flight=1, max_batch=256)
+    sizes = Histogram("sizes", "batch sizes", registry=CollectorRegistry())
+    batcher = intake.SubmitBatcher(max_in_flight=1, max_batch=256, batch_sizes=sizes)
 
     async def submit_all() -> list[intake.Rendered]:
         requests = [
@@ -36,6 +38,8 @@ def test_concurrent_submissions_share_transactions_and_each_get_their_job(
     # Rows committed by one transaction share its xmin: 40 jobs, far fewer transactions.
     transactions = session.scalar(text("SELECT count(DISTINCT xmin::text) FROM jobs"))
     assert transactions < 10, transactions
+    observed = {sample.name: sample.value for sample in sizes.collect()[0].samples}
+    assert (observed["sizes_count"], observed["sizes_sum"]) == (transactions, 40)
     events = session.execute(select(JobEvent.job_id, JobEvent.kind)).all()
     assert sorted(events) == sorted((j["id"], "submitted") for j in jobs_out)
     published = Counter(args[0] for _, args, _ in broker_messages(redis_url, "cpu"))
