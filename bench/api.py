@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import secrets
 import socket
 import statistics
 import subprocess
@@ -27,12 +26,10 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
+from scratch import REDIS_URL, REPO, scratch_service
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-ADMIN_DSN = os.environ.get("DGPO_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("DGPO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 BODY = {
     "kind": "train",
     "model": {"path": "tiny-qwen2"},
@@ -146,25 +143,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     args = parser.parse_args()
 
-    name = f"dgpo_bench_{os.getpid()}_{secrets.token_hex(2)}"
-    db_url = (
-        ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    )
-    env = {
-        **os.environ,
-        "DGPO_DATABASE_URL": db_url,
-        "DGPO_BROKER_URL": REDIS_URL,
-        "DGPO_HOME": tempfile.mkdtemp(prefix="dgpo_bench_"),
-    }
-    os.environ.update(env)
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    redis.Redis.from_url(REDIS_URL).flushdb()  # messages left by an interrupted run
+    with scratch_service() as env:
+        measure(args, env["DGPO_DATABASE_URL"])
+
+
+def measure(args: argparse.Namespace, db_url: str) -> None:
+    """Drive the API, then pgbench, against the scratch database; print the figures."""
     server = None
     try:
-        subprocess.run(
-            ["alembic", "upgrade", "head"], cwd=REPO, env=env, check=True, capture_output=True
-        )
         from service.auth import create_token
         from service.core.db import get_sessionmaker
         from service.jobs import JobRequestModel  # noqa: F401  (validates BODY below)
@@ -194,7 +180,6 @@ def main() -> None:
                 "--no-access-log",
             ],
             cwd=REPO,
-            env=env,
         )
         url = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -240,12 +225,6 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-        from service.core import db
-
-        db.reset()
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        redis.Redis.from_url(REDIS_URL).flushdb()  # the run messages no worker consumed
 
 
 if __name__ == "__main__":

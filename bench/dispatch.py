@@ -14,7 +14,6 @@
 
 import argparse
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -23,13 +22,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import psycopg
+from scratch import REDIS_URL, REPO, scratch_service
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-ADMIN_DSN = os.environ.get("DGPO_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("DGPO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 QUEUE_TYPE = f"bench{os.getpid()}"
 """A queue of its own (`gpu.bench<pid>`) so concurrent runs never share messages."""
 
@@ -169,19 +165,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
 
-    name = f"dgpo_bench_{os.getpid()}_{secrets.token_hex(2)}"
-    db_url = (
-        ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    )
-    home = tempfile.mkdtemp(prefix="dgpo_bench_")
-    os.environ.update(
-        {"DGPO_DATABASE_URL": db_url, "DGPO_BROKER_URL": REDIS_URL, "DGPO_HOME": home}
-    )
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    with scratch_service() as env:
+        measure(args, Path(env["DGPO_HOME"]))
+
+
+def measure(args: argparse.Namespace, home: Path) -> None:
+    """Start a worker on a queue of its own, then time dispatch and reporting."""
     worker = None
     try:
-        subprocess.run(["alembic", "upgrade", "head"], cwd=REPO, check=True, capture_output=True)
         from trainer.tiny import build_tiny_model, write_toy_dataset
 
         model = str(build_tiny_model(Path(home) / "model"))
@@ -212,11 +203,6 @@ def main() -> None:
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=30)
-        from service.core import db
-
-        db.reset()
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
