@@ -52,10 +52,17 @@ def upsert(
     session.execute(stmt)
 
 
-def eval_rows(job_id: str, step: int | None, results: Sequence[BenchmarkResult]) -> list[dict]:
-    return [
+def record_eval(
+    session: Session,
+    job: Job,
+    step: int | None,
+    results: Sequence[BenchmarkResult],
+    message: str,
+) -> None:
+    """Upsert the eval results (one row per benchmark and step) and an `eval` event."""
+    rows = [
         {
-            "job_id": job_id,
+            "job_id": job.id,
             "benchmark": r.benchmark,
             "step": step,
             "k": r.k,
@@ -65,6 +72,11 @@ def eval_rows(job_id: str, step: int | None, results: Sequence[BenchmarkResult])
         }
         for r in results
     ]
+    upsert(
+        session, EvalResult, rows, ["job_id", "benchmark", "step"], ["k", "scores", "per_problem"]
+    )
+    summary = {r.benchmark: r.scores for r in results}
+    append_event(session, job, "eval", message, summary)
 
 
 class DbReporter(Callback):
@@ -149,15 +161,7 @@ class DbReporter(Callback):
     def on_eval(self, step: int, results: Sequence[BenchmarkResult]) -> None:
         t = time.perf_counter()
         with fenced(self.lease) as (session, job):
-            upsert(
-                session,
-                EvalResult,
-                eval_rows(job.id, step, results),
-                ["job_id", "benchmark", "step"],
-                ["k", "scores", "per_problem"],
-            )
-            summary = {r.benchmark: r.scores for r in results}
-            append_event(session, job, "eval", f"evaluated at step {step}", summary)
+            record_eval(session, job, step, results, f"evaluated at step {step}")
         self.seconds_reporting += time.perf_counter() - t
 
     def on_event(self, kind: str, message: str) -> None:

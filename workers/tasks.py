@@ -14,14 +14,14 @@ from typing import Any
 
 from service.core.config import get_settings
 from service.core.db import get_sessionmaker
-from service.lifecycle import append_event, transition
+from service.lifecycle import transition
 from service.logs import job_log_context
-from service.models import EvalResult, JobStatus
+from service.models import JobStatus
 from trainer.spec import EvalSpec, TrainSpec
 from workers.celery_app import app
 from workers.leases import Lease, LeaseKeeper, LeaseLost, claim, fenced
 from workers.reconciler import reconcile
-from workers.reporting import DbReporter, eval_rows, latest_checkpoint_uri, upsert
+from workers.reporting import DbReporter, latest_checkpoint_uri, record_eval
 from workers.routing import RECONCILE_TASK
 from workers.schedules import FIRE_SCHEDULES_TASK, settle_job, tick
 from workers.settings import get_worker_settings
@@ -116,15 +116,7 @@ def _run_eval(lease: Lease, spec: EvalSpec) -> None:
             )
     results = run_eval(spec, model_path)
     with fenced(lease) as (session, job):
-        upsert(
-            session,
-            EvalResult,
-            eval_rows(job.id, None, results),
-            ["job_id", "benchmark", "step"],
-            ["k", "scores", "per_problem"],
-        )
-        summary = {r.benchmark: r.scores for r in results}
-        append_event(session, job, "eval", f"scored {model_path}", summary)
+        record_eval(session, job, None, results, f"scored {model_path}")
 
 
 def _finish(lease: Lease, stopped: bool) -> None:
