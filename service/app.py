@@ -17,7 +17,6 @@ def create_app() -> FastAPI:
         title="dgpo",
         version="0.1.0",
         description="Submit DGPO train and eval jobs; read their progress, metrics and results.",
-        telemetry={"tracing": settings.otel, "metrics": settings.otel, "logs": settings.otel},
     )
     app.state.telemetry = Telemetry()
     app.state.submissions = SubmitBatcher(

@@ -35,9 +35,6 @@ class Settings(BaseSettings):
     broker_publish_timeout_s: float = Field(default=2.0, gt=0)
     """Upper bound on one enqueue; a slow broker must not stall `POST /jobs`."""
     default_max_attempts: int = Field(default=3, ge=1)
-    otel: bool = False
-    """FastAPI's built-in OpenTelemetry spans, metrics and logs. Off by default: even with
-    no exporter configured they cost CPU on every request (Prometheus covers latency)."""
     submit_batches_in_flight: int = Field(default=1, ge=1)
     """Concurrent group commits per API process; submissions arriving meanwhile wait and
     share the next one (more means smaller batches and more threads fighting for the GIL)."""
