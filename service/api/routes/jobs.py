@@ -18,7 +18,7 @@ from service.schemas import (
     MetricSeries,
     ResultOut,
 )
-from trainer.spec import JobRequest
+from trainer.spec import EvalJobRequest, TrainJobRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -38,7 +38,7 @@ SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
     },
 )
 async def submit_job(
-    request: Annotated[JobRequest, Body()],
+    request: Annotated[TrainJobRequest | EvalJobRequest, Body(discriminator="kind")],
     _: SubmitToken,
     http: Request,
     idempotency_key: Annotated[
