@@ -44,12 +44,14 @@ def _hf(options: EngineOptions) -> RolloutEngine:
 
 def _vllm(options: EngineOptions) -> RolloutEngine:
     """Always its own copy of the weights, loaded from `options.model_path`."""
+    import torch
+
     from trainer.engines.vllm import VLLMEngine
 
     return VLLMEngine(
         options.model_path,
         revision=options.revision,
-        dtype="bfloat16" if options.dtype == "auto" else options.dtype,
+        dtype=str(_torch_dtype(options, torch.device(options.device))).removeprefix("torch."),
         gpu_memory_utilization=options.gpu_memory_utilization,
         tensor_parallel_size=options.tensor_parallel_size,
         max_model_len=options.max_model_len,
