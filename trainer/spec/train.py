@@ -23,7 +23,8 @@ class ModelConfig(SpecModel):
     path: str = Field(min_length=1)
     """A Hugging Face model id or a local directory in HF format."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """`auto`: bfloat16 on GPU, float32 on CPU."""
+    """Compute dtype (`auto`: bfloat16 on GPU, float32 on CPU); training keeps fp32 master
+    weights of a half-precision model, and checkpoints are saved in this dtype."""
     gradient_checkpointing: bool = False
     cpu_offload: bool = False
     """Multi-GPU jobs (FSDP2): keep the sharded parameters and gradients in CPU memory."""
