@@ -29,8 +29,9 @@ every call used here:
   `VLLM_CPU_KVCACHE_SPACE` in GiB), since `gpu_memory_utilization` there is a fraction
   of the whole host's RAM.
 The engine core runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so the weights
-are handed to it as tensors, without serialisation; with `tensor_parallel_size > 1` the
-workers are separate processes and receive the tensors through vLLM's RPC.
+are handed to it as tensors, without serialisation. With `tensor_parallel_size > 1` the
+workers are separate processes and the tensors would travel through vLLM's RPC
+serialisation: not exercised anywhere yet (a CUDA-IPC or NCCL transfer is the known fix).
 """
 
 import os
