@@ -90,8 +90,7 @@ def save_checkpoint(
 
 def _save_model(model: Any, out: Path, dtype: torch.dtype | None) -> None:
     """HF format; cast to `dtype` (weights and config) when the parameters differ."""
-    first = next(model.parameters())
-    if dtype is None or first.dtype == dtype:
+    if dtype is None or next(iter(model.parameters())).dtype == dtype:
         model.save_pretrained(out, safe_serialization=True)
         return
     state = {name: tensor.to(dtype) for name, tensor in model.state_dict().items()}
