@@ -89,6 +89,12 @@ def timed(device: torch.device, fn: Callable[[], object]) -> tuple[float, object
     return time.perf_counter() - t0, out
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Per-part peaks on CUDA; the CPU figure (peak RSS) is the process's so far."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
 def peak_memory_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 1e9
@@ -156,6 +162,7 @@ def report(name: str, seconds: float, tokens: int, flops: float, device: torch.d
 
 def solo_part(model, spec: TrainSpec, batch, device: torch.device, size: Size) -> None:  # type: ignore[no-untyped-def]
     """Single device: fp32 masters + bf16 autocast, the loop's own calls."""
+    reset_peak_memory(device)
     optimizer = build_optimizer(model, spec.optim)
     guard, dtype = SkipGuard(spec.optim.max_consecutive_skips), torch.bfloat16
     tokens = int(batch.attention_mask.sum())
@@ -209,6 +216,7 @@ def fsdp_part(model, spec: TrainSpec, batch, device: torch.device, size: Size) -
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29533")
     torch.distributed.init_process_group(backend, rank=0, world_size=1)
+    reset_peak_memory(device)
     try:
         policy = shard_policy(
             model, device, 1, param_dtype=torch.bfloat16 if device.type == "cuda" else None
