@@ -8,6 +8,7 @@ only after its manifest is on disk, so a crash leaves either nothing or a comple
 checkpoint; one whose files do not match its manifest is never resumed from.
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -55,10 +56,12 @@ def save_checkpoint(
     *,
     keep_last: int,
     extra: Callable[[Path], object] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Checkpoint:
     """Write checkpoint `step` atomically, then delete all but the newest `keep_last`.
 
     `extra(tmp)` may add files (e.g. a sharded optimizer) before the manifest is taken.
+    `dtype`: the weights' dtype on disk (the compute dtype of a run with fp32 masters).
     """
     if not model_is_finite(model):
         raise NonFiniteModelError(f"step {step}: the model has non-finite parameters")
@@ -66,7 +69,7 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{PREFIX}{step:08d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    _save_model(model, tmp, dtype)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / TRAINER_STATE)
     if extra is not None:
@@ -83,6 +86,18 @@ def save_checkpoint(
     _fsync(root)
     _prune(root, keep_last)
     return Checkpoint(final, _info(final, step, manifest, files))
+
+
+def _save_model(model: Any, out: Path, dtype: torch.dtype | None) -> None:
+    """HF format; cast to `dtype` (weights and config) when the parameters differ."""
+    if dtype is None or next(iter(model.parameters())).dtype == dtype:
+        model.save_pretrained(out, safe_serialization=True)
+        return
+    state = {name: tensor.to(dtype) for name, tensor in model.state_dict().items()}
+    model.save_pretrained(out, state_dict=state, safe_serialization=True)
+    config = copy.deepcopy(model.config)
+    config.dtype = dtype
+    config.save_pretrained(out)
 
 
 def verify_checkpoint(path: str | Path) -> Checkpoint | None:

@@ -119,9 +119,12 @@ def train_step(
     )
     batch = group.shard(batch, spec.optim.mini_batch_prompts * group_size)
     temperature, micro = spec.rollout.temperature, spec.optim.micro_batch_size
-    old_logprobs = batched_logprobs(state.model, batch, micro, temperature)
+    dtype = state.autocast_dtype
+    old_logprobs = batched_logprobs(state.model, batch, micro, temperature, compute_dtype=dtype)
     ref_logprobs = (
-        None if reference is None else batched_logprobs(reference, batch, micro, temperature)
+        None
+        if reference is None
+        else batched_logprobs(reference, batch, micro, temperature, compute_dtype=dtype)
     )
     engine.sleep()
     lr = state.scheduler.get_last_lr()[0]
@@ -134,6 +137,7 @@ def train_step(
         spec,
         state.guard,
         group.sync,
+        compute_dtype=dtype,
     )
     state.scheduler.step()
     group.push_weights(state, engine)
@@ -263,7 +267,7 @@ def _engine_options(spec: TrainSpec, state: RunState) -> EngineOptions:
     return EngineOptions(
         model_path=state.model_path,
         revision=None if state.resumed_from else spec.model.revision,
-        dtype=str(next(state.model.parameters()).dtype).removeprefix("torch."),
+        dtype=str(state.compute_dtype).removeprefix("torch."),
         device=str(state.device),
         max_model_len=spec.rollout.max_prompt_tokens + spec.rollout.max_response_tokens,
         gpu_memory_utilization=spec.rollout.gpu_memory_utilization,

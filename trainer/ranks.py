@@ -33,6 +33,7 @@ from trainer.distributed import (
     shutdown_distributed,
 )
 from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig, build_engine
+from trainer.precision import to_master
 from trainer.remote_checkpoints import is_remote, save_remote
 from trainer.spec import TrainSpec
 
@@ -55,7 +56,8 @@ class Solo:
         return callbacks
 
     def prepare(self, model: nn.Module, spec: TrainSpec) -> nn.Module:
-        return model
+        """fp32 master weights of a half-precision model (see `trainer.precision`)."""
+        return to_master(model)
 
     def engine(self, name: str, options: EngineOptions) -> RolloutEngine:
         return build_engine(name, options)
@@ -78,6 +80,7 @@ class Solo:
             state.tokenizer,
             state.trainer_state(),
             keep_last=keep_last,
+            dtype=state.compute_dtype,
         )
 
     def close(self) -> None:

@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from trainer.checkpoints import (
     MANIFEST,
     PREFIX,
@@ -44,11 +46,19 @@ def save_remote(
     *,
     keep_last: int,
     extra: Callable[[Path], object] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Checkpoint:
     """Save locally (arguments as `save_checkpoint`), upload manifest-last, then prune
     remote copies beyond `keep_last`."""
     local = save_checkpoint(
-        staging_dir(uri), step, model, tokenizer, trainer_state, keep_last=keep_last, extra=extra
+        staging_dir(uri),
+        step,
+        model,
+        tokenizer,
+        trainer_state,
+        keep_last=keep_last,
+        extra=extra,
+        dtype=dtype,
     )
     fs, root = _fs(uri)
     dest = f"{root}/{local.path.name}"

@@ -20,6 +20,7 @@ from trainer.checkpoints import Checkpoint, latest_valid_checkpoint, load_traine
 from trainer.data import PromptStream, build_examples, load_rows
 from trainer.dist_checkpoint import load_optimizer_state
 from trainer.optim import build_optimizer, build_scheduler
+from trainer.precision import autocast_dtype
 from trainer.remote_checkpoints import is_remote, latest_valid_remote
 from trainer.spec import TrainSpec
 from trainer.update import SkipGuard
@@ -38,6 +39,10 @@ class RunState:
     """Where the current weights were loaded from (a checkpoint, or the spec's model)."""
     device: torch.device
     resumed_from: Checkpoint | None = None
+    compute_dtype: torch.dtype = torch.float32
+    """The spec's dtype: what rollout engines compute in and checkpoints are written in."""
+    autocast_dtype: torch.dtype | None = None
+    """`compute_dtype` when the policy holds fp32 masters of it (`trainer.precision`)."""
 
     def trainer_state(self) -> dict[str, Any]:
         rng: dict[str, Any] = {
@@ -88,8 +93,9 @@ def build_run_state(
 ) -> RunState:
     """A fresh run, or the newest checkpoint in `output_dir` that passes its manifest.
 
-    `prepare` wraps the loaded model before the optimizer is built (FSDP2 sharding in a
-    torchrun group, see `trainer.ranks`); `device` overrides `pick_device` (a rank's GPU).
+    `prepare` wraps the loaded model before the optimizer is built (fp32 masters in one
+    process, FSDP2 sharding in a torchrun group, see `trainer.ranks`); `device` overrides
+    `pick_device` (a rank's GPU).
     """
     checkpoint = None
     if resume:
@@ -109,6 +115,7 @@ def build_run_state(
     model.train()
     if prepare is not None:
         model = prepare(model, spec)
+    compute_dtype = pick_dtype(spec, device)
     examples = build_examples(
         load_rows(spec.dataset),
         tokenizer,
@@ -128,6 +135,8 @@ def build_run_state(
         model_path=model_path,
         device=device,
         resumed_from=checkpoint,
+        compute_dtype=compute_dtype,
+        autocast_dtype=autocast_dtype(model, compute_dtype),
     )
     if checkpoint is None:
         _seed_everything(spec.seed)

@@ -18,6 +18,7 @@ from trainer.aggregation import aggregate_loss, step_counts
 from trainer.engines.base import Completion
 from trainer.logprobs import fused_token_logprobs
 from trainer.losses import combine_metrics, compute_policy_loss
+from trainer.precision import autocast
 from trainer.spec import TrainSpec
 
 if TYPE_CHECKING:
@@ -84,19 +85,32 @@ def make_batch(
 
 
 def response_logprobs(
-    model: nn.Module, batch: RolloutBatch, temperature: float, *, with_entropy: bool = False
+    model: nn.Module,
+    batch: RolloutBatch,
+    temperature: float,
+    *,
+    with_entropy: bool = False,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """log π(response token) `[N, T]` (0 where masked) and optionally the entropy."""
-    hidden = model.base_model(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask
-    ).last_hidden_state
+    """log π(response token) `[N, T]` (0 where masked) and optionally the entropy.
+
+    `compute_dtype` (fp32 masters, `trainer.precision`): the backbone runs under autocast
+    and the lm_head weight is cast once, so the fused log-prob matmuls run in it too.
+    """
+    with autocast(batch.input_ids.device, compute_dtype):
+        hidden = model.base_model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask
+        ).last_hidden_state
     mask = batch.response_mask
     steps = torch.arange(mask.shape[1], device=mask.device)
     positions = (batch.prompt_lens[:, None] - 1 + steps[None, :])[mask]
     rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
     weight = model.get_output_embeddings().weight
+    selected = hidden[rows, positions]
+    if compute_dtype is not None:
+        selected, weight = selected.to(compute_dtype), weight.to(compute_dtype)
     logprobs, entropy = fused_token_logprobs(
-        hidden[rows, positions],
+        selected,
         weight,
         batch.response_ids[mask],
         temperature=temperature,
@@ -111,11 +125,21 @@ def response_logprobs(
 
 @torch.no_grad()
 def batched_logprobs(
-    model: nn.Module, batch: RolloutBatch, micro_batch_size: int, temperature: float
+    model: nn.Module,
+    batch: RolloutBatch,
+    micro_batch_size: int,
+    temperature: float,
+    *,
+    compute_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Log-probs of the whole batch without gradients (old / reference policy)."""
     chunks = _chunks(len(batch.advantages), micro_batch_size)
-    return torch.cat([response_logprobs(model, batch.rows(c), temperature)[0] for c in chunks])
+    return torch.cat(
+        [
+            response_logprobs(model, batch.rows(c), temperature, compute_dtype=compute_dtype)[0]
+            for c in chunks
+        ]
+    )
 
 
 class SkipGuard:
@@ -149,8 +173,12 @@ def policy_update(
     spec: TrainSpec,
     guard: SkipGuard,
     sync: "StepSync | None" = None,
+    *,
+    compute_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """All optimizer steps of one training step; returns combined loss diagnostics.
+
+    `compute_dtype`: autocast over fp32 master weights (`trainer.precision`).
 
     With `sync` (multi-process), `batch` is this rank's slice (`StepSync.shard`): counts
     and the loss are summed over ranks, and every rank runs every backward (a skipped
@@ -178,7 +206,9 @@ def policy_update(
             step_loss = 0.0
             for micro in _chunks(mini.stop - mini.start, optim.micro_batch_size, mini.start):
                 part = batch.rows(micro)
-                logprobs, entropy = response_logprobs(model, part, temperature, with_entropy=True)
+                logprobs, entropy = response_logprobs(
+                    model, part, temperature, with_entropy=True, compute_dtype=compute_dtype
+                )
                 loss, metrics = compute_policy_loss(
                     algo.policy_loss.name,
                     logprobs,

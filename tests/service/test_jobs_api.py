@@ -51,9 +51,9 @@ def test_unknown_kind_and_unknown_key_are_422(client, tokens):
 
 
 def test_cross_field_validation_is_422_with_message(client, tokens):
-    r = submit(client, tokens["submit"], eval_body(engine="vllm"))
+    r = submit(client, tokens["submit"], eval_body(pass_k=[5]))
     assert r.status_code == 422
-    assert "needs resources.gpus" in r.text
+    assert "pass_k entry 5 exceeds k (2)" in r.text
 
 
 def test_get_job_and_404_for_unknown_id(client, tokens):

@@ -13,17 +13,23 @@ EngineFactory = Callable[[EngineOptions], RolloutEngine]
 
 
 def _hf(options: EngineOptions) -> RolloutEngine:
-    """Shares `options.model` when given (colocated training), else loads its own copy."""
+    """Shares `options.model` when given (colocated training), else loads its own copy.
+
+    A shared policy with fp32 master weights generates under autocast to `options.dtype`,
+    the precision the trainer computes its log-probs in (`trainer.precision`).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     from trainer.engines.hf import HFEngine
+    from trainer.precision import autocast_dtype
 
+    device = torch.device(options.device)
+    dtype = _torch_dtype(options, device)
     model = options.model
     if model is None:
-        device = torch.device(options.device)
         model = AutoModelForCausalLM.from_pretrained(
-            options.model_path, revision=options.revision, dtype=_torch_dtype(options, device)
+            options.model_path, revision=options.revision, dtype=dtype
         ).to(device)
     tokenizer = options.tokenizer or _tokenizer(options)
     eos = tokenizer.eos_token_id
@@ -32,17 +38,20 @@ def _hf(options: EngineOptions) -> RolloutEngine:
         eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
         batch_size=options.batch_size,
+        compute_dtype=autocast_dtype(model, dtype),
     )
 
 
 def _vllm(options: EngineOptions) -> RolloutEngine:
     """Always its own copy of the weights, loaded from `options.model_path`."""
+    import torch
+
     from trainer.engines.vllm import VLLMEngine
 
     return VLLMEngine(
         options.model_path,
         revision=options.revision,
-        dtype="bfloat16" if options.dtype == "auto" else options.dtype,
+        dtype=str(_torch_dtype(options, torch.device(options.device))).removeprefix("torch."),
         gpu_memory_utilization=options.gpu_memory_utilization,
         tensor_parallel_size=options.tensor_parallel_size,
         max_model_len=options.max_model_len,

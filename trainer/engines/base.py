@@ -35,7 +35,7 @@ class EngineOptions:
     dtype: str = "auto"
     """torch dtype name, or "auto": bfloat16 on GPU, float32 on CPU."""
     device: str = "cpu"
-    """Where an HF engine loads its own model (vLLM always runs on the GPU)."""
+    """Where an HF engine loads its own model, and what `dtype: auto` resolves against."""
     max_model_len: int = 4096
     gpu_memory_utilization: float = 0.5
     tensor_parallel_size: int = 1

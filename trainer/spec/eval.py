@@ -59,8 +59,6 @@ class EvalSpec(SpecModel):
         for k in self.pass_k or []:
             if k > self.k:
                 raise ValueError(f"pass_k entry {k} exceeds k ({self.k})")
-        if self.engine == "vllm" and self.resources.gpus == 0:
-            raise ValueError("engine 'vllm' needs resources.gpus >= 1")
         return self
 
     @property

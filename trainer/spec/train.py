@@ -23,7 +23,8 @@ class ModelConfig(SpecModel):
     path: str = Field(min_length=1)
     """A Hugging Face model id or a local directory in HF format."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """`auto`: bfloat16 on GPU, float32 on CPU."""
+    """Compute dtype (`auto`: bfloat16 on GPU, float32 on CPU); training keeps fp32 master
+    weights of a half-precision model, and checkpoints are saved in this dtype."""
     gradient_checkpointing: bool = False
     cpu_offload: bool = False
     """Multi-GPU jobs (FSDP2): keep the sharded parameters and gradients in CPU memory."""
@@ -86,7 +87,8 @@ class RolloutConfig(SpecModel):
     max_prompt_tokens: PositiveInt = 1024
     max_response_tokens: PositiveInt = 2048
     gpu_memory_utilization: Probability = 0.5
-    """vLLM: fraction of GPU memory for weights + KV cache (colocated with training)."""
+    """vLLM on GPU: fraction of its memory for weights + KV cache (colocated with training).
+    vLLM on CPU sizes a small KV cache itself (`trainer.engines.vllm`)."""
     tensor_parallel_size: PositiveInt = 1
     enable_sleep_mode: bool = True
     """vLLM: release KV cache and weights while the update runs."""
@@ -169,6 +171,4 @@ class TrainSpec(SpecModel):
             )
         if self.eval.every_steps and not self.eval.benchmarks:
             raise ValueError("eval.benchmarks must name at least one benchmark when enabled")
-        if self.rollout.engine == "vllm" and self.resources.gpus == 0:
-            raise ValueError("rollout.engine 'vllm' needs resources.gpus >= 1")
         return self

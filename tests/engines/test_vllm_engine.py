@@ -1,0 +1,117 @@
+"""The vLLM engine (real CPU build, tiny model) samples with the trainer's log-probs and
+takes weight pushes; a train run and an eval job both run on it.
+
+One engine serves the module (starting one takes ~15-40 s); it is built exactly as an
+eval job builds its own.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.engines.conftest import require_vllm
+from tests.trainer.benchmark_data import SHARED_BENCHMARKS
+from tests.trainer.loop_specs import toy_spec
+from trainer.engines import Completion, RolloutEngine, SamplingConfig, build_engine
+from trainer.evaluation.runner import engine_options, run_eval
+from trainer.spec.eval import EvalSpec
+from trainer.update import batched_logprobs, make_batch
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPTS = [[1, 53, 67, 80], [1, 87, 85, 71, 84, 201], [1, 60]]
+SAMPLING = SamplingConfig(n=3, temperature=0.7, top_p=1.0, max_tokens=12, seed=3)
+
+
+def eval_spec(model: str) -> EvalSpec:
+    return EvalSpec.model_validate(
+        {
+            "model": {"path": model},
+            "benchmarks": ["amc23"],
+            "k": 2,
+            "max_tokens": 8,
+            "max_problems": 2,
+            "engine": "vllm",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: str) -> Iterator[RolloutEngine]:
+    require_vllm()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    spec = eval_spec(tiny_model_dir)
+    yield build_engine(spec.engine, engine_options(spec, tiny_model_dir, tokenizer))
+
+
+def max_logprob_error(model: torch.nn.Module, completions: list[Completion]) -> float:
+    """Largest |engine − trainer| over all sampled tokens, the trainer's log-probs
+    recomputed by the update's own path at the sampling temperature."""
+    batch = make_batch(PROMPTS, completions, torch.zeros(len(completions)), 0, torch.device("cpu"))
+    trainer = batched_logprobs(model, batch, 16, SAMPLING.temperature)
+    return float((trainer - batch.rollout_logprobs)[batch.response_mask].abs().max())
+
+
+def test_logprobs_at_temperature_07_equal_the_trainers(
+    engine: RolloutEngine, tiny_model_dir: str
+) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    completions = engine.generate(PROMPTS, SAMPLING)
+    assert [c.prompt_index for c in completions] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert sum(len(c.token_ids) for c in completions) > 20
+    assert max_logprob_error(model, completions) < 1e-3
+
+
+def test_pushed_weights_are_the_ones_sampled_from(
+    engine: RolloutEngine, tiny_model_dir: str
+) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    original = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(0)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    assert max_logprob_error(model, engine.generate(PROMPTS, SAMPLING)) > 0.1  # not pushed yet
+    try:
+        engine.update_weights(model.named_parameters())
+        assert max_logprob_error(model, engine.generate(PROMPTS, SAMPLING)) < 1e-3
+    finally:
+        engine.update_weights(original.items())
+
+
+def test_eval_job_scores_on_the_vllm_engine(engine: RolloutEngine, tiny_model_dir: str) -> None:
+    (result,) = run_eval(
+        eval_spec(tiny_model_dir), tiny_model_dir, engine=engine, benchmark_dir=SHARED_BENCHMARKS
+    )
+    assert result.benchmark == "amc23" and result.num_problems == 2
+    assert {"avg@2", "pass@1", "pass@2"} <= set(result.scores)
+    assert all(len(p.samples) == 2 for p in result.per_problem)
+
+
+def test_three_step_train_run_on_vllm_matches_the_trainer_every_step(
+    tiny_model_dir: str, toy_dataset: str, tmp_path: Path
+) -> None:
+    """lr 2e-2 moves the policy a lot each step: only a push that took effect keeps the
+    engine's log-probs equal to the trainer's at steps 2 and 3."""
+    require_vllm()
+    spec = toy_spec(tiny_model_dir, toy_dataset, rollout={"engine": "vllm", "temperature": 0.7})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    out = tmp_path / "run"
+    subprocess.run(
+        [sys.executable, "-m", "trainer.cli", str(spec_file), "--output", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+        timeout=400,
+    )
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    diffs = [r["metrics"]["rollout/logprob_abs_diff"] for r in rows if r["type"] == "metrics"]
+    assert len(diffs) == 3 and all(d < 1e-3 for d in diffs), diffs
