@@ -2,10 +2,12 @@
 
 Layout: `<root>/step-00000010/` holds `model.safetensors`, `config.json`, the tokenizer
 files (so `from_pretrained` and vLLM load it directly), `trainer_state.pt` (optimizer,
-scheduler, RNG states, data cursor, step) and `manifest.json` (sha256 of every other
-file). A checkpoint is written into a hidden temporary directory and renamed into place
-only after its manifest is on disk, so a crash leaves either nothing or a complete
-checkpoint; one whose files do not match its manifest is never resumed from.
+scheduler, RNG states, data cursor, step: plain data, loaded with `weights_only=True`)
+and `manifest.json` (sha256 of every other file). A checkpoint is written into a hidden
+temporary directory and renamed into place only after its manifest is on disk, so a
+crash leaves either nothing or a complete checkpoint; one whose files do not match its
+manifest is never
+resumed from.
 """
 
 import hashlib
@@ -21,11 +23,13 @@ import torch
 from torch import nn
 
 from trainer.callbacks import CheckpointInfo
+from trainer.safe_load import load_plain
 
 PREFIX = "step-"
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the trainer state is plain data (RNG states without numpy objects)."""
 
 
 class NonFiniteModelError(RuntimeError):
@@ -122,9 +126,12 @@ def latest_valid_checkpoint(root: str | Path) -> tuple[Checkpoint | None, list[P
 
 
 def load_trainer_state(checkpoint: Checkpoint) -> dict[str, Any]:
-    # Not weights_only: the state holds numpy/python RNG states. The file's sha256 was
-    # just checked against the manifest this trainer wrote.
-    return torch.load(checkpoint.path / TRAINER_STATE, weights_only=False)
+    """Plain data only (see `trainer.safe_load`): the manifest proves integrity, not origin."""
+    path = checkpoint.path / TRAINER_STATE
+    state = load_plain(path, str(path))
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a trainer state (a dict); resume from another checkpoint")
+    return state
 
 
 def _prune(root: Path, keep_last: int) -> None:
