@@ -6,8 +6,7 @@ scheduler, RNG states, data cursor, step: plain data, loaded with `weights_only=
 and `manifest.json` (sha256 of every other file). A checkpoint is written into a hidden
 temporary directory and renamed into place only after its manifest is on disk, so a
 crash leaves either nothing or a complete checkpoint; one whose files do not match its
-manifest is never
-resumed from.
+manifest is never resumed from.
 """
 
 import hashlib
