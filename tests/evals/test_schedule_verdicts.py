@@ -13,12 +13,23 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from sqlalchemy import select, update
 
+from service.core.config import get_settings
 from service.models import Job, JobEvent, Schedule
 from tests.conftest import bearer, free_port
 from tests.evals.helpers import add_results, counts, make_job
 from workers.schedules import settle_job, tick
 
 GOOD, BAD = counts([4] * 30), counts([0] * 30)
+
+
+@pytest.fixture(autouse=True)
+def loopback_webhooks_allowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The operator's opt-in that lets webhooks reach this test's own 127.0.0.1 server."""
+    monkeypatch.setenv("DGPO_OUTBOUND_PRIVATE_NETWORKS", '["127.0.0.1/32"]')
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -46,7 +57,7 @@ def create(client, token, **overrides):  # type: ignore[no-untyped-def]
         "name": "nightly",
         "cron": "0 3 * * *",
         "eval": {"benchmarks": ["math500"], "k": 4},
-        "target": {"model_path": "/models/tiny"},
+        "target": {"model_path": "dgpo-test/tiny"},
         **overrides,
     }
     r = client.post("/schedules", json=body, headers=bearer(token))
