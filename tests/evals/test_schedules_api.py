@@ -129,3 +129,26 @@ def test_latest_checkpoint_target_pins_newest_checkpoint_of_newest_matching_job(
     run = client.post(trigger, headers=headers).json()
     job = session.get(Job, run["job_id"])
     assert job.spec["model"] == {"path": None, "checkpoint": {"job_id": newer.id, "step": 20}}
+
+
+def test_webhook_to_internal_addresses_is_422_naming_the_field(client, tokens):
+    internal = [
+        "http://127.0.0.1:6379/",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://localhost:5432/",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.1/hook",
+        "http://0.0.0.0:8000/hook",
+    ]
+    sid = post(client, tokens["submit"], schedule_body()).json()["id"]
+    for url in internal:
+        r = post(client, tokens["submit"], schedule_body(name=f"n-{url}", webhook_url=url))
+        assert r.status_code == 422, (url, r.text)
+        assert [e["loc"] for e in r.json()["detail"]] == [["body", "webhook_url"]], url
+        patched = client.patch(
+            f"/schedules/{sid}", json={"webhook_url": url}, headers=bearer(tokens["submit"])
+        )
+        assert patched.status_code == 422, (url, patched.text)
+    assert len(client.get("/schedules", headers=bearer(tokens["read"])).json()) == 1
