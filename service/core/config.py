@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     """Concurrent group commits per API process; submissions arriving meanwhile wait and
     share the next one (more means smaller batches and more threads fighting for the GIL)."""
     submit_max_batch: int = Field(default=256, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """Largest request body; bigger ones are refused (413) before they are read."""
     storage_root: Path | None = None
     """Job `<id>` writes only under `<storage_root>/<id>` (default `$DGPO_HOME/jobs`)."""
     storage_prefixes: list[str] = Field(default_factory=list)
