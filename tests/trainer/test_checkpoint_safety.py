@@ -4,9 +4,6 @@ The manifest only proves the files are the ones listed, and whoever plants files
 write a matching manifest; so loading must refuse any object that is not plain data.
 """
 
-import hashlib
-import json
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -15,30 +12,10 @@ import pytest
 import torch
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.checkpoints import MANIFEST, TRAINER_STATE, list_checkpoints
+from tests.trainer.planted import Payload, reseal
+from trainer.checkpoints import TRAINER_STATE, list_checkpoints
 from trainer.dist_checkpoint import OPTIMIZER_DIR
 from trainer.loop import train
-
-
-class _Payload:
-    """Unpickling it runs `os.system`: what an attacker plants."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (os.system, (f"touch {self.marker}",))
-
-
-def _reseal(checkpoint: Path) -> None:
-    """Rewrite the manifest so it matches the planted files (the attacker can too)."""
-    data = json.loads((checkpoint / MANIFEST).read_text())
-    data["files"] = {
-        str(p.relative_to(checkpoint)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(checkpoint.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
-    (checkpoint / MANIFEST).write_text(json.dumps(data))
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +38,8 @@ def test_planted_trainer_state_pickle_is_refused_and_never_runs(
     spec, run = finished_run
     out, checkpoint = _copy(run, tmp_path)
     marker = tmp_path / "pwned"
-    torch.save({"step": 1, "evil": _Payload(marker)}, checkpoint / TRAINER_STATE)
-    _reseal(checkpoint)
+    torch.save({"step": 1, "evil": Payload(marker)}, checkpoint / TRAINER_STATE)
+    reseal(checkpoint)
     with pytest.raises(pickle.UnpicklingError, match="other than plain data"):
         train(spec, output_dir=str(out), resume=True)
     assert not marker.exists()
@@ -75,8 +52,8 @@ def test_planted_optimizer_metadata_pickle_is_refused_and_never_runs(
     out, checkpoint = _copy(run, tmp_path)
     marker = tmp_path / "pwned"
     (checkpoint / OPTIMIZER_DIR).mkdir()
-    (checkpoint / OPTIMIZER_DIR / ".metadata").write_bytes(pickle.dumps(_Payload(marker)))
-    _reseal(checkpoint)
+    (checkpoint / OPTIMIZER_DIR / ".metadata").write_bytes(pickle.dumps(Payload(marker)))
+    reseal(checkpoint)
     with pytest.raises(RuntimeError, match="other than plain data"):
         train(spec, output_dir=str(out), resume=True)
     assert not marker.exists()
