@@ -149,3 +149,26 @@ def test_schedule_target_outside_the_data_roots_is_422(client, tokens) -> None: 
     }
     r = client.post("/schedules", json=body, headers=bearer(tokens["submit"]))
     assert _refused_field(r) == [("body", "target", "model_path")]
+
+
+def test_the_worker_refuses_a_symlink_out_of_a_data_root_and_a_hub_id_naming_a_local_dir(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The submit check reads text; the worker's reads the file system it will open."""
+    from service.spec_policy import SpecRefused, check_on_worker
+    from trainer.spec import TrainSpec
+
+    link = get_settings().data_roots[0] / f"escape-{tmp_path.name}"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to("/etc")
+    base = {k: v for k, v in train_body().items() if k != "kind"}
+    with pytest.raises(SpecRefused, match=r"model\.path: resolves outside"):
+        check_on_worker(
+            TrainSpec.model_validate({**base, "model": {"path": str(link)}}), get_settings()
+        )
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecRefused, match="names a local path"):
+        check_on_worker(
+            TrainSpec.model_validate({**base, "model": {"path": "org/name"}}), get_settings()
+        )
