@@ -9,6 +9,7 @@ crash leaves either nothing or a complete checkpoint; one whose files do not mat
 manifest is never resumed from.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -69,6 +70,35 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{PREFIX}{step:08d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        files, manifest = _write(tmp, step, model, tokenizer, trainer_state, extra)
+    except Exception as exc:  # a half-written checkpoint must not hold the disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _out_of_space(exc):
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on device writing checkpoint step {step} under {root}; "
+                "free space there or lower checkpoint.keep_last, then resume",
+            ) from exc
+        raise
+    final = checkpoint_dir(root, step)
+    if final.exists():  # a re-run of the same step (e.g. after a crash) replaces it
+        shutil.rmtree(final)
+    tmp.rename(final)
+    _fsync(root)
+    _prune(root, keep_last)
+    return Checkpoint(final, _info(final, step, manifest, files))
+
+
+def _write(
+    tmp: Path,
+    step: int,
+    model: Any,
+    tokenizer: Any,
+    trainer_state: dict[str, Any],
+    extra: Callable[[Path], object] | None,
+) -> tuple[dict[str, str], str]:
+    """Every file of the checkpoint, then its manifest, flushed to disk in `tmp`."""
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / TRAINER_STATE)
@@ -79,13 +109,18 @@ def save_checkpoint(
     (tmp / MANIFEST).write_text(manifest)
     for rel in [*files, MANIFEST]:
         _fsync(tmp / rel)
-    final = checkpoint_dir(root, step)
-    if final.exists():  # a re-run of the same step (e.g. after a crash) replaces it
-        shutil.rmtree(final)
-    tmp.rename(final)
-    _fsync(root)
-    _prune(root, keep_last)
-    return Checkpoint(final, _info(final, step, manifest, files))
+    return files, manifest
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """ENOSPC anywhere in the chain; safetensors reports it as text ("StorageFull")."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left" in str(exc) or "StorageFull" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def verify_checkpoint(path: str | Path) -> Checkpoint | None:
