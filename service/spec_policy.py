@@ -116,20 +116,14 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
 def _model_source(loc: tuple[str, ...], path: str, settings: Settings) -> list[Violation]:
     if HUB_ID.fullmatch(path) and not path.endswith(LOCAL_DATA_SUFFIXES):
         return []
-    return _under_data_roots(loc, path, settings, "a Hugging Face repo id (org/name)")
-
-
-def _under_data_roots(
-    loc: tuple[str, ...], path: str, settings: Settings, alternative: str
-) -> list[Violation]:
-    roots = [str(root) for root in settings.data_roots]
     if path.startswith("/") and _clean(path) and _is_under(Path(path), settings.data_roots):
         return []
+    roots = [str(root) for root in settings.data_roots]
     return [
         Violation(
             loc,
-            f"must be {alternative} or an absolute path under one of the operator's data "
-            f"roots {roots} (no '..')",
+            "must be a Hugging Face repo id (org/name) or an absolute path under one of the "
+            f"operator's data roots {roots} (no '..')",
         )
     ]
 
