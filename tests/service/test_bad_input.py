@@ -114,6 +114,18 @@ def test_a_body_over_the_limit_is_413(client, tokens) -> None:  # type: ignore[n
     assert r.status_code == 413 and "DGPO_MAX_BODY_BYTES" in r.json()["detail"]
 
 
+def test_a_chunked_body_over_the_limit_is_413(client, tokens) -> None:  # type: ignore[no-untyped-def]
+    def chunks():  # no Content-Length: the guard counts while it receives
+        yield b'{"pad": "'
+        for _ in range(40):
+            yield b"z" * 65_536
+        yield b'"}'
+
+    headers = {**bearer(tokens["submit"]), "content-type": "application/json"}
+    r = client.post("/jobs", content=chunks(), headers=headers)
+    assert r.status_code == 413
+
+
 def _send_big_body(base: str, size: int, answers: list[tuple[float, bytes]]) -> None:
     """POST `size` bytes over a raw socket as fast as the server takes them."""
     host, port = base.removeprefix("http://").split(":")
