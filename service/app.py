@@ -2,12 +2,13 @@
 
 from fastapi import FastAPI
 
-from service import errors
+from service import errors, request_guard
 from service.api.routes import evals, fleet, health, jobs, schedules
 from service.core.config import get_settings
 from service.fleet_metrics import FleetCollector
 from service.intake import SubmitBatcher
 from service.observability import LatencyMiddleware, Telemetry
+from service.request_guard import BodyGuard
 from service.ui import router as ui_router
 
 
@@ -25,7 +26,9 @@ def create_app() -> FastAPI:
         app.state.telemetry.submit_batch_size,
     )
     app.add_middleware(LatencyMiddleware, telemetry=app.state.telemetry)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)  # outermost: first
     errors.install(app)
+    request_guard.install(app)
     app.include_router(jobs.router)  # first: routes are matched in order, POST /jobs is hot
     app.include_router(health.router)
     app.include_router(fleet.router)

@@ -5,6 +5,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 
 from service.lifecycle import IllegalTransition
+from service.spec_policy import SpecRefused
 
 
 class NotFound(Exception):
@@ -40,6 +41,14 @@ def install(app: FastAPI) -> None:
     """Map domain exceptions to responses (never a 500 for bad input)."""
     for error in STATUS_OF:
         app.add_exception_handler(error, _domain_error)
+
+    @app.exception_handler(SpecRefused)
+    async def _refused(_: Request, exc: SpecRefused) -> JSONResponse:
+        """Shaped like a validation error: one entry per field, naming it."""
+        detail = [
+            {"loc": ["body", *v.loc], "msg": v.msg, "type": "spec_policy"} for v in exc.violations
+        ]
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:

@@ -228,17 +228,24 @@ def live_server(postgres_url: str, redis_url: str) -> Iterator[str]:
 # --- the tiny model (built offline once per run; shared by trainer, eval and worker tests) -
 
 
+def operator_dir(root: str) -> Path:
+    """A fresh directory under one of the default data roots (`$DGPO_HOME/models`,
+    `datasets`): where an operator puts what specs may name (`service.spec_policy`)."""
+    (TEST_HOME / root).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=TEST_HOME / root))
+
+
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+def tiny_model_dir() -> str:
     """A random-init tiny Qwen2 model + byte-level tokenizer in HF format."""
     from trainer.tiny import build_tiny_model
 
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny_model")))
+    return str(build_tiny_model(operator_dir("models")))
 
 
 @pytest.fixture(scope="session")
-def toy_dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
+def toy_dataset() -> str:
     """JSONL prompts of the toy task (`Say 7` -> answer `7`, for the `contains` reward)."""
     from trainer.tiny import write_toy_dataset
 
-    return str(write_toy_dataset(tmp_path_factory.mktemp("toy") / "toy.jsonl"))
+    return str(write_toy_dataset(operator_dir("datasets") / "toy.jsonl"))

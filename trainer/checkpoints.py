@@ -2,13 +2,15 @@
 
 Layout: `<root>/step-00000010/` holds `model.safetensors`, `config.json`, the tokenizer
 files (so `from_pretrained` and vLLM load it directly), `trainer_state.pt` (optimizer,
-scheduler, RNG states, data cursor, step) and `manifest.json` (sha256 of every other
-file). A checkpoint is written into a hidden temporary directory and renamed into place
-only after its manifest is on disk, so a crash leaves either nothing or a complete
-checkpoint; one whose files do not match its manifest is never resumed from.
+scheduler, RNG states, data cursor, step: plain data, loaded with `weights_only=True`)
+and `manifest.json` (sha256 of every other file). A checkpoint is written into a hidden
+temporary directory and renamed into place only after its manifest is on disk, so a
+crash leaves either nothing or a complete checkpoint; one whose files do not match its
+manifest is never resumed from.
 """
 
 import copy
+import errno
 import hashlib
 import json
 import os
@@ -22,11 +24,13 @@ import torch
 from torch import nn
 
 from trainer.callbacks import CheckpointInfo
+from trainer.safe_load import load_plain
 
 PREFIX = "step-"
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the trainer state is plain data (RNG states without numpy objects)."""
 
 
 class NonFiniteModelError(RuntimeError):
@@ -69,6 +73,36 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{PREFIX}{step:08d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        files, manifest = _write(tmp, step, model, tokenizer, trainer_state, extra, dtype)
+    except Exception as exc:  # a half-written checkpoint must not hold the disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _out_of_space(exc):
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on device writing checkpoint step {step} under {root}; "
+                "free space there or lower checkpoint.keep_last, then resume",
+            ) from exc
+        raise
+    final = checkpoint_dir(root, step)
+    if final.exists():  # a re-run of the same step (e.g. after a crash) replaces it
+        shutil.rmtree(final)
+    tmp.rename(final)
+    _fsync(root)
+    _prune(root, keep_last)
+    return Checkpoint(final, _info(final, step, manifest, files))
+
+
+def _write(
+    tmp: Path,
+    step: int,
+    model: Any,
+    tokenizer: Any,
+    trainer_state: dict[str, Any],
+    extra: Callable[[Path], object] | None,
+    dtype: torch.dtype | None,
+) -> tuple[dict[str, str], str]:
+    """Every file of the checkpoint, then its manifest, flushed to disk in `tmp`."""
     _save_model(model, tmp, dtype)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / TRAINER_STATE)
@@ -79,13 +113,18 @@ def save_checkpoint(
     (tmp / MANIFEST).write_text(manifest)
     for rel in [*files, MANIFEST]:
         _fsync(tmp / rel)
-    final = checkpoint_dir(root, step)
-    if final.exists():  # a re-run of the same step (e.g. after a crash) replaces it
-        shutil.rmtree(final)
-    tmp.rename(final)
-    _fsync(root)
-    _prune(root, keep_last)
-    return Checkpoint(final, _info(final, step, manifest, files))
+    return files, manifest
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """ENOSPC anywhere in the chain; safetensors reports it as text ("StorageFull")."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left" in str(exc) or "StorageFull" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def _save_model(model: Any, out: Path, dtype: torch.dtype | None) -> None:
@@ -137,9 +176,12 @@ def latest_valid_checkpoint(root: str | Path) -> tuple[Checkpoint | None, list[P
 
 
 def load_trainer_state(checkpoint: Checkpoint) -> dict[str, Any]:
-    # Not weights_only: the state holds numpy/python RNG states. The file's sha256 was
-    # just checked against the manifest this trainer wrote.
-    return torch.load(checkpoint.path / TRAINER_STATE, weights_only=False)
+    """Plain data only (see `trainer.safe_load`): the manifest proves integrity, not origin."""
+    path = checkpoint.path / TRAINER_STATE
+    state = load_plain(path, str(path))
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a trainer state (a dict); resume from another checkpoint")
+    return state
 
 
 def _prune(root: Path, keep_last: int) -> None:

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import Tensor, nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_optimizer_state_dict,
@@ -26,6 +27,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from trainer.checkpoints import Checkpoint, NonFiniteModelError, save_checkpoint
 from trainer.distributed import DistEnv, ShardedPolicy, broadcast_object, full_state_dict
+from trainer.safe_load import PlainDataPlanner, PlainDataReader
 
 OPTIMIZER_DIR = "optimizer"
 
@@ -98,7 +100,13 @@ def load_optimizer_state(
     sharded = Path(checkpoint_path) / OPTIMIZER_DIR
     if sharded.is_dir():
         state = {"optimizer": get_optimizer_state_dict(policy, optimizer)}
-        dcp.load(state, checkpoint_id=sharded)
+        try:
+            dcp.load(state, storage_reader=PlainDataReader(sharded), planner=PlainDataPlanner())
+        except CheckpointException as exc:  # a BaseException: callers' `except Exception` miss it
+            reasons = "; ".join(str(error) for error, _ in exc.failures.values())
+            raise RuntimeError(
+                f"loading the optimizer state in {sharded} failed: {reasons}"
+            ) from None
         set_optimizer_state_dict(policy, optimizer, state["optimizer"])
         return
     if "optimizer" not in saved:

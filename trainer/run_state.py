@@ -45,9 +45,10 @@ class RunState:
     """`compute_dtype` when the policy holds fp32 masters of it (`trainer.precision`)."""
 
     def trainer_state(self) -> dict[str, Any]:
-        rng: dict[str, Any] = {
+        name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+        rng: dict[str, Any] = {  # plain data: it is loaded with weights_only=True
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
             "torch": torch.get_rng_state(),
         }
         if torch.cuda.is_available():
@@ -162,7 +163,8 @@ def _restore(state: RunState, saved: dict[str, Any]) -> None:
     state.guard.total = int(saved["skips"]["total"])
     rng = saved["rng"]
     random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

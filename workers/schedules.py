@@ -17,6 +17,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import outbound
+from service.core.config import get_settings
 from service.core.db import get_sessionmaker
 from service.errors import BadRequest, NotFound
 from service.evals import compare_jobs, summarize
@@ -174,14 +176,20 @@ def _compare(
 def _post_webhook(job_id: str, outcome: _Outcome) -> None:
     """POST the regression; the outcome (sent or why not) is recorded as a job event."""
     assert outcome.webhook_url is not None
+    url = outcome.webhook_url
     try:
-        response = httpx.post(outcome.webhook_url, json=outcome.payload, timeout=WEBHOOK_TIMEOUT_S)
-        response.raise_for_status()
-        kind, message = "webhook_sent", f"POST {outcome.webhook_url}: {response.status_code}"
-    except httpx.HTTPError as exc:
-        kind = "webhook_failed"
-        message = f"POST {outcome.webhook_url} failed ({type(exc).__name__}: {exc})"
+        status = outbound.post_json(url, outcome.payload, get_settings(), WEBHOOK_TIMEOUT_S)
+        kind, message = "webhook_sent", f"POST {url}: {status}"
+    except outbound.OutboundRefused as exc:
+        kind, message = "webhook_failed", f"POST {url} refused: {exc}"
         log.warning("job %s: %s", job_id, message)
+    except httpx.HTTPStatusError as exc:  # the status only: the body never reaches an event
+        kind = "webhook_failed"
+        message = f"POST {url} failed: HTTP {exc.response.status_code}"
+        log.warning("job %s: %s", job_id, message)
+    except httpx.HTTPError as exc:
+        kind, message = "webhook_failed", f"POST {url} failed ({type(exc).__name__})"
+        log.warning("job %s: %s: %s", job_id, message, exc)
     with get_sessionmaker()() as session:
         job = session.get(Job, job_id)
         if job is not None:

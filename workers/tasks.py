@@ -9,9 +9,9 @@ normally so the worker process keeps serving.
 import logging
 import os
 import traceback
-from pathlib import Path
 from typing import Any
 
+from service import spec_policy
 from service.core.config import get_settings
 from service.core.db import get_sessionmaker
 from service.lifecycle import transition
@@ -72,8 +72,9 @@ def execute(job_id: str, owner: str) -> str:
 
 
 def job_output_dir(job_id: str, spec: TrainSpec) -> str:
-    """Where a train job's checkpoints live: the spec's choice, else `$DGPO_HOME/jobs/<id>`."""
-    return spec.checkpoint.output_dir or str(Path(get_settings().home) / "jobs" / job_id)
+    """Where a train job's checkpoints live: its own directory under the operator's
+    storage root (`$DGPO_HOME/jobs/<id>` by default), never one the spec names."""
+    return spec_policy.job_output_dir(job_id, spec.checkpoint.output_dir, get_settings())
 
 
 def _run(lease: Lease, keeper: LeaseKeeper) -> bool:
@@ -82,6 +83,7 @@ def _run(lease: Lease, keeper: LeaseKeeper) -> bool:
         from trainer.loop import train
 
         spec = TrainSpec.model_validate(lease.spec)
+        spec_policy.check_on_worker(spec, get_settings())
         reporter = DbReporter(
             lease,
             get_worker_settings(),
@@ -95,7 +97,9 @@ def _run(lease: Lease, keeper: LeaseKeeper) -> bool:
         reporter.flush()
         return result.stopped
     if lease.kind == "eval":
-        _run_eval(lease, EvalSpec.model_validate(lease.spec))
+        eval_spec = EvalSpec.model_validate(lease.spec)
+        spec_policy.check_on_worker(eval_spec, get_settings())
+        _run_eval(lease, eval_spec)
         return False
     raise ValueError(f"job {lease.job_id} has unknown kind {lease.kind!r}; expected train or eval")
 

@@ -39,10 +39,30 @@ class Settings(BaseSettings):
     """Concurrent group commits per API process; submissions arriving meanwhile wait and
     share the next one (more means smaller batches and more threads fighting for the GIL)."""
     submit_max_batch: int = Field(default=256, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """Largest request body; bigger ones are refused (413) before they are read."""
+    storage_root: Path | None = None
+    """Job `<id>` writes only under `<storage_root>/<id>` (default `$DGPO_HOME/jobs`)."""
+    storage_prefixes: list[str] = Field(default_factory=list)
+    """Remote roots (`s3://bucket/dgpo`) a spec's `checkpoint.output_dir` may name; their
+    protocols are the only fsspec protocols a job uses. Empty: local storage only."""
+    outbound_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    """Hosts webhooks may reach: exact names or `*.example.com`; `*` is any host whose
+    every address is public. Loopback, private, link-local (cloud metadata) and other
+    non-public addresses are refused unless listed in `outbound_private_networks`."""
+    outbound_private_networks: list[str] = Field(default_factory=list)
+    """Non-public networks (CIDR, e.g. `10.1.2.0/24`) webhooks may reach anyway."""
+    data_roots: list[Path] = Field(default_factory=list)
+    """Directories model, dataset and reference-model paths may come from (default
+    `$DGPO_HOME/models`, `datasets` and `demo`); anything else must be a hub repo id."""
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Self:
         self.home = self.home.expanduser()
+        self.storage_root = (self.storage_root or self.home / "jobs").expanduser()
+        if not self.data_roots:
+            self.data_roots = [self.home / name for name in ("models", "datasets", "demo")]
+        self.data_roots = [root.expanduser() for root in self.data_roots]
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'dgpo.sqlite'}"
         if not self.broker_url:

@@ -5,6 +5,7 @@ results the way the worker does; `tests/evals/test_schedule_e2e.py` runs it for 
 """
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from sqlalchemy import select, update
 
+from service.core.config import get_settings
 from service.models import Job, JobEvent, Schedule
 from tests.conftest import bearer, free_port
 from tests.evals.helpers import add_results, counts, make_job
@@ -21,22 +23,42 @@ from workers.schedules import settle_job, tick
 GOOD, BAD = counts([4] * 30), counts([0] * 30)
 
 
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
+@pytest.fixture(autouse=True)
+def loopback_webhooks_allowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The operator's opt-in that lets webhooks reach this test's own 127.0.0.1 server."""
+    monkeypatch.setenv("DGPO_OUTBOUND_PRIVATE_NETWORKS", '["127.0.0.1/32"]')
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+SECRET_BODY = b"internal-service-secret-token"
+
+
+def _serve(status: int, host: str = "127.0.0.1") -> tuple[HTTPServer, list[dict]]:
     """A real HTTP endpoint that records the JSON bodies POSTed to it."""
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
+            self.send_response(status)
             self.end_headers()
+            if status != 204:
+                self.wfile.write(SECRET_BODY)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server = HTTPServer((host, 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    server, received = _serve(204)
     yield f"http://127.0.0.1:{server.server_port}/hook", received
     server.shutdown()
 
@@ -46,7 +68,7 @@ def create(client, token, **overrides):  # type: ignore[no-untyped-def]
         "name": "nightly",
         "cron": "0 3 * * *",
         "eval": {"benchmarks": ["math500"], "k": 4},
-        "target": {"model_path": "/models/tiny"},
+        "target": {"model_path": "dgpo-test/tiny"},
         **overrides,
     }
     r = client.post("/schedules", json=body, headers=bearer(token))
@@ -165,3 +187,46 @@ def test_tick_fires_due_schedules_once_and_settles_orphaned_runs(client, tokens,
     tick()
     (settled,) = runs(client, tokens["read"], due)
     assert settled["finished_at"] is not None and "cancelled" in settled["comparison"]["error"]
+
+
+def _regression(client, tokens, session, url):  # type: ignore[no-untyped-def]
+    """A schedule with webhook `url` whose run regresses; returns the run's job id."""
+    baseline = make_job(session)
+    add_results(session, baseline.id, "math500", GOOD)
+    sid = create(client, tokens["submit"], baseline={"job_id": baseline.id}, webhook_url=url)
+    run = trigger(client, tokens["submit"], sid)
+    finish(session, run["job_id"], BAD)
+    return run["job_id"]
+
+
+def _webhook_events(session, job_id):  # type: ignore[no-untyped-def]
+    events = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)).all()
+    return [e for e in events if e.kind.startswith("webhook")]
+
+
+def test_webhook_to_a_name_that_resolves_to_loopback_is_refused_when_sent(
+    client, tokens, session, monkeypatch
+):
+    """The name passes at submit (no DNS there); every resolved address is checked at send."""
+    server, received = _serve(204, host="0.0.0.0")
+    name = socket.gethostname()  # this machine's own name: loopback or a private address
+    url = f"http://{name}:{server.server_port}/hook"
+    monkeypatch.setenv("DGPO_OUTBOUND_PRIVATE_NETWORKS", "[]")
+    get_settings.cache_clear()
+    job_id = _regression(client, tokens, session, url)
+    settle_job(job_id)
+    server.shutdown()
+    (event,) = _webhook_events(session, job_id)
+    assert event.kind == "webhook_failed" and "non-public address" in event.message
+    assert received == []
+
+
+def test_webhook_response_body_never_reaches_an_event(client, tokens, session):
+    server, received = _serve(500)
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    job_id = _regression(client, tokens, session, url)
+    settle_job(job_id)
+    server.shutdown()
+    (event,) = _webhook_events(session, job_id)
+    assert len(received) == 1 and event.kind == "webhook_failed" and "500" in event.message
+    assert SECRET_BODY.decode() not in event.message

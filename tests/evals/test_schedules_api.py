@@ -13,7 +13,7 @@ def schedule_body(**overrides):  # type: ignore[no-untyped-def]
         "name": "nightly-math",
         "cron": "0 3 * * *",
         "eval": {"benchmarks": ["amc23"], "k": 2, "max_tokens": 8},
-        "target": {"model_path": "/models/tiny"},
+        "target": {"model_path": "dgpo-test/tiny"},
         **overrides,
     }
 
@@ -28,7 +28,7 @@ def test_create_read_list_schedule(client, tokens):
     created = r.json()
     assert created["baseline"] == "previous" and created["threshold"] == 0.05
     assert created["eval"]["k"] == 2 and "model" not in created["eval"]
-    assert created["target"] == {"model_path": "/models/tiny"}
+    assert created["target"] == {"model_path": "dgpo-test/tiny"}
     next_run = datetime.fromisoformat(created["next_run_at"])
     assert next_run > datetime.now(UTC) and (next_run.hour, next_run.minute) == (3, 0)
     read = bearer(tokens["read"])
@@ -96,7 +96,7 @@ def test_trigger_submits_an_eval_job_of_the_model_path_and_enqueues_it(
     assert run["verdict"] is None and run["finished_at"] is None
     job = session.get(Job, run["job_id"])
     assert job.kind == "eval" and job.status == "queued"
-    assert job.spec["model"] == {"path": "/models/tiny", "checkpoint": None}
+    assert job.spec["model"] == {"path": "dgpo-test/tiny", "checkpoint": None}
     assert job.spec["k"] == 2 and job.spec["benchmarks"] == ["amc23"]
     assert job.metadata_ == {"schedule_id": sid, "schedule_run_id": str(run["id"])}
     assert ("dgpo.run_job", [job.id], 9) in broker_messages(redis_url, "cpu")
@@ -129,3 +129,26 @@ def test_latest_checkpoint_target_pins_newest_checkpoint_of_newest_matching_job(
     run = client.post(trigger, headers=headers).json()
     job = session.get(Job, run["job_id"])
     assert job.spec["model"] == {"path": None, "checkpoint": {"job_id": newer.id, "step": 20}}
+
+
+def test_webhook_to_internal_addresses_is_422_naming_the_field(client, tokens):
+    internal = [
+        "http://127.0.0.1:6379/",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://localhost:5432/",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.1/hook",
+        "http://0.0.0.0:8000/hook",
+    ]
+    sid = post(client, tokens["submit"], schedule_body()).json()["id"]
+    for url in internal:
+        r = post(client, tokens["submit"], schedule_body(name=f"n-{url}", webhook_url=url))
+        assert r.status_code == 422, (url, r.text)
+        assert [e["loc"] for e in r.json()["detail"]] == [["body", "webhook_url"]], url
+        patched = client.patch(
+            f"/schedules/{sid}", json={"webhook_url": url}, headers=bearer(tokens["submit"])
+        )
+        assert patched.status_code == 422, (url, patched.text)
+    assert len(client.get("/schedules", headers=bearer(tokens["read"])).json()) == 1

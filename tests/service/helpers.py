@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 from typing import Any
 
 import redis
@@ -12,7 +13,7 @@ def train_body(**envelope: Any) -> dict[str, Any]:
     return {
         "kind": "train",
         "model": {"path": "tiny-qwen2"},
-        "dataset": {"path": "prompts.jsonl"},
+        "dataset": {"path": f"{os.environ['DGPO_HOME']}/datasets/prompts.jsonl"},
         "total_steps": 3,
         **envelope,
     }

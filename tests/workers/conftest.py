@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, operator_dir
 
 WORKER_ENV = {
     # Short leases so a killed worker's job is recoverable within seconds.
@@ -109,13 +109,12 @@ def cpu_worker(start_worker: Callable[[str, str], WorkerProcess]) -> WorkerProce
 
 
 @pytest.fixture(scope="session")
-def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def tiny_assets() -> dict[str, str]:
     from trainer.tiny import build_tiny_model, write_toy_dataset
 
-    root = tmp_path_factory.mktemp("tiny")
     return {
-        "model": str(build_tiny_model(root / "model")),
-        "data": str(write_toy_dataset(root / "toy.jsonl", num_prompts=32)),
+        "model": str(build_tiny_model(operator_dir("models"))),
+        "data": str(write_toy_dataset(operator_dir("datasets") / "toy.jsonl", num_prompts=32)),
     }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service import queue
 from service.models import Checkpoint, EvalResult, Metric, utcnow
-from tests.conftest import bearer
+from tests.conftest import bearer, operator_dir
 from tests.workers.conftest import WorkerProcess, wait_for
 from trainer.checkpoints import MANIFEST
 from workers.reconciler import reconcile
@@ -221,10 +221,9 @@ def test_a_trainer_that_raises_fails_the_job_and_the_worker_serves_the_next(
     client: TestClient,
     tokens: dict[str, str],
     train_request: Callable[..., dict],
-    tmp_path: Path,
 ) -> None:
     api = Api(client, tokens)
-    missing = str(tmp_path / "no-such-dataset.jsonl")
+    missing = str(operator_dir("datasets") / "no-such-dataset.jsonl")  # allowed, absent
     bad = api.wait(api.submit(train_request(dataset=missing)), cpu_worker)
     assert bad["status"] == "failed"
     assert "no-such-dataset.jsonl" in bad["error"]

@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
-from trainer.spec.base import SpecModel
+from trainer.spec.base import PATH_MAX, SpecModel
 from trainer.spec.resources import Resources
 
 BenchmarkName = Literal["aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench", "gsm8k"]
@@ -16,14 +16,14 @@ PositiveInt = Annotated[int, Field(ge=1)]
 class CheckpointRef(SpecModel):
     """A checkpoint of a train job known to the service."""
 
-    job_id: str = Field(min_length=1)
+    job_id: str = Field(min_length=1, max_length=64)
     step: PositiveInt | Literal["latest"] = "latest"
 
 
 class EvalModel(SpecModel):
     """Exactly one of `path` (HF id or directory) or `checkpoint` (a train job's)."""
 
-    path: str | None = Field(default=None, min_length=1)
+    path: str | None = Field(default=None, min_length=1, max_length=PATH_MAX)
     checkpoint: CheckpointRef | None = None
 
     @model_validator(mode="after")
@@ -37,10 +37,10 @@ class EvalSpec(SpecModel):
     """Score one model on math benchmarks with Avg@k and Pass@k."""
 
     model: EvalModel
-    benchmarks: list[BenchmarkName] = Field(min_length=1)
+    benchmarks: list[BenchmarkName] = Field(min_length=1, max_length=32)
     k: PositiveInt = 32
     """Samples per problem (Avg@k averages them)."""
-    pass_k: list[PositiveInt] | None = None
+    pass_k: list[PositiveInt] | None = Field(default=None, max_length=64)
     """Pass@k is reported for each of these (default: 1 and k); each must be <= k."""
     temperature: Annotated[float, Field(gt=0.0)] = 0.6
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95

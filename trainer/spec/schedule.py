@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, HttpUrl, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from trainer.spec.base import SpecModel
+from trainer.spec.base import PATH_MAX, SpecModel
 from trainer.spec.eval import EvalModel, EvalSpec
 
 
@@ -21,6 +21,12 @@ def _check_cron(expression: str) -> str:
             f"{expression!r} is not a cron expression; use 5 fields "
             "'minute hour day-of-month month day-of-week', e.g. '0 3 * * *' (03:00 daily)"
         )
+    try:  # `is_valid` passes dates that never come, e.g. '0 0 30 2 *' (30 February)
+        croniter(expression).get_next(float)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"{expression!r} never fires (no such date); fix its day or month"
+        ) from None
     return expression
 
 
@@ -46,13 +52,15 @@ class ScheduleEvalSpec(EvalSpec):
 class LatestCheckpointOf(SpecModel):
     """The newest checkpoint of the newest succeeded train job carrying this metadata."""
 
-    metadata: dict[str, str] = Field(min_length=1, max_length=32)
+    metadata: dict[
+        Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=256)]
+    ] = Field(min_length=1, max_length=32)
 
 
 class ScheduleTarget(SpecModel):
     """Exactly one of `model_path` or `latest_checkpoint_of`."""
 
-    model_path: str | None = Field(default=None, min_length=1)
+    model_path: str | None = Field(default=None, min_length=1, max_length=PATH_MAX)
     latest_checkpoint_of: LatestCheckpointOf | None = None
 
     @model_validator(mode="after")

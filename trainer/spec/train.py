@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
-from trainer.spec.base import SpecModel
+from trainer.spec.base import NAME_MAX, PATH_MAX, TEXT_MAX, SpecModel
 from trainer.spec.eval import BenchmarkName
 from trainer.spec.loss import PolicyLossConfig
 from trainer.spec.resources import Resources
@@ -20,7 +20,7 @@ Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 class ModelConfig(SpecModel):
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1, max_length=PATH_MAX)
     """A Hugging Face model id or a local directory in HF format."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Compute dtype (`auto`: bfloat16 on GPU, float32 on CPU); training keeps fp32 master
@@ -30,26 +30,26 @@ class ModelConfig(SpecModel):
     """Multi-GPU jobs (FSDP2): keep the sharded parameters and gradients in CPU memory."""
     max_context_length: PositiveInt | None = None
     """Overrides the model config's context length when checking prompt+response fit."""
-    revision: str | None = None
+    revision: str | None = Field(default=None, max_length=NAME_MAX)
     """Pinned hub revision (commit hash or tag) for reproducible runs."""
 
 
 class DatasetConfig(SpecModel):
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1, max_length=PATH_MAX)
     """Local .jsonl/.parquet file, or a Hugging Face dataset id."""
-    split: str = "train"
-    prompt_field: str = "problem"
-    answer_field: str = "answer"
+    split: str = Field(default="train", max_length=NAME_MAX)
+    prompt_field: str = Field(default="problem", max_length=NAME_MAX)
+    answer_field: str = Field(default="answer", max_length=NAME_MAX)
     max_samples: PositiveInt | None = None
     shuffle: bool = True
 
 
 class PromptConfig(SpecModel):
-    instruction: str = DEFAULT_INSTRUCTION
+    instruction: str = Field(default=DEFAULT_INSTRUCTION, max_length=TEXT_MAX)
     """Appended after the problem, as in the paper."""
     use_chat_template: bool = True
     """Wrap the prompt with the tokenizer's chat template when it has one."""
-    system_prompt: str | None = None
+    system_prompt: str | None = Field(default=None, max_length=TEXT_MAX)
 
 
 class AlgorithmConfig(SpecModel):
@@ -57,10 +57,10 @@ class AlgorithmConfig(SpecModel):
     advantage: AdvantageEstimator = "grpo"
     group_size: PositiveInt = 8
     """n: rollouts per prompt."""
-    reward: str = "math"
+    reward: str = Field(default="math", max_length=NAME_MAX)
     """Key in the reward registry (`trainer.rewards`)."""
     kl_coef: Annotated[float, Field(ge=0.0)] = 0.0
-    reference_model: str | None = None
+    reference_model: str | None = Field(default=None, max_length=PATH_MAX)
     """Reference policy for the KL term; defaults to the initial model when kl_coef > 0."""
     entropy_coef: float = 0.0
     dynamic_sampling: bool = False
@@ -126,14 +126,16 @@ class CheckpointConfig(SpecModel):
     every_steps: NonNegativeInt = 50
     """0 saves only at the end (and on cancel)."""
     keep_last: PositiveInt = 3
-    output_dir: str | None = None
-    """Local path or fsspec URI; the runner chooses one when unset."""
+    output_dir: str | None = Field(default=None, max_length=PATH_MAX)
+    """Standalone (`dgpo-train`): a local path or fsspec URI. In the service: a relative
+    sub-path of the job's own directory, or a URI under an operator storage prefix (see
+    `service.spec_policy`); unset, the job's own directory."""
 
 
 class PeriodicEvalConfig(SpecModel):
     every_steps: NonNegativeInt = 0
     """0 disables evaluation during training."""
-    benchmarks: list[BenchmarkName] = Field(default_factory=list)
+    benchmarks: list[BenchmarkName] = Field(default_factory=list, max_length=32)
     k: PositiveInt = 4
     max_problems: PositiveInt | None = None
     """Evaluate only the first N problems of each benchmark (fast checks)."""

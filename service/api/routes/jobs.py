@@ -4,8 +4,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
-from service import job_data, jobs
+from service import job_data, jobs, spec_policy
 from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.core.config import get_settings
 from service.errors import BadRequest
 from service.models import JobStatus
 from service.schemas import (
@@ -34,7 +35,10 @@ SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
     response_model=JobOut,
     responses={
         200: {"model": JobOut, "description": f"replay of an Idempotency-Key ({REPLAY_HEADER})"},
-        422: {"description": "invalid spec, or Idempotency-Key reused with another body"},
+        422: {
+            "description": "invalid spec, a place the operator does not allow (the field is "
+            "named), or an Idempotency-Key reused with another body"
+        },
     },
 )
 async def submit_job(
@@ -46,6 +50,7 @@ async def submit_job(
     ] = None,
 ) -> Response:
     """Queue a train or eval job; with an Idempotency-Key, retries return the same job."""
+    spec_policy.raise_if(spec_policy.check_spec(request, get_settings()))
     body, replayed = await http.app.state.submissions.submit(request, idempotency_key)
     if replayed:
         return Response(body, status.HTTP_200_OK, {REPLAY_HEADER: "true"}, JSON)

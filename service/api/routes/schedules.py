@@ -6,8 +6,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict
 
-from service import schedules
+from service import outbound, schedules, spec_policy
 from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.core.config import Settings, get_settings
 from service.models import Schedule
 from service.schemas import ErrorOut
 from trainer.spec import SchedulePatch, ScheduleRequest
@@ -53,6 +54,16 @@ class ScheduleRunOut(BaseModel):
     finished_at: datetime | None
 
 
+def _webhook_violations(url: object, settings: Settings) -> list[spec_policy.Violation]:
+    if url is None:
+        return []
+    try:
+        outbound.check_url(str(url), settings)
+    except outbound.OutboundRefused as exc:
+        return [spec_policy.Violation(("webhook_url",), str(exc))]
+    return []
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -63,6 +74,12 @@ def create_schedule(
     request: Annotated[ScheduleRequest, Body()], session: SessionDep, _: SubmitToken
 ) -> ScheduleOut:
     """Store a schedule; beat fires it at each cron time (UTC)."""
+    settings = get_settings()
+    violations = _webhook_violations(request.webhook_url, settings)
+    if request.target.model_path is not None:
+        loc = ("target", "model_path")
+        violations += spec_policy.check_model_path(loc, request.target.model_path, settings)
+    spec_policy.raise_if(violations)
     try:
         return ScheduleOut.of(schedules.create(session, request))
     except schedules.NameTaken as exc:
@@ -87,6 +104,7 @@ def patch_schedule(
     _: SubmitToken,
 ) -> ScheduleOut:
     """Enable/disable, or change the cron, threshold or webhook; absent fields stay."""
+    spec_policy.raise_if(_webhook_violations(patch.webhook_url, get_settings()))
     return ScheduleOut.of(schedules.update(session, schedule_id, patch))
 
 
