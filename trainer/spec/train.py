@@ -12,6 +12,8 @@ from trainer.spec.resources import Resources
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 AdvantageEstimator = Literal["grpo", "dr_grpo", "rloo"]
+KLType = Literal["k1", "k2", "k3", "low_var_kl", "k1+", "k3+", "low_var_kl+"]
+KL_TYPES: tuple[str, ...] = get_args(KLType)
 ADVANTAGE_ESTIMATORS: tuple[str, ...] = get_args(AdvantageEstimator)
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -59,6 +61,8 @@ class AlgorithmConfig(SpecModel):
     reward: str = "math"
     """Key in the reward registry (`trainer.rewards`)."""
     kl_coef: Annotated[float, Field(ge=0.0)] = 0.0
+    kl_type: KLType = "low_var_kl"
+    """KL estimator, verl's forms (`trainer.kl`): k3 = low_var_kl is clamped to ±10."""
     reference_model: str | None = None
     """Reference policy for the KL term; defaults to the initial model when kl_coef > 0."""
     entropy_coef: float = 0.0
