@@ -71,7 +71,7 @@ def test_off_policy_dgpo_differs_from_grpo_and_bounds_the_weight_cispo_does_not(
     start = torch.cat([p.detach().flatten() for p in model.parameters()])
     bound = float(old[batch.response_mask].neg().exp().max())  # max 1/π_old
     dgpo, theta_dgpo = update(setup, "dgpo")
-    grpo, theta_grpo = update(setup, "grpo")
+    _, theta_grpo = update(setup, "grpo")
     cispo, _ = update(setup, "cispo", clip_ratio_low=0.2)
     assert dgpo["clip/ln_frac"] > 0.01 and dgpo["clip/hp_frac"] > 0.01
     gap = (theta_dgpo - theta_grpo).norm() / (theta_grpo - start).norm()
