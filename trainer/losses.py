@@ -12,7 +12,8 @@ Metrics (python floats, over the micro-batch's valid tokens):
   low-ratio side (LN: r < 1-ε_low, A < 0) and the high-ratio side (HP: r > 1+ε_high, A > 0);
   CISPO's sign-blind clip counts any token outside [1-ε_low, 1+ε_high]; GSPO judges the
   sequence ratio. `clip/dual_frac`: tokens under a dual clip (grpo, dapo; soft in aspo).
-- `ratio/mean`, `ratio/max`: r = π/π_old; `kl/approx_k3`: mean of r − 1 − log r.
+- `ratio/mean`, `ratio/max`: r = π/π_old from verl's ±20-clamped log r; `kl/approx_k3`: mean
+  of r − 1 − log r.
 - `weight/mean`, `weight/max`, `weight/p99`: W per token.
 - `entropy/mean`: when `entropy` is passed.
 Combine micro-batches with `combine_metrics` (token-weighted means, max of maxima).
