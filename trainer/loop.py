@@ -46,7 +46,10 @@ class Rollouts:
     examples: list[Example]
     completions: list[Completion]
     rewards: list[float]
+    """What the advantages see: the scores plus DAPO's overlong penalty, if any."""
     timing: dict[str, float]
+    scores: list[float] = field(default_factory=list)
+    """The reward's verdicts (after the truncation rule), before any length penalty."""
     gen_batches: int = 0
     """Generation rounds it took (more than 1 only with dynamic sampling)."""
 
@@ -240,6 +243,7 @@ def collect_rollouts(
             kept.examples.append(example)
             kept.completions += [replace(c, prompt_index=offset) for c in completions[group]]
             kept.rewards += shaped[group]
+            kept.scores += scores[group]
         if len(kept.examples) == want:
             break
     return kept
@@ -247,11 +251,13 @@ def collect_rollouts(
 
 def rollout_metrics(rollouts: Rollouts, rewards: torch.Tensor, spec: TrainSpec) -> dict[str, float]:
     lengths = [len(c.token_ids) for c in rollouts.completions] or [0]
+    correct = [score >= 1.0 for score in rollouts.scores]
+    accuracy = sum(correct) / len(correct) if correct else math.nan
     truncated = [c.finish_reason == "length" for c in rollouts.completions] or [False]
     return {
         "reward/mean": float(rewards.mean()) if len(rewards) else math.nan,
         "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-        "reward/accuracy": float((rewards >= 1.0).float().mean()) if len(rewards) else math.nan,
+        "reward/accuracy": accuracy,
         "response/length_mean": sum(lengths) / len(lengths),
         "response/length_max": float(max(lengths)),
         "response/truncated_frac": sum(truncated) / len(truncated),

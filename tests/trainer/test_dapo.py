@@ -39,6 +39,26 @@ def test_overlong_filter_masks_truncated_responses() -> None:
     assert masked.response_mask.tolist() == [[True, True, True, False], [False] * 4]
 
 
+def test_accuracy_counts_correct_answers_before_the_overlong_penalty(
+    tiny_model_dir: str, toy_dataset: str, tmp_path: Path
+) -> None:
+    """Every toy response is 6 tokens, all inside a 6-token L_cache: each reward is cut by
+    the full penalty factor, yet accuracy still counts the correct ones."""
+    spec = toy_spec(
+        tiny_model_dir,
+        toy_dataset,
+        algorithm={"overlong_buffer_len": 6, "overlong_penalty_factor": 0.5},
+        total_steps=1,
+        checkpoint={"every_steps": 0},
+    )
+    recorder = Recorder()
+    train(spec, output_dir=str(tmp_path), callbacks=recorder, resume=False)
+    (metrics,) = recorder.metrics
+    assert metrics["response/length_mean"] == 6.0
+    assert metrics["reward/accuracy"] > 0
+    assert metrics["reward/mean"] == pytest.approx(metrics["reward/accuracy"] - 0.5)
+
+
 class Recorder(Callback):
     def __init__(self) -> None:
         self.metrics: list[dict[str, float]] = []

@@ -67,6 +67,19 @@ def test_dapo_defaults_to_clip_higher_unless_set():
     assert PolicyLossConfig(name="grpo").clip_ratio_high == 0.2
 
 
+def test_overlong_buffer_must_fit_the_response_length():
+    from trainer.spec import TrainSpec
+
+    spec = {
+        "model": {"path": "m"},
+        "dataset": {"path": "d.jsonl"},
+        "algorithm": {"overlong_buffer_len": 65},
+        "rollout": {"max_response_tokens": 64},
+    }
+    with pytest.raises(ValidationError, match="overlong_buffer_len"):
+        TrainSpec.model_validate(spec)
+
+
 def test_group_of_one_is_rejected_for_group_estimators():
     with pytest.raises(ValidationError, match="group_size"):
         AlgorithmConfig(group_size=1)
