@@ -37,7 +37,8 @@ def gppo(batch: TokenBatch, cfg: PolicyLossConfig) -> Surrogate:
 
     W = (1-ε_low)/π in LN and (1+ε_high)/π in HP (unbounded as π → 0), 0 where A < 0 and
     r > c. The official code (Kwai-Klear/CE-GPPO `compute_gppo_loss_general_beta` with
-    β1 = β2 = 1) does not clamp log r, nor does this; its recipe has c = 10.
+    β1 = β2 = 1) does not clamp log r, nor does this (beyond the ±80 float32 guard of
+    `RAW_LOG_RATIO_LIMIT`); its recipe has c = 10.
     """
     return _gradient_preserving(batch, cfg, beta_ln=1.0, beta_hp=1.0)
 

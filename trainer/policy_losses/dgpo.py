@@ -12,7 +12,9 @@ this is the paper's exp(logp + n·sg(logp) − (n+1)·logp_old)/(1-ε_low)^n wri
 Equal to the official code (VenomRose-Juri/DGPO-RL `compute_policy_loss`, ratio_mode "dgpo")
 in every region: LN and HP use the unclamped log r (as it does, through log_prob), while
 inside the region r comes from verl's ±20 clamp, so there W = 0 past |log r| > 20 (e.g. a
-token with A < 0 and r > e^20 gets no gradient, as in the official code).
+token with A < 0 and r > e^20 gets no gradient, as in the official code). Deliberate
+difference: the unclamped log r is bounded at ±80 (`RAW_LOG_RATIO_LIMIT`) so HP's exp cannot
+overflow float32, where the official code would return inf; no real policy gets there.
 """
 
 import math

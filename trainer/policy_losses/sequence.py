@@ -16,7 +16,9 @@ def gspo(batch: TokenBatch, cfg: PolicyLossConfig) -> Surrogate:
     s_i·A·∇log π (W = s_i/π); with `loss_agg_mode: seq-mean-token-mean` and one advantage per
     sequence this is exactly GSPO's s_i·A·(1/|y|)·Σ_t ∇log π; the `gspo` recipe defaults to it
     and to the paper's ε = 3e-4 / 4e-4. Equal to verl's `compute_policy_loss_gspo`: the mean
-    is over unclamped token log-ratios and log s_i is clamped at 10 (W = 0 past it).
+    is over unclamped token log-ratios and log s_i is clamped at 10 (W = 0 past it). verl forces
+    `seq-mean-token-mean` for GSPO; here it is only the default, so that losses compared in one
+    study can share one aggregation.
     """
     lengths = batch.mask.sum(dim=-1, keepdim=True).clamp_min(1)
     seq_log_ratio = batch.raw_log_ratio.sum(dim=-1, keepdim=True) / lengths

@@ -12,7 +12,8 @@ def sapo(batch: TokenBatch, cfg: PolicyLossConfig) -> Surrogate:
     Its gradient is 4σ(1−σ)·r·∇log π, so W = 4σ(1−σ)/π_old: 1/π_old at r = 1 and decaying
     smoothly on both sides. `ln`/`hp` report the tokens outside the PPO band (softly damped).
     Equal to verl's `compute_policy_loss_sapo`: τ in the compute dtype, r from the ±20-clamped
-    log r (W = 0 past it), τ_neg for A ≤ 0.
+    log r (W = 0 past it), τ_neg for A ≤ 0. verl forces `seq-mean-token-mean` for SAPO; here it
+    is the recipe's default and a spec may choose another aggregation.
     """
     ratio = batch.ratio
     tau_pos = torch.full_like(ratio, cfg.sapo_tau_pos)
