@@ -9,8 +9,9 @@ Modes (the names of `trainer.spec.LOSS_AGG_MODES`):
 - `token-mean`: Σ loss / tokens (DAPO, arXiv 2503.14476).
 - `seq-mean-token-sum`: Σ_seq Σ_tok loss / seqs.
 - `seq-mean-token-mean`: Σ_seq (Σ_tok loss / |seq|) / seqs (GRPO, arXiv 2402.03300).
-- `seq-mean-token-sum-norm`: Σ loss / (seqs · L), L = `scale_factor` or the padded length
-  (Dr. GRPO, arXiv 2503.20783). Set `scale_factor` when micro-batches are padded differently.
+- `seq-mean-token-sum-norm`: Σ loss / (seqs · L), L = `scale_factor` (Dr. GRPO, arXiv
+  2503.20783: a constant; the trainer passes `rollout.max_response_tokens` unless the spec sets
+  one, see `trainer.losses.step_loss_config`), else the padded length as verl does.
 
 A sequence counts when it has at least one valid token.
 """

@@ -25,6 +25,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import IO, Any
 
+from trainer.magnitude import install as install_magnitude_check
 from trainer.results import SampleVerdict
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -97,6 +98,7 @@ def grade_in_process(response: str, ground_truth: str, soft_timeout: int = 3) ->
     """
     from math_verify import parse, verify
 
+    install_magnitude_check()
     try:
         predicted = parse(
             _answer_text(response), _extraction_config(), parsing_timeout=soft_timeout

@@ -15,12 +15,13 @@ import torch
 from trainer.advantages import compute_advantages
 from trainer.callbacks import Callback, CheckpointInfo
 from trainer.checkpoints import NonFiniteModelError
+from trainer.dapo import mask_truncated, overlong_penalty
 from trainer.data import Example
 from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig
 from trainer.evaluation.runner import evaluate_benchmark
 from trainer.grading import Grader
 from trainer.ranks import Solo, open_group
-from trainer.rewards import Reward, build_reward
+from trainer.rewards import Reward, apply_truncation, build_reward
 from trainer.run_state import RunState, build_run_state, load_model
 from trainer.spec import TrainSpec
 from trainer.spec.eval import EvalSpec
@@ -45,7 +46,12 @@ class Rollouts:
     examples: list[Example]
     completions: list[Completion]
     rewards: list[float]
+    """What the advantages see: the scores plus DAPO's overlong penalty, if any."""
     timing: dict[str, float]
+    scores: list[float] = field(default_factory=list)
+    """The reward's verdicts (after the truncation rule), before any length penalty."""
+    gen_batches: int = 0
+    """Generation rounds it took (more than 1 only with dynamic sampling)."""
 
 
 def train(
@@ -66,7 +72,7 @@ def train(
     start_step, last_ckpt, metrics, stopped = state.step, None, {}, False
     engine = group.engine(spec.rollout.engine, _engine_options(spec, state))
     reference = _reference_model(spec, state)
-    reward = build_reward(spec.algorithm.reward)
+    reward = build_reward(spec.algorithm)
     grader = Grader()  # its worker processes start at the first periodic eval, if any
     cb.on_train_start(start_step, spec.total_steps)
     try:
@@ -76,6 +82,7 @@ def train(
                 break
             state.step += 1
             metrics = train_step(spec, state, engine, reward, reference, group)
+            _report_short_batch(spec, metrics, cb)
             eval_due = spec.eval.every_steps and state.step % spec.eval.every_steps == 0
             if eval_due and group.is_main:
                 metrics |= periodic_eval(spec, state, engine, grader, cb)
@@ -117,6 +124,8 @@ def train_step(
     batch = make_batch(
         prompts, rollouts.completions, advantages, state.tokenizer.pad_token_id, state.device
     )
+    if spec.algorithm.overlong_filter:
+        batch = mask_truncated(batch, rollouts.completions)
     batch = group.shard(batch, spec.optim.mini_batch_prompts * group_size)
     temperature, micro = spec.rollout.temperature, spec.optim.micro_batch_size
     dtype = state.autocast_dtype
@@ -196,10 +205,13 @@ def periodic_eval(
 def collect_rollouts(
     spec: TrainSpec, state: RunState, engine: RolloutEngine, reward: Reward
 ) -> Rollouts:
-    """`prompts_per_step` groups of n rollouts with rewards. With dynamic sampling, groups
-    whose rewards are all equal (no advantage signal) are dropped and refilled, up to
-    `max_resample_rounds` extra rounds; the step may end with fewer groups."""
+    """`prompts_per_step` groups of n rollouts with rewards. Truncated responses score 0
+    unless credited; DAPO's overlong penalty is added when configured. With dynamic
+    sampling, groups whose scores (before that penalty, verl's `acc` metric) are all equal
+    carry no signal: they are dropped and generation continues until the batch is full, for
+    at most `max_resample_rounds` extra rounds; the step may then end with fewer groups."""
     algo, want = spec.algorithm, spec.optim.prompts_per_step
+    max_len, factor = spec.rollout.max_response_tokens, algo.overlong_penalty_factor
     kept = Rollouts([], [], [], {"time/rollout": 0.0, "time/reward": 0.0})
     rounds = 1 + (algo.max_resample_rounds if algo.dynamic_sampling else 0)
     for round_index in range(rounds):
@@ -218,7 +230,13 @@ def collect_rollouts(
             [c.token_ids for c in completions], skip_special_tokens=True
         )
         truths = [examples[c.prompt_index].answer for c in completions]
-        scores = reward(texts, truths)
+        truncated = [c.finish_reason == "length" for c in completions]
+        scores = apply_truncation(reward(texts, truths), truncated, reward, algo)
+        shaped = [
+            score + overlong_penalty(len(c.token_ids), max_len, algo.overlong_buffer_len, factor)
+            for score, c in zip(scores, completions, strict=True)
+        ]
+        kept.gen_batches += 1
         kept.timing["time/rollout"] += t1 - t0
         kept.timing["time/reward"] += time.perf_counter() - t1
         for i, example in enumerate(examples):
@@ -228,7 +246,8 @@ def collect_rollouts(
             offset = len(kept.examples)
             kept.examples.append(example)
             kept.completions += [replace(c, prompt_index=offset) for c in completions[group]]
-            kept.rewards += scores[group]
+            kept.rewards += shaped[group]
+            kept.scores += scores[group]
         if len(kept.examples) == want:
             break
     return kept
@@ -236,18 +255,33 @@ def collect_rollouts(
 
 def rollout_metrics(rollouts: Rollouts, rewards: torch.Tensor, spec: TrainSpec) -> dict[str, float]:
     lengths = [len(c.token_ids) for c in rollouts.completions] or [0]
+    correct = [score >= 1.0 for score in rollouts.scores]
+    accuracy = sum(correct) / len(correct) if correct else math.nan
     truncated = [c.finish_reason == "length" for c in rollouts.completions] or [False]
     return {
         "reward/mean": float(rewards.mean()) if len(rewards) else math.nan,
         "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-        "reward/accuracy": float((rewards >= 1.0).float().mean()) if len(rewards) else math.nan,
+        "reward/accuracy": accuracy,
         "response/length_mean": sum(lengths) / len(lengths),
         "response/length_max": float(max(lengths)),
         "response/truncated_frac": sum(truncated) / len(truncated),
         "batch/groups": float(len(rollouts.examples)),
+        "batch/gen_batches": float(rollouts.gen_batches),
         "perf/rollout_tokens_per_s": sum(lengths) / max(rollouts.timing["time/rollout"], 1e-9),
         **rollouts.timing,
     }
+
+
+def _report_short_batch(spec: TrainSpec, metrics: dict[str, float], cb: Callback) -> None:
+    """Dynamic sampling ran out of generation rounds: say so, the step trained on less."""
+    want, got = spec.optim.prompts_per_step, int(metrics["batch/groups"])
+    if spec.algorithm.dynamic_sampling and got < want:
+        cb.on_event(
+            "dynamic_sampling_short",
+            f"only {got} of {want} groups had differing rewards after "
+            f"{int(metrics['batch/gen_batches'])} generation batches "
+            "(algorithm.max_resample_rounds); the step trained on those",
+        )
 
 
 def _checkpoint(

@@ -12,7 +12,8 @@ Metrics (python floats, over the micro-batch's valid tokens):
   low-ratio side (LN: r < 1-ε_low, A < 0) and the high-ratio side (HP: r > 1+ε_high, A > 0);
   CISPO's sign-blind clip counts any token outside [1-ε_low, 1+ε_high]; GSPO judges the
   sequence ratio. `clip/dual_frac`: tokens under a dual clip (grpo, dapo; soft in aspo).
-- `ratio/mean`, `ratio/max`: r = π/π_old; `kl/approx_k3`: mean of r − 1 − log r.
+- `ratio/mean`, `ratio/max`: r = π/π_old from verl's ±20-clamped log r; `kl/approx_k3`: mean
+  of r − 1 − log r.
 - `weight/mean`, `weight/max`, `weight/p99`: W per token.
 - `entropy/mean`: when `entropy` is passed.
 Combine micro-batches with `combine_metrics` (token-weighted means, max of maxima).
@@ -29,9 +30,15 @@ from trainer.policy_losses.dgpo import dgpo
 from trainer.policy_losses.metrics import combine_metrics, policy_metrics
 from trainer.policy_losses.sequence import gspo
 from trainer.policy_losses.soft import aspo, sapo
-from trainer.spec import POLICY_LOSS_NAMES, PolicyLossConfig
+from trainer.spec import POLICY_LOSS_NAMES, PolicyLossConfig, TrainSpec
 
-__all__ = ["POLICY_LOSSES", "PolicyLossFn", "combine_metrics", "compute_policy_loss"]
+__all__ = [
+    "POLICY_LOSSES",
+    "PolicyLossFn",
+    "combine_metrics",
+    "compute_policy_loss",
+    "step_loss_config",
+]
 
 POLICY_LOSSES: Mapping[str, PolicyLossFn] = {
     "dgpo": dgpo,
@@ -45,6 +52,16 @@ POLICY_LOSSES: Mapping[str, PolicyLossFn] = {
     "gspo": gspo,
 }
 """`dapo` is `grpo` with the spec's clip-higher preset (ε_high 0.28 when name is `dapo`)."""
+
+
+def step_loss_config(spec: TrainSpec) -> PolicyLossConfig:
+    """The run's loss config. Dr. GRPO's `seq-mean-token-sum-norm` divides by a constant, so
+    unset `loss_scale_factor` means `rollout.max_response_tokens`, never a step's padded width
+    (which changes from step to step and between micro-batches)."""
+    cfg = spec.algorithm.policy_loss
+    if cfg.loss_scale_factor is not None:
+        return cfg
+    return cfg.model_copy(update={"loss_scale_factor": float(spec.rollout.max_response_tokens)})
 
 
 def compute_policy_loss(

@@ -16,8 +16,9 @@ from torch.distributed.tensor import DTensor
 
 from trainer.aggregation import aggregate_loss, step_counts
 from trainer.engines.base import Completion
+from trainer.kl import kl_penalty
 from trainer.logprobs import fused_token_logprobs
-from trainer.losses import combine_metrics, compute_policy_loss
+from trainer.losses import combine_metrics, compute_policy_loss, step_loss_config
 from trainer.precision import autocast
 from trainer.spec import TrainSpec
 
@@ -215,16 +216,15 @@ def policy_update(
                     old_logprobs[micro],
                     advantages[micro],
                     part.response_mask,
-                    algo.policy_loss,
+                    step_loss_config(spec),
                     global_tokens=tokens,
                     global_seqs=seqs,
                     entropy=entropy,
                 )
                 if ref_logprobs is not None and algo.kl_coef > 0:
-                    log_ratio = ref_logprobs[micro] - logprobs
-                    kl = torch.exp(log_ratio) - 1 - log_ratio  # k3, low-variance estimator
+                    kl = kl_penalty(logprobs, ref_logprobs[micro], algo.kl_type)
                     loss = loss + algo.kl_coef * _aggregate(kl, part, spec, tokens, seqs)
-                    metrics["kl/ref_k3"] = float(kl[part.response_mask].mean())
+                    metrics["kl/ref"] = float(kl.detach()[part.response_mask].mean())
                 if algo.entropy_coef and entropy is not None:
                     loss = loss - algo.entropy_coef * _aggregate(entropy, part, spec, tokens, seqs)
                 parts.append(metrics)
@@ -255,7 +255,7 @@ def _aggregate(
     per_token: Tensor, part: RolloutBatch, spec: TrainSpec, tokens: Tensor, seqs: Tensor
 ) -> Tensor:
     """An extra loss term, normalised exactly like the policy loss."""
-    cfg = spec.algorithm.policy_loss
+    cfg = step_loss_config(spec)
     return aggregate_loss(
         per_token,
         part.response_mask,

@@ -60,11 +60,14 @@ def expected_weight(name, pi, pi_old, adv, mask, cfg):
         return r.clamp(1 - eps_l, 1 + eps_h) / pi
     if name in ("gppo", "ce_gppo"):
         b1, b2 = (1.0, 1.0) if name == "gppo" else (cfg.ce_gppo_beta1, cfg.ce_gppo_beta2)
-        return torch.where(
-            ln, b1 * (1 - eps_l) / pi, torch.where(hp, b2 * (1 + eps_h) / pi, inside)
+        dual = (adv < 0) & (torch.where(ln, b1 * (1 - eps_l), r) > cfg.clip_ratio_c)
+        kept = torch.where(
+            ln, b1 * (1 - eps_l) / pi, torch.where(hp, b2 * (1 + eps_h) / pi, r / pi)
         )
+        return torch.where(dual, zero, kept)
     if name == "sapo":
-        tau = torch.where(adv > 0, cfg.sapo_tau_pos, cfg.sapo_tau_neg)
+        tau_pos, tau_neg = (torch.full_like(pi, t) for t in (cfg.sapo_tau_pos, cfg.sapo_tau_neg))
+        tau = torch.where(adv > 0, tau_pos, tau_neg)
         gate = torch.sigmoid(tau * (r - 1))
         return 4 * gate * (1 - gate) / pi_old
     if name == "aspo":
@@ -84,6 +87,8 @@ CONFIGS = {
     "dgpo": [PolicyLossConfig(name="dgpo"), PolicyLossConfig(name="dgpo", dgpo_n=2, dgpo_m=3)],
     "gspo": [PolicyLossConfig(name="gspo", clip_ratio_low=0.05, clip_ratio_high=0.05)],
     "ce_gppo": [PolicyLossConfig(name="ce_gppo", ce_gppo_beta1=0.5, ce_gppo_beta2=0.8)],
+    "cispo": [PolicyLossConfig(name="cispo", clip_ratio_low=0.2)],
+    "gppo": [PolicyLossConfig(name="gppo", clip_ratio_c=3.0)],
 }
 
 
@@ -156,7 +161,9 @@ def test_as_pi_vanishes_on_ln_side_dgpo_weight_vanishes_but_cispo_and_gppo_diver
     old = torch.full_like(probs, math.log(pi_old))
     adv, mask = -torch.ones_like(probs), torch.ones_like(probs, dtype=torch.bool)
     weights = {
-        name: recovered_weight(name, probs.log(), old, adv, mask, PolicyLossConfig(name=name))[0][0]
+        name: recovered_weight(
+            name, probs.log(), old, adv, mask, PolicyLossConfig(name=name, clip_ratio_low=eps)
+        )[0][0]
         for name in ("dgpo", "cispo", "gppo")
     }
     torch.testing.assert_close(

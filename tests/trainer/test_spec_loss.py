@@ -34,10 +34,50 @@ def test_unknown_loss_name_lists_the_known_ones():
     assert "name" in message and "'dgpo'" in message and "'gspo'" in message
 
 
+@pytest.mark.parametrize(
+    "name,recipe",
+    [
+        ("gspo", {"clip_ratio_low": 3e-4, "clip_ratio_high": 4e-4}),
+        ("gspo", {"loss_agg_mode": "seq-mean-token-mean"}),
+        ("sapo", {"loss_agg_mode": "seq-mean-token-mean", "sapo_tau_neg": 1.05}),
+        ("gppo", {"clip_ratio_c": 10.0}),
+        ("ce_gppo", {"clip_ratio_c": 10.0, "ce_gppo_beta1": 0.75}),
+        ("cispo", {"clip_ratio_low": 10.0}),
+        ("grpo", {"clip_ratio_c": 3.0, "loss_agg_mode": "token-mean"}),
+    ],
+)
+def test_each_loss_gets_its_recipe_for_unset_keys_and_user_values_win(name, recipe):
+    cfg = PolicyLossConfig.model_validate({"name": name})
+    assert {key: getattr(cfg, key) for key in recipe} == recipe
+    key, value = next(iter(recipe.items()))
+    changed = {"loss_agg_mode": "token-mean"} if key == "loss_agg_mode" else {key: value / 2}
+    user = PolicyLossConfig.model_validate({"name": name, **changed})
+    assert getattr(user, key) == changed[key]
+
+
+def test_only_cispo_may_drop_the_lower_bound():
+    assert PolicyLossConfig(name="cispo", clip_ratio_low=10.0).clip_ratio_low == 10.0
+    with pytest.raises(ValidationError, match="only cispo"):
+        PolicyLossConfig(name="dgpo", clip_ratio_low=1.0)
+
+
 def test_dapo_defaults_to_clip_higher_unless_set():
     assert PolicyLossConfig(name="dapo").clip_ratio_high == 0.28
     assert PolicyLossConfig(name="dapo", clip_ratio_high=0.3).clip_ratio_high == 0.3
     assert PolicyLossConfig(name="grpo").clip_ratio_high == 0.2
+
+
+def test_overlong_buffer_must_fit_the_response_length():
+    from trainer.spec import TrainSpec
+
+    spec = {
+        "model": {"path": "m"},
+        "dataset": {"path": "d.jsonl"},
+        "algorithm": {"overlong_buffer_len": 65},
+        "rollout": {"max_response_tokens": 64},
+    }
+    with pytest.raises(ValidationError, match="overlong_buffer_len"):
+        TrainSpec.model_validate(spec)
 
 
 def test_group_of_one_is_rejected_for_group_estimators():

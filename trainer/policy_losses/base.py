@@ -17,7 +17,10 @@ from torch import Tensor
 from trainer.spec import PolicyLossConfig
 
 LOG_RATIO_LIMIT = 20.0
-"""|log r| is saturated here (as verl does): ratios beyond e^±20 are numerically meaningless."""
+"""verl clamps log r to ±20 before `exp`; past it the clamp passes no gradient (`in_range`)."""
+RAW_LOG_RATIO_LIMIT = 80.0
+"""The unclamped log r that some official codes use (DGPO's LN/HP, CE-GPPO) is still bounded
+here, far past anything a real policy produces (π_old < e^-80), so exp never overflows float32."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,9 @@ class TokenBatch:
     log_prob: Tensor
     """log π_θ (0 where masked)."""
     log_ratio: Tensor
-    """log(π_θ / π_old), clamped to ±LOG_RATIO_LIMIT (0 where masked)."""
+    """log(π_θ / π_old), clamped to ±LOG_RATIO_LIMIT as verl does (0 where masked)."""
+    raw_log_ratio: Tensor
+    """log(π_θ / π_old) unclamped (within ±RAW_LOG_RATIO_LIMIT; 0 where masked)."""
     advantages: Tensor
     """A (0 where masked)."""
     mask: Tensor
@@ -36,6 +41,11 @@ class TokenBatch:
     @property
     def ratio(self) -> Tensor:
         return self.log_ratio.exp()
+
+    @property
+    def in_range(self) -> Tensor:
+        """Where verl's ±20 clamp passes the gradient (torch.clamp's bounds are inclusive)."""
+        return self.raw_log_ratio.abs() <= LOG_RATIO_LIMIT
 
     @property
     def positive(self) -> Tensor:
@@ -77,12 +87,14 @@ def token_batch(
     mask = response_mask.bool()
     log_prob = log_prob.detach()
     zero = torch.zeros_like(log_prob)
-    log_ratio = (log_prob - old_log_prob.to(log_prob.dtype)).clamp(
-        -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT
+    raw = (log_prob - old_log_prob.to(log_prob.dtype)).clamp(
+        -RAW_LOG_RATIO_LIMIT, RAW_LOG_RATIO_LIMIT
     )
+    raw = torch.where(mask, raw, zero)
     return TokenBatch(
         log_prob=torch.where(mask, log_prob, zero),
-        log_ratio=torch.where(mask, log_ratio, zero),
+        log_ratio=raw.clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT),
+        raw_log_ratio=raw,
         advantages=torch.where(mask, advantages.detach().to(log_prob.dtype), zero),
         mask=mask,
     )

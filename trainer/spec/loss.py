@@ -1,6 +1,6 @@
 """Policy-loss configuration (the knobs of every loss in `trainer.losses`)."""
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
@@ -17,18 +17,34 @@ LOSS_AGG_MODES: tuple[str, ...] = get_args(LossAggMode)
 ClipRatio = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1, strict=True)]
 
-DAPO_CLIP_RATIO_HIGH = 0.28
+RECIPES: dict[str, dict[str, Any]] = {
+    "dgpo": {},  # DGPO-RL's run script: ε 0.2/0.2, n=1, m=2, token-mean
+    "grpo": {},  # verl's defaults: ε 0.2/0.2, c=3, token-mean
+    "dapo": {"clip_ratio_high": 0.28},  # DAPO paper: clip-higher
+    "cispo": {"clip_ratio_low": 10.0, "clip_ratio_high": 0.2},  # no lower bound (verl example)
+    "gppo": {"clip_ratio_c": 10.0},  # Klear/CE-GPPO recipe scripts: c = 10
+    "ce_gppo": {"clip_ratio_c": 10.0, "ce_gppo_beta1": 0.75, "ce_gppo_beta2": 1.0},  # 7B recipe
+    "aspo": {"clip_ratio_c": 3.0},  # Archer2.0 math script: ε 0.2/0.2, c = 3, token-mean
+    "sapo": {"sapo_tau_pos": 1.0, "sapo_tau_neg": 1.05, "loss_agg_mode": "seq-mean-token-mean"},
+    "gspo": {
+        "clip_ratio_low": 3e-4,
+        "clip_ratio_high": 4e-4,
+        "loss_agg_mode": "seq-mean-token-mean",
+    },
+}
+"""Each loss's paper recipe: values for the keys a spec leaves unset (docs/losses.md)."""
 
 
 class PolicyLossConfig(SpecModel):
     """Which policy loss to use and its hyper-parameters.
 
-    Defaults follow the DGPO paper (n=1, m=2, ε=0.2) and each baseline's own paper.
+    Defaults follow the DGPO paper (n=1, m=2, ε=0.2); each baseline's own recipe (`RECIPES`)
+    replaces them for the keys the spec leaves unset.
     """
 
     name: PolicyLossName = "dgpo"
-    clip_ratio_low: ClipRatio = 0.2
-    """ε_low: lower trust-region bound is 1-ε_low."""
+    clip_ratio_low: Annotated[float, Field(gt=0.0)] = 0.2
+    """ε_low: lower trust-region bound is 1-ε_low; below 1 except for cispo (≥ 1: no bound)."""
     clip_ratio_high: ClipRatio = 0.2
     """ε_high: upper bound is 1+ε_high (the `dapo` preset defaults it to 0.28)."""
     clip_ratio_c: Annotated[float, Field(gt=1.0)] = 3.0
@@ -47,12 +63,21 @@ class PolicyLossConfig(SpecModel):
     """SAPO gate temperature for negative advantages."""
     loss_agg_mode: LossAggMode = "token-mean"
     loss_scale_factor: Annotated[float, Field(gt=0.0)] | None = None
-    """Fixed divisor for `seq-mean-token-sum-norm` (default: the max response length)."""
+    """Fixed divisor for `seq-mean-token-sum-norm` (default: rollout.max_response_tokens)."""
 
     @model_validator(mode="before")
     @classmethod
-    def _dapo_preset(cls, data: object) -> object:
-        """`dapo` is GRPO with clip-higher: ε_high defaults to 0.28 unless set."""
-        if isinstance(data, dict) and data.get("name") == "dapo":
-            data = {"clip_ratio_high": DAPO_CLIP_RATIO_HIGH, **data}
+    def _recipe(cls, data: object) -> object:
+        """The chosen loss's recipe fills the keys the user did not set (`dapo`: ε_high 0.28)."""
+        if isinstance(data, dict):
+            data = {**RECIPES.get(str(data.get("name", "dgpo")), {}), **data}
         return data
+
+    @model_validator(mode="after")
+    def _lower_bound(self) -> Self:
+        if self.clip_ratio_low >= 1.0 and self.name != "cispo":
+            raise ValueError(
+                f"clip_ratio_low must be < 1 for {self.name!r} (got {self.clip_ratio_low}); "
+                "only cispo accepts >= 1, meaning no lower bound"
+            )
+        return self

@@ -12,6 +12,8 @@ from trainer.spec.resources import Resources
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 AdvantageEstimator = Literal["grpo", "dr_grpo", "rloo"]
+KLType = Literal["k1", "k2", "k3", "low_var_kl", "k1+", "k3+", "low_var_kl+"]
+KL_TYPES: tuple[str, ...] = get_args(KLType)
 ADVANTAGE_ESTIMATORS: tuple[str, ...] = get_args(AdvantageEstimator)
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -59,13 +61,29 @@ class AlgorithmConfig(SpecModel):
     """n: rollouts per prompt."""
     reward: str = Field(default="math", max_length=NAME_MAX)
     """Key in the reward registry (`trainer.rewards`)."""
+    answer_format: Literal["boxed", "lenient"] = "boxed"
+    """math reward: `boxed` grades only the last \\boxed{} (none scores 0), as the DGPO code's
+    MATH reward does; `lenient` lets the grader find an answer anywhere in the text."""
+    credit_truncated: bool | None = None
+    """May a response cut at max_response_tokens earn reward? Unset: the reward decides
+    (math: no; the toy `contains` task: yes)."""
     kl_coef: Annotated[float, Field(ge=0.0)] = 0.0
+    kl_type: KLType = "low_var_kl"
+    """KL estimator, verl's forms (`trainer.kl`): k3 = low_var_kl is clamped to ±10."""
     reference_model: str | None = Field(default=None, max_length=PATH_MAX)
     """Reference policy for the KL term; defaults to the initial model when kl_coef > 0."""
     entropy_coef: float = 0.0
     dynamic_sampling: bool = False
-    """DAPO-style: drop groups whose rewards are all equal and resample to refill."""
-    max_resample_rounds: NonNegativeInt = 3
+    """DAPO-style: drop groups whose rewards are all equal and keep generating until the step
+    has `prompts_per_step` groups, for at most 1 + max_resample_rounds generation batches
+    (then the step trains on fewer groups and a `dynamic_sampling_short` event says so)."""
+    max_resample_rounds: NonNegativeInt = 9
+    overlong_filter: bool = False
+    """DAPO: mask truncated responses out of the loss."""
+    overlong_buffer_len: NonNegativeInt = 0
+    """DAPO overlong reward shaping: L_cache, the last tokens before max_response_tokens over
+    which a linear penalty grows to -overlong_penalty_factor (0 disables it)."""
+    overlong_penalty_factor: Annotated[float, Field(ge=0.0)] = 1.0
     rollout_is_correction: bool = False
     """Multiply the loss by the truncated ratio π_old(train) / π(rollout engine)."""
     rollout_is_cap: Annotated[float, Field(gt=0.0)] = 2.0
@@ -173,4 +191,9 @@ class TrainSpec(SpecModel):
             )
         if self.eval.every_steps and not self.eval.benchmarks:
             raise ValueError("eval.benchmarks must name at least one benchmark when enabled")
+        if self.algorithm.overlong_buffer_len > self.rollout.max_response_tokens:
+            raise ValueError(
+                f"algorithm.overlong_buffer_len ({self.algorithm.overlong_buffer_len}) must not "
+                f"exceed rollout.max_response_tokens ({self.rollout.max_response_tokens})"
+            )
         return self
