@@ -32,7 +32,7 @@ def test_bf16_run_steps_fp32_masters_that_move_at_lr_1e6_and_saves_bf16(
     )
     assert state.autocast_dtype == torch.bfloat16
     engine = build_engine("hf", _engine_options(spec, state))
-    rollouts = collect_rollouts(spec, state, engine, build_reward("contains"))
+    rollouts = collect_rollouts(spec, state, engine, build_reward(spec.algorithm))
     advantages = torch.linspace(-1.0, 1.0, len(rollouts.completions))
     prompts = [ex.prompt_ids for ex in rollouts.examples]
     batch = make_batch(prompts, rollouts.completions, advantages, 0, state.device)
