@@ -37,6 +37,8 @@ class JobOut(_Out):
     finished_at: datetime | None
     updated_at: datetime
     enqueued_at: datetime | None
+    warnings: list[str] = []
+    """Set on submit: e.g. no live worker serves the job's queue (it waits for one)."""
 
 
 class JobPage(BaseModel):
@@ -102,6 +104,8 @@ class QueueOut(BaseModel):
     queues: list[QueueRow]
     workers_alive: int
     slots_alive: int
+    warnings: list[str] = []
+    """Queues with waiting jobs that no live worker serves."""
 
 
 class WorkerOut(_Out):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from trainer.advantages import compute_advantages
+from trainer.builtins import resolve_train_spec
 from trainer.callbacks import Callback, CheckpointInfo
 from trainer.checkpoints import NonFiniteModelError
 from trainer.data import Example
@@ -58,6 +59,7 @@ def train(
     Under torchrun every rank calls it and the ranks train as one FSDP2 group
     (`trainer.ranks`); only rank 0 calls `callbacks` and returns the real checkpoint.
     """
+    spec = resolve_train_spec(spec)
     group = open_group(output_dir)
     cb = group.callbacks(callbacks or Callback())
     state = build_run_state(

@@ -16,6 +16,7 @@ from trainer.spec.schedule import (
 )
 from trainer.spec.train import (
     ADVANTAGE_ESTIMATORS,
+    REWARD_NAMES,
     AlgorithmConfig,
     CheckpointConfig,
     DatasetConfig,
@@ -32,6 +33,7 @@ __all__ = [
     "BENCHMARK_NAMES",
     "LOSS_AGG_MODES",
     "POLICY_LOSS_NAMES",
+    "REWARD_NAMES",
     "AlgorithmConfig",
     "CheckpointConfig",
     "CheckpointRef",

@@ -13,9 +13,20 @@ DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer wit
 
 AdvantageEstimator = Literal["grpo", "dr_grpo", "rloo"]
 ADVANTAGE_ESTIMATORS: tuple[str, ...] = get_args(AdvantageEstimator)
+RewardName = Literal["math", "contains"]
+"""The keys of `trainer.rewards.REWARDS` (a test keeps the two equal)."""
+REWARD_NAMES: tuple[str, ...] = get_args(RewardName)
 
 PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+MAX_STEPS = 1_000_000
+MAX_PROMPTS = 65_536
+"""Per step or mini-batch: far beyond any run that fits a fleet, well below absurd."""
+MAX_GROUP_SIZE = 1024
+MAX_TOKENS = 1_048_576
+"""Longer than any model's context today; catches `1e9` typos before a worker OOMs."""
+StepCount = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+PromptCount = Annotated[int, Field(ge=1, le=MAX_PROMPTS)]
+TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
@@ -27,7 +38,7 @@ class ModelConfig(SpecModel):
     gradient_checkpointing: bool = False
     cpu_offload: bool = False
     """Multi-GPU jobs (FSDP2): keep the sharded parameters and gradients in CPU memory."""
-    max_context_length: PositiveInt | None = None
+    max_context_length: TokenCount | None = None
     """Overrides the model config's context length when checking prompt+response fit."""
     revision: str | None = None
     """Pinned hub revision (commit hash or tag) for reproducible runs."""
@@ -54,17 +65,18 @@ class PromptConfig(SpecModel):
 class AlgorithmConfig(SpecModel):
     policy_loss: PolicyLossConfig = PolicyLossConfig()
     advantage: AdvantageEstimator = "grpo"
-    group_size: PositiveInt = 8
+    group_size: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] = 8
     """n: rollouts per prompt."""
-    reward: str = "math"
-    """Key in the reward registry (`trainer.rewards`)."""
+    reward: RewardName = "math"
+    """Key in the reward registry (`trainer.rewards`): `math` (math-verify against the
+    ground truth) or `contains` (the answer string occurs; the built-in toy task's)."""
     kl_coef: Annotated[float, Field(ge=0.0)] = 0.0
     reference_model: str | None = None
     """Reference policy for the KL term; defaults to the initial model when kl_coef > 0."""
     entropy_coef: float = 0.0
     dynamic_sampling: bool = False
     """DAPO-style: drop groups whose rewards are all equal and resample to refill."""
-    max_resample_rounds: NonNegativeInt = 3
+    max_resample_rounds: Annotated[int, Field(ge=0, le=100)] = 3
     rollout_is_correction: bool = False
     """Multiply the loss by the truncated ratio π_old(train) / π(rollout engine)."""
     rollout_is_cap: Annotated[float, Field(gt=0.0)] = 2.0
@@ -83,30 +95,30 @@ class RolloutConfig(SpecModel):
     engine: Literal["hf", "vllm"] = "hf"
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
     top_p: Probability = 1.0
-    max_prompt_tokens: PositiveInt = 1024
-    max_response_tokens: PositiveInt = 2048
+    max_prompt_tokens: TokenCount = 1024
+    max_response_tokens: TokenCount = 2048
     gpu_memory_utilization: Probability = 0.5
     """vLLM: fraction of GPU memory for weights + KV cache (colocated with training)."""
-    tensor_parallel_size: PositiveInt = 1
+    tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
     enable_sleep_mode: bool = True
     """vLLM: release KV cache and weights while the update runs."""
-    batch_size: PositiveInt = 64
+    batch_size: PromptCount = 64
     """HF engine: prompts generated together (memory bound)."""
 
 
 class OptimConfig(SpecModel):
     lr: Annotated[float, Field(gt=0.0)] = 1e-6
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: NonNegativeInt = 0
+    warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
     grad_clip: Annotated[float, Field(gt=0.0)] | None = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
-    prompts_per_step: PositiveInt = 32
-    mini_batch_prompts: PositiveInt = 32
+    prompts_per_step: PromptCount = 32
+    mini_batch_prompts: PromptCount = 32
     """Prompts per optimizer step; must divide prompts_per_step."""
-    micro_batch_size: PositiveInt = 8
+    micro_batch_size: PromptCount = 8
     """Sequences per forward/backward pass (gradient accumulation unit)."""
-    epochs_per_batch: PositiveInt = 1
+    epochs_per_batch: Annotated[int, Field(ge=1, le=100)] = 1
     max_consecutive_skips: PositiveInt = 5
     """Abort after this many non-finite updates in a row."""
 
@@ -121,18 +133,18 @@ class OptimConfig(SpecModel):
 
 
 class CheckpointConfig(SpecModel):
-    every_steps: NonNegativeInt = 50
+    every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 50
     """0 saves only at the end (and on cancel)."""
-    keep_last: PositiveInt = 3
+    keep_last: Annotated[int, Field(ge=1, le=1000)] = 3
     output_dir: str | None = None
     """Local path or fsspec URI; the runner chooses one when unset."""
 
 
 class PeriodicEvalConfig(SpecModel):
-    every_steps: NonNegativeInt = 0
+    every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     """0 disables evaluation during training."""
     benchmarks: list[BenchmarkName] = Field(default_factory=list)
-    k: PositiveInt = 4
+    k: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] = 4
     max_problems: PositiveInt | None = None
     """Evaluate only the first N problems of each benchmark (fast checks)."""
 
@@ -146,7 +158,7 @@ class TrainSpec(SpecModel):
     algorithm: AlgorithmConfig = AlgorithmConfig()
     rollout: RolloutConfig = RolloutConfig()
     optim: OptimConfig = OptimConfig()
-    total_steps: PositiveInt = 100
+    total_steps: StepCount = 100
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: PeriodicEvalConfig = PeriodicEvalConfig()
     seed: int = 0

@@ -3,9 +3,11 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 
-from service import job_data, jobs
+from service import job_data, jobs, submit_checks
 from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.core.db import get_sessionmaker
 from service.errors import BadRequest
 from service.models import JobStatus
 from service.schemas import (
@@ -18,7 +20,7 @@ from service.schemas import (
     MetricSeries,
     ResultOut,
 )
-from trainer.spec import JobRequest
+from trainer.spec import EvalJobRequest, JobRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -45,11 +47,20 @@ async def submit_job(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> Response:
-    """Queue a train or eval job; with an Idempotency-Key, retries return the same job."""
+    """Queue a train or eval job; with an Idempotency-Key, retries return the same job.
+
+    The 201 body's `warnings` say when no live worker serves the job's queue."""
+    if isinstance(request, EvalJobRequest) and request.model.checkpoint is not None:
+        await run_in_threadpool(_check_checkpoint_ref, request)
     body, replayed = await http.app.state.submissions.submit(request, idempotency_key)
     if replayed:
         return Response(body, status.HTTP_200_OK, {REPLAY_HEADER: "true"}, JSON)
     return Response(body, status.HTTP_201_CREATED, media_type=JSON)
+
+
+def _check_checkpoint_ref(request: EvalJobRequest) -> None:
+    with get_sessionmaker()() as session:
+        submit_checks.check_checkpoint_ref(session, request)
 
 
 def _metadata_query(request: Request, pairs: list[str]) -> dict[str, str]:
