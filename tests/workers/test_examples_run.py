@@ -8,7 +8,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests.conftest import REPO_ROOT, bearer
-from tests.workers.conftest import WorkerProcess
+from tests.workers.conftest import WorkerProcess, wait_for
 from tests.workers.test_worker_e2e import Api
 
 pytestmark = pytest.mark.slow
@@ -24,6 +24,7 @@ def test_cpu_example_succeeds_unchanged_on_a_worker_within_a_minute(
     example: Path, client: TestClient, tokens: dict[str, str], cpu_worker: WorkerProcess
 ) -> None:
     api = Api(client, tokens)
+    wait_for(lambda: api.worker(cpu_worker.name), "the worker to re-register after clean_db")
     body = yaml.safe_load(example.read_text())
     started = time.monotonic()
     response = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))

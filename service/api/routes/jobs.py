@@ -20,7 +20,7 @@ from service.schemas import (
     MetricSeries,
     ResultOut,
 )
-from trainer.spec import EvalJobRequest, JobRequest
+from trainer.spec import EvalJobRequest, TrainJobRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -40,7 +40,9 @@ SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
     },
 )
 async def submit_job(
-    request: Annotated[JobRequest, Body()],
+    # The discriminator is repeated here: FastAPI's Body() replaces the one in JobRequest,
+    # and without it a 422 lists both kinds' errors under `function-after[...]` names.
+    request: Annotated[TrainJobRequest | EvalJobRequest, Body(discriminator="kind")],
     _: SubmitToken,
     http: Request,
     idempotency_key: Annotated[
