@@ -142,11 +142,20 @@ def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any
                 last_step, latest = new[-1]["step"], new[-1]["values"]
             total = job.get("total_steps")
             done = job.get("current_step") or (round(job["progress"] * total) if total else 0)
-            progress.update(task, total=total, completed=done, status=job["status"])
+            progress.update(task, total=total, completed=done, status=_doing(job, last_step))
             live.update(Group(progress, _metrics_table(last_step, latest)))
             if job["status"] in TERMINAL_STATUSES:
                 return job
             time.sleep(interval)
+
+
+def _doing(job: dict[str, Any], step: int) -> str:
+    """What the job is waiting for, so a quiet bar is never a mystery."""
+    if job["status"] == "queued":
+        return f"queued: waiting for a worker on queue {job['queue']}"
+    if job["status"] == "running" and not step:
+        return "running: loading the model and data" if job["kind"] == "train" else "running"
+    return job["status"]
 
 
 def _metrics_table(step: int, values: dict[str, Any]) -> Table:
