@@ -1,6 +1,7 @@
 """What every API-calling command shares: a client from the environment, errors as messages."""
 
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -9,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dgpo.client import DgpoAPIError, DgpoClient
+from dgpo.client import DEFAULT_API_URL, DgpoAPIError, DgpoClient, env_token
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,12 +23,27 @@ def api_client() -> Iterator[DgpoClient]:
         with DgpoClient.from_env() as client:
             yield client
     except DgpoAPIError as exc:
-        hint = {
-            401: " (set DGPO_TOKEN; create one with `dgpo token create NAME --scope submit`)",
-            403: " (this token's scope is too low for the command)",
-        }.get(exc.status, "")
-        err_console.print(f"[red]error:[/red] {exc}{hint}", markup=True, highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}{_hint(exc)}", markup=True, highlight=False)
         raise typer.Exit(1) from exc
+
+
+def _hint(exc: DgpoAPIError) -> str:
+    """What to do next; a 401 is almost always a token made for another database."""
+    if exc.status == 403:
+        return "\n(this token's scope is too low for the command; `dgpo token create --help`)"
+    if exc.status != 401:
+        return ""
+    url = os.environ.get("DGPO_API_URL", DEFAULT_API_URL)
+    if not env_token():
+        return (
+            "\nno token: export the DGPO_TOKEN that `dgpo up` printed, or create one with "
+            "`dgpo token create NAME --scope submit` using the API's DGPO_HOME"
+        )
+    return (
+        f"\nthe API at {url} does not know this token. Tokens live in the API's database: "
+        "run `dgpo token create NAME --scope submit` with the same DGPO_HOME as the `dgpo up` "
+        f"serving {url} (it prints it), or the server's DGPO_DATABASE_URL"
+    )
 
 
 def print_json(payload: Any) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -199,8 +200,20 @@ HomeOption = Annotated[
 PortOption = Annotated[int, typer.Option(help="API port on 127.0.0.1")]
 
 
+def port_in_use(port: int) -> bool:
+    """True when something already listens on 127.0.0.1:`port` (say, an earlier `dgpo up`)."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def up(home: HomeOption = None, port: PortOption = 8000) -> None:
     """Run the API, one worker and beat here (SQLite + file broker); Ctrl-C stops all."""
+    if port_in_use(port):
+        console.print(
+            f"[red]port {port} is already in use[/red] (another `dgpo up`?): stop it, or "
+            "choose another with --port"
+        )
+        raise typer.Exit(1)
     resolved = prepare_home(home)
     token = local_token(resolved)
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -209,7 +222,9 @@ def up(home: HomeOption = None, port: PortOption = 8000) -> None:
         stack.start()
         typer.echo(f"DGPO is up at {stack.url} (state in {resolved}, logs in {resolved}/logs)")
         typer.echo(f"  dashboard: {stack.url}/ui?token={token}")
-        typer.echo(f"  CLI:       export DGPO_API_URL={stack.url} DGPO_TOKEN={token}")
+        typer.echo(
+            f"  CLI:       export DGPO_HOME={resolved} DGPO_API_URL={stack.url} DGPO_TOKEN={token}"
+        )
         typer.echo("Press Ctrl-C to stop.")
         while (dead := stack.dead_child()) is None:
             time.sleep(0.5)
