@@ -13,7 +13,9 @@ from tests.conftest import REPO_ROOT
 from tests.workers.conftest import wait_for
 
 
-def test_dgpo_beat_marks_a_silent_worker_dead_on_its_own_with_a_clean_log(session: Session, redis_url: str) -> None:
+def test_dgpo_beat_marks_a_silent_worker_dead_with_a_clean_log(
+    session: Session, redis_url: str
+) -> None:
     session.add(Worker(id="silent@test", host="h", heartbeat_at=utcnow() - timedelta(hours=1)))
     session.commit()
     env = {**os.environ, "DGPO_RECONCILE_EVERY_S": "1"}
