@@ -12,6 +12,7 @@ from rich.table import Table
 
 from dgpo.client import TERMINAL_STATUSES, DgpoClient
 from dgpo.commands._api import api_client, console, print_json, print_table
+from dgpo.commands.spec_errors import SpecFileError, load_job_spec
 
 app = typer.Typer(help="Submit and follow train/eval jobs.", no_args_is_help=True)
 
@@ -27,14 +28,12 @@ def submit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON")] = False,
 ) -> None:
     """Validate SPEC locally, then submit it; prints the new job's id."""
-    from pydantic import ValidationError
-
-    from trainer.spec import load_job_file
-
     try:
-        request = load_job_file(spec)
-    except ValidationError as exc:
-        console.print(f"[red]{spec} is not a valid job spec:[/red]\n{exc}")
+        request = load_job_spec(spec)
+    except SpecFileError as exc:
+        console.print(f"[red]{spec} is not a valid job spec:[/red]")
+        for line in exc.lines:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     with api_client() as api:
         job = api.submit_job(request, idempotency_key=idempotency_key)

@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
 from dgpo.commands._api import api_client, console, print_json, print_table
+from dgpo.commands.spec_errors import SpecFileError, read_yaml
 
 app = typer.Typer(help="Cron schedules that evaluate and compare with a baseline.")
 
@@ -30,7 +30,11 @@ def create(
     spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Schedule YAML")],
 ) -> None:
     """Create a schedule from a YAML file (the body of POST /schedules)."""
-    body = yaml.safe_load(spec.read_text())
+    try:
+        body = read_yaml(spec)
+    except SpecFileError as exc:
+        console.print(exc.lines[0], markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
     if not isinstance(body, dict):
         raise typer.BadParameter(f"{spec} must hold a mapping (name, cron, spec, target, ...)")
     with api_client() as api:

@@ -1,0 +1,39 @@
+"""What the CLI prints is readable: spec errors name file, line and field; tables fit."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+
+def dgpo_local(*args: str, columns: int = 100) -> subprocess.CompletedProcess[str]:
+    """The CLI with no API behind it (local validation only)."""
+    env = {**os.environ, "COLUMNS": str(columns), "DGPO_API_URL": "http://127.0.0.1:9"}
+    return subprocess.run(
+        [sys.executable, "-m", "dgpo", *args],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_invalid_spec_lists_file_line_field_and_message(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        "kind: train\nmodel:\n  path: tiny\ndataset: {path: toy-digits}\n"
+        "optim:\n  lr: -1\nalgorithm:\n  reward: mathh\n"
+    )
+    out = dgpo_local("jobs", "submit", str(spec))
+    assert out.returncode == 2
+    assert f"{spec}:6: optim.lr: Input should be greater than 0" in out.stdout
+    assert f"{spec}:8: algorithm.reward: Input should be 'math' or 'contains'" in out.stdout
+    assert "function-after" not in out.stdout and "tagged-union" not in out.stdout
+
+
+def test_yaml_syntax_error_names_file_and_line_without_a_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("kind: train\nmodel:\n  path: [tiny\n")
+    out = dgpo_local("jobs", "submit", str(spec))
+    assert out.returncode == 2
+    assert f"{spec}:4:1: YAML syntax error" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr and "<unicode string>" not in out.stdout
