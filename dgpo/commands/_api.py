@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -50,13 +51,27 @@ def print_json(payload: Any) -> None:
     console.print_json(json.dumps(payload, default=str))
 
 
-def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str = "") -> None:
-    """Rows of dicts as a table; missing keys print empty, floats with 4 significant digits."""
-    table = Table(title=title or None)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+def print_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    title: str = "",
+    keep: Sequence[str] = (),
+) -> None:
+    """Rows of dicts as a table; missing keys print empty, floats with 4 significant digits.
+
+    Narrow terminals wrap cells instead of cutting them with `…`; the `keep` columns (ids
+    people copy) never wrap at all, so the others give way first.
+    """
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    table = Table(title=title or None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, column in enumerate(columns):
+        if column in keep:
+            width = max([len(column), *(len(line[i]) for line in cells)])
+            table.add_column(column, no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold")
+    for line in cells:
+        table.add_row(*line)
     console.print(table)
 
 

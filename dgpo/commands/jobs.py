@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dgpo.client import TERMINAL_STATUSES, DgpoClient
@@ -16,7 +16,10 @@ from dgpo.commands.spec_errors import SpecFileError, load_job_spec
 
 app = typer.Typer(help="Submit and follow train/eval jobs.", no_args_is_help=True)
 
-JOB_COLUMNS = ("id", "kind", "status", "progress", "queue", "priority", "attempt", "created_at")
+JOB_COLUMNS = ("id", "kind", "status", "progress", "queue", "created (UTC)")
+WIDE_METRICS = 6
+"""Up to this many metrics print one column each; more print one row each."""
+STEP_COLUMN_WIDTH = 12
 
 
 @app.command()
@@ -58,10 +61,18 @@ def list_jobs(
     if as_json:
         print_json(page)
         return
-    rows = [{**job, "progress": f"{100 * job['progress']:.0f}%"} for job in page["items"]]
-    print_table(rows, JOB_COLUMNS)
+    rows = [
+        {**job, "progress": job["progress_text"], "created (UTC)": _minute(job["created_at"])}
+        for job in page["items"]
+    ]
+    print_table(rows, JOB_COLUMNS, keep=("id",))
     if page.get("next_cursor"):
         console.print(f"[dim]more: --limit {limit * 2} or use the API cursor[/dim]")
+
+
+def _minute(stamp: str) -> str:
+    """`2026-12-01T09:17:04.123+00:00` -> `12-01 09:17` (UTC, as the API stores it)."""
+    return stamp[5:16].replace("T", " ")
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -84,10 +95,12 @@ def show(
     if as_json:
         print_json({"job": job, "checkpoints": checkpoints, "results": results})
         return
-    fields = ("id", "kind", "status", "queue", "priority", "attempt", "progress", "error")
-    print_table([{"field": f, "value": job.get(f)} for f in fields], ("field", "value"))
+    fields = ("id", "kind", "status", "queue", "priority", "attempt", "progress_text", "error")
+    rows = [{"field": f.removesuffix("_text"), "value": job.get(f)} for f in fields]
+    print_table(rows, ("field", "value"), keep=("value",))
     if checkpoints:
-        print_table(checkpoints, ("step", "uri", "size_bytes", "sha256"), "checkpoints")
+        rows = [{**c, "sha256": c["sha256"][:12]} for c in checkpoints]
+        print_table(rows, ("step", "uri", "size_bytes", "sha256"), "checkpoints")
     print_results(results)
 
 
@@ -126,11 +139,11 @@ def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.fields[text]}"),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
     )
-    task = progress.add_task(f"{job_id[:8]}", total=None, status="")
+    task = progress.add_task(f"{job_id[:8]}", total=100, text="", status="")
     latest: dict[str, Any] = {}
     last_step = 0
     with Live(Group(progress), console=console, refresh_per_second=4) as live:
@@ -139,9 +152,10 @@ def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any
             new = api.job_metrics(job_id, min_step=last_step + 1)
             if new:
                 last_step, latest = new[-1]["step"], new[-1]["values"]
-            total = job.get("total_steps")
-            done = job.get("current_step") or (round(job["progress"] * total) if total else 0)
-            progress.update(task, total=total, completed=done, status=_doing(job, last_step))
+            percent = 100.0 if job["status"] == "succeeded" else 100.0 * job["progress"]
+            progress.update(
+                task, completed=percent, text=job["progress_text"], status=_doing(job, last_step)
+            )
             live.update(Group(progress, _metrics_table(last_step, latest)))
             if job["status"] in TERMINAL_STATUSES:
                 return job
@@ -184,6 +198,17 @@ def metrics(
         plot_metrics(points, plot, title=f"job {job_id}")
         console.print(f"wrote {plot}")
         return
-    columns = sorted({n for p in points for n in p["values"]})
-    rows = [{"step": p["step"], **p["values"]} for p in points[-last:]]
-    print_table(rows, ("step", *columns))
+    names_seen = sorted({n for p in points for n in p["values"]})
+    if len(names_seen) <= WIDE_METRICS:
+        rows = [{"step": p["step"], **p["values"]} for p in points[-last:]]
+        print_table(rows, ("step", *names_seen))
+        return
+    # Many metrics: one row per metric and one column per recent step, as many as fit.
+    fit = max(1, (console.width - max(map(len, names_seen)) - 2) // STEP_COLUMN_WIDTH)
+    recent = points[-min(last, fit) :]
+    steps = [f"step {p['step']}" for p in recent]
+    rows = [
+        {"metric": n, **{s: p["values"].get(n) for s, p in zip(steps, recent, strict=True)}}
+        for n in names_seen
+    ]
+    print_table(rows, ("metric", *steps), keep=("metric",))

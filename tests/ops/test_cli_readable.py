@@ -37,3 +37,43 @@ def test_yaml_syntax_error_names_file_and_line_without_a_traceback(tmp_path: Pat
     assert out.returncode == 2
     assert f"{spec}:4:1: YAML syntax error" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr and "<unicode string>" not in out.stdout
+
+
+def dgpo_api(live_server: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "100", "DGPO_API_URL": live_server, "DGPO_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "dgpo", *args],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_tables_fit_100_columns_with_whole_job_ids(live_server, tokens, finished_job) -> None:
+    queued = submit(live_server, tokens)
+    out = dgpo_api(live_server, tokens["read"], "jobs", "list")
+    assert out.returncode == 0, out.stderr
+    assert max(map(len, out.stdout.splitlines())) <= 100
+    for job_id in (finished_job["id"], queued):
+        assert job_id in out.stdout  # whole, on one line: copyable
+    assert "100% (step 12/12)" in out.stdout and "0% (step 0/3)" in out.stdout
+    assert "…" not in out.stdout
+
+    metrics = dgpo_api(live_server, tokens["read"], "jobs", "metrics", finished_job["id"])
+    assert metrics.returncode == 0, metrics.stderr
+    assert max(map(len, metrics.stdout.splitlines())) <= 100
+    assert "…" not in metrics.stdout and "reward/accuracy" in metrics.stdout
+    assert "step 12" in metrics.stdout
+
+    shown = dgpo_api(live_server, tokens["read"], "jobs", "show", finished_job["id"])
+    assert "100% (step 12/12)" in shown.stdout and "…" not in shown.stdout
+    assert finished_job["id"] in shown.stdout
+
+
+def submit(live_server: str, tokens: dict[str, str]) -> str:
+    import httpx
+
+    from tests.conftest import bearer
+    from tests.service.helpers import train_body
+
+    r = httpx.post(f"{live_server}/jobs", json=train_body(), headers=bearer(tokens["submit"]))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
