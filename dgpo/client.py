@@ -233,6 +233,14 @@ class DgpoClient:
     def create_schedule(self, body: Mapping[str, Any]) -> Json:
         return self._request("POST", "/schedules", json=dict(body))
 
+    def update_schedule(self, schedule_id: str, patch: Mapping[str, Any]) -> Json:
+        """PATCH /schedules/{id}: `enabled`, `cron`, `threshold`, `webhook_url` (None removes)."""
+        return self._request("PATCH", f"/schedules/{schedule_id}", json=dict(patch))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """DELETE /schedules/{id}: the schedule and its runs (its eval jobs stay)."""
+        self._request("DELETE", f"/schedules/{schedule_id}")
+
     def trigger_schedule(self, schedule_id: str) -> Json:
         """Fire a schedule now; returns the run it started."""
         return self._request("POST", f"/schedules/{schedule_id}/trigger")

@@ -75,6 +75,11 @@ def print_table(
     console.print(table)
 
 
+def minute(stamp: str | None) -> str:
+    """`2026-12-01T09:17:04.123+00:00` -> `12-01 09:17` (UTC, as the API stores it)."""
+    return stamp[5:16].replace("T", " ") if stamp else ""
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""

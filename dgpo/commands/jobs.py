@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dgpo.client import TERMINAL_STATUSES, DgpoClient
-from dgpo.commands._api import api_client, console, print_json, print_table
+from dgpo.commands._api import api_client, console, minute, print_json, print_table
 from dgpo.commands.spec_errors import SpecFileError, load_job_spec
 
 app = typer.Typer(help="Submit and follow train/eval jobs.", no_args_is_help=True)
@@ -62,17 +62,12 @@ def list_jobs(
         print_json(page)
         return
     rows = [
-        {**job, "progress": job["progress_text"], "created (UTC)": _minute(job["created_at"])}
+        {**job, "progress": job["progress_text"], "created (UTC)": minute(job["created_at"])}
         for job in page["items"]
     ]
     print_table(rows, JOB_COLUMNS, keep=("id",))
     if page.get("next_cursor"):
         console.print(f"[dim]more: --limit {limit * 2} or use the API cursor[/dim]")
-
-
-def _minute(stamp: str) -> str:
-    """`2026-12-01T09:17:04.123+00:00` -> `12-01 09:17` (UTC, as the API stores it)."""
-    return stamp[5:16].replace("T", " ")
 
 
 def _key_value(text: str) -> tuple[str, str]:
