@@ -49,7 +49,10 @@ class DatasetConfig(SpecModel):
     """Local .jsonl/.parquet file, or a Hugging Face dataset id."""
     split: str = "train"
     prompt_field: str = "problem"
+    """Dotted for nested fields (`extra_info.question`); a list of chat messages
+    (`[{role, content}, ...]`, as verl's `prompt` column) is used as the whole prompt."""
     answer_field: str = "answer"
+    """Dotted for nested fields, e.g. verl's `reward_model.ground_truth`."""
     max_samples: PositiveInt | None = None
     shuffle: bool = True
 
