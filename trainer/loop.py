@@ -23,6 +23,7 @@ from trainer.grading import Grader
 from trainer.ranks import Solo, open_group
 from trainer.rewards import Reward, build_reward
 from trainer.run_state import RunState, build_run_state, load_model
+from trainer.samples import sample_text
 from trainer.spec import TrainSpec
 from trainer.spec.eval import EvalSpec
 from trainer.update import batched_logprobs, make_batch, policy_update
@@ -82,6 +83,9 @@ def train(
             if eval_due and group.is_main:
                 metrics |= periodic_eval(spec, state, engine, grader, cb)
             cb.on_step_end(state.step, metrics)
+            log = spec.logging
+            if log.sample_every and state.step % log.sample_every == 0 and group.is_main:
+                cb.on_event("samples", sample_text(state, log.num_samples, log.max_chars))
             every = spec.checkpoint.every_steps
             if every and state.step % every == 0:
                 last_ckpt = _checkpoint(spec, state, output_dir, cb, group) or last_ckpt
@@ -106,6 +110,7 @@ def train_step(
     group = group or Solo()
     t_start = time.perf_counter()
     rollouts = group.share(lambda: collect_rollouts(spec, state, engine, reward))
+    state.last_rollouts = rollouts
     group_size = spec.algorithm.group_size
     rewards = torch.tensor(rollouts.rewards, dtype=torch.float32)
     metrics = rollout_metrics(rollouts, rewards, spec)

@@ -38,6 +38,8 @@ class RunState:
     """Where the current weights were loaded from (a checkpoint, or the spec's model)."""
     device: torch.device
     resumed_from: Checkpoint | None = None
+    last_rollouts: Any = None
+    """The latest step's `Rollouts` (for `logging.sample_every`); not checkpointed."""
 
     def trainer_state(self) -> dict[str, Any]:
         rng: dict[str, Any] = {

@@ -152,6 +152,15 @@ class PeriodicEvalConfig(SpecModel):
     """Evaluate only the first N problems of each benchmark (fast checks)."""
 
 
+class LoggingConfig(SpecModel):
+    sample_every: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
+    """Every N steps, log a few prompts with their sampled completions, rewards and answers
+    as a `samples` event (job events, `dgpo jobs watch`, the dgpo-train console); 0: never."""
+    num_samples: Annotated[int, Field(ge=1, le=64)] = 2
+    max_chars: Annotated[int, Field(ge=16, le=100_000)] = 500
+    """Longer prompts and completions are cut to this many characters (the ends kept)."""
+
+
 class TrainSpec(SpecModel):
     """A complete DGPO (or baseline) RL fine-tuning run."""
 
@@ -164,6 +173,7 @@ class TrainSpec(SpecModel):
     total_steps: StepCount = 100
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: PeriodicEvalConfig = PeriodicEvalConfig()
+    logging: LoggingConfig = LoggingConfig()
     seed: int = 0
     resources: Resources = Resources()
 
