@@ -11,7 +11,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dgpo.client import TERMINAL_STATUSES, DgpoClient
-from dgpo.commands._api import api_client, console, minute, print_json, print_table
+from dgpo.commands._api import (
+    api_client,
+    console,
+    err_console,
+    minute,
+    print_json,
+    print_table,
+)
 from dgpo.commands.spec_errors import SpecFileError, load_job_spec
 
 app = typer.Typer(help="Submit and follow train/eval jobs.", no_args_is_help=True)
@@ -42,8 +49,10 @@ def submit(
         job = api.submit_job(request, idempotency_key=idempotency_key)
     if as_json:
         print_json(job)
-    else:
-        console.print(f"{job['id']}  {job['kind']}  {job['status']}  queue={job['queue']}")
+        return
+    console.print(f"{job['id']}  {job['kind']}  {job['status']}  queue={job['queue']}")
+    for warning in job.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command("list")

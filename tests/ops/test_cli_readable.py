@@ -77,3 +77,10 @@ def submit(live_server: str, tokens: dict[str, str]) -> str:
     r = httpx.post(f"{live_server}/jobs", json=train_body(), headers=bearer(tokens["submit"]))
     assert r.status_code == 201, r.text
     return r.json()["id"]
+
+
+def test_submit_prints_the_unserved_queue_warning(live_server, tokens) -> None:
+    example = REPO_ROOT / "examples" / "train-gpu-vllm.yaml"
+    out = dgpo_api(live_server, tokens["submit"], "jobs", "submit", str(example))
+    assert out.returncode == 0, out.stderr
+    assert "warning: no live worker serves queue gpu.h100" in out.stderr
