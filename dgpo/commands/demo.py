@@ -80,7 +80,8 @@ def _wait_for_worker(api: DgpoClient, queue: str = "cpu") -> None:
 
 def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]:
     job = api.submit_job(body)
-    console.print(f"{what}: job {job['id']} submitted (dashboard: /ui/jobs/{job['id']})")
+    url = os.environ.get("DGPO_API_URL", "")
+    console.print(f"{what}: job {job['id']} submitted (dashboard: {url}/ui/jobs/{job['id']})")
     for warning in job.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {warning}")
     job = follow(api, job["id"], interval=1.0)

@@ -84,3 +84,17 @@ def test_submit_prints_the_unserved_queue_warning(live_server, tokens) -> None:
     out = dgpo_api(live_server, tokens["submit"], "jobs", "submit", str(example))
     assert out.returncode == 0, out.stderr
     assert "warning: no live worker serves queue gpu.h100" in out.stderr
+
+
+def test_evals_compare_fits_100_columns_and_shows_the_steps(live_server, tokens, session) -> None:
+    from tests.evals.helpers import add_results, counts, make_job
+
+    a, b = make_job(session), make_job(session)
+    add_results(session, a.id, "gsm8k_mini", counts([0] * 30), step=10)
+    add_results(session, b.id, "gsm8k_mini", counts([4] * 30), step=20)
+    out = dgpo_api(live_server, tokens["read"], "evals", "compare", a.id, b.id)
+    assert out.returncode == 0, out.stderr
+    assert max(map(len, out.stdout.splitlines())) <= 100
+    row = next(line for line in out.stdout.splitlines() if "gsm8k_mini" in line)
+    assert row.split()[:5] == ["gsm8k_mini", "30", "0", "1", "1"]
+    assert "10→20" in row and "improvement" in row

@@ -79,6 +79,9 @@ def test_demo_on_up_then_ctrl_c_leaves_no_orphans_and_restart_finds_the_jobs(tmp
     url = f"http://127.0.0.1:{port}"
     up = Up(home, port)
     try:
+        token = (home / LOCAL_TOKEN_FILE).read_text().strip()
+        alive = DgpoClient(url, token).workers(status="alive")
+        assert [w["queues"] for w in alive] == [["cpu"]]  # "up" means a worker serves jobs
         env = {k: v for k, v in os.environ.items() if k not in UNSET}
         env |= {"DGPO_API_URL": url, "DGPO_HOME": str(home), "COLUMNS": "120"}
         env.pop("DGPO_TOKEN", None)  # the CLI must find the token `dgpo up` saved
