@@ -1,10 +1,12 @@
 """The `dgpo` command: one typer app composed of sub-apps (token, jobs, worker, ...)."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dgpo.commands import demo, embedded, evals, jobs, schedules
+from dgpo.commands._api import err_console
 from service.models import TokenScope
 from workers.cli import beat_command, worker_command
 
@@ -25,12 +27,34 @@ def token_create(
     name: Annotated[str, typer.Argument(help="Who or what the token is for")],
     scope: Annotated[TokenScope, typer.Option(help="read < submit < admin")] = TokenScope.READ,
 ) -> None:
-    """Create a token and print it once; only its sha256 is stored."""
+    """Create a token and print it once; only its sha256 is stored.
+
+    The token is written to the database this shell's settings name (DGPO_HOME's SQLite
+    file, or DGPO_DATABASE_URL): only an API using that same database accepts it.
+    """
+    from sqlalchemy.engine import make_url
+
     from service.auth import create_token
+    from service.core.config import get_settings
     from service.core.db import get_sessionmaker
 
+    settings = get_settings()
+    sqlite_file = Path(settings.database_url.removeprefix("sqlite:///"))
+    if settings.is_sqlite and not sqlite_file.is_file():
+        err_console.print(
+            f"[red]no DGPO database at {sqlite_file}[/red]: a token only works with the API "
+            "whose database holds it. Set DGPO_HOME to the state directory `dgpo up` printed "
+            "(or DGPO_DATABASE_URL to the server's database), or start `dgpo up` first."
+        )
+        raise typer.Exit(1)
     with get_sessionmaker()() as session:
         typer.echo(create_token(session, name, scope))
+    where = (
+        f"DGPO_HOME={settings.home}"
+        if settings.is_sqlite
+        else make_url(settings.database_url).render_as_string(hide_password=True)
+    )
+    err_console.print(f"stored in {where}: APIs using this database accept it", highlight=False)
 
 
 @token_app.command("revoke")

@@ -53,6 +53,15 @@ def _describe(detail: Any) -> str:
     return str(detail)
 
 
+def env_token() -> str | None:
+    """DGPO_TOKEN, else the token `dgpo up` saved under DGPO_HOME (default ~/.dgpo)."""
+    token = os.environ.get("DGPO_TOKEN")
+    if token is None:
+        saved = Path(os.environ.get("DGPO_HOME", "~/.dgpo")).expanduser() / LOCAL_TOKEN_FILE
+        token = saved.read_text().strip() if saved.is_file() else None
+    return token
+
+
 class DgpoClient:
     """One method per endpoint; thread-safe like the underlying `httpx.Client`."""
 
@@ -73,11 +82,7 @@ class DgpoClient:
     def from_env(cls) -> Self:
         """DGPO_API_URL (default http://127.0.0.1:8000) and DGPO_TOKEN, else the token
         `dgpo up` saved under DGPO_HOME (default ~/.dgpo)."""
-        token = os.environ.get("DGPO_TOKEN")
-        if token is None:
-            saved = Path(os.environ.get("DGPO_HOME", "~/.dgpo")).expanduser() / LOCAL_TOKEN_FILE
-            token = saved.read_text().strip() if saved.is_file() else None
-        return cls(os.environ.get("DGPO_API_URL", DEFAULT_API_URL), token)
+        return cls(os.environ.get("DGPO_API_URL", DEFAULT_API_URL), env_token())
 
     def __enter__(self) -> Self:
         return self
@@ -227,6 +232,14 @@ class DgpoClient:
 
     def create_schedule(self, body: Mapping[str, Any]) -> Json:
         return self._request("POST", "/schedules", json=dict(body))
+
+    def update_schedule(self, schedule_id: str, patch: Mapping[str, Any]) -> Json:
+        """PATCH /schedules/{id}: `enabled`, `cron`, `threshold`, `webhook_url` (None removes)."""
+        return self._request("PATCH", f"/schedules/{schedule_id}", json=dict(patch))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """DELETE /schedules/{id}: the schedule and its runs (its eval jobs stay)."""
+        self._request("DELETE", f"/schedules/{schedule_id}")
 
     def trigger_schedule(self, schedule_id: str) -> Json:
         """Fire a schedule now; returns the run it started."""

@@ -1,6 +1,7 @@
 """The FastAPI application (`uvicorn service.app:app`). Importing it never imports torch."""
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from service import errors, request_guard
 from service.api.routes import evals, fleet, health, jobs, schedules
@@ -14,7 +15,9 @@ from service.ui import router as ui_router
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI / ReDoc from files this package ships (served
+    # under /static-offline-docs), not from a CDN: they work on machines with no internet.
+    app = FastAPIOffline(
         title="dgpo",
         version="0.1.0",
         description="Submit DGPO train and eval jobs; read their progress, metrics and results.",

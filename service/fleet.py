@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from service.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
 from service.schemas import QueueOut, QueueRow
+from service.submit_checks import queue_warnings, served_queues
 
 
 def queue_summary(session: Session) -> QueueOut:
@@ -51,10 +52,12 @@ def queue_summary(session: Session) -> QueueOut:
             Worker.status == WorkerStatus.ALIVE
         )
     ).one()
+    waiting = [row.queue for row in table.values() if row.queued]
     return QueueOut(
         queues=sorted(table.values(), key=lambda r: (r.queue, r.gpu_type)),
         workers_alive=alive[0],
         slots_alive=int(alive[1]),
+        warnings=queue_warnings(waiting, served_queues(session)),
     )
 
 

@@ -71,7 +71,7 @@ class NewJob:
         )
 
 
-_NOTHING_YET = dict.fromkeys(JobOut.model_fields)
+_NOTHING_YET = dict.fromkeys(set(JobOut.model_fields) - {"warnings"})
 """Every field None: a new job has no lease, error, start or finish yet."""
 
 

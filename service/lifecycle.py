@@ -29,6 +29,7 @@ class IllegalTransition(Exception):
     def __init__(self, job_id: str, src: str, dst: str) -> None:
         self.job_id, self.src, self.dst = job_id, src, dst
         allowed = ", ".join(sorted(ALLOWED[JobStatus(src)])) or "none (terminal)"
+        src, dst = str(src), str(dst)  # the value, not the enum's repr
         super().__init__(
             f"job {job_id} cannot go from {src!r} to {dst!r}; allowed from {src!r}: {allowed}"
         )

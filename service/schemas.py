@@ -3,7 +3,20 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+
+def progress_percent(status: str, progress: float | None) -> float:
+    """0-100; a succeeded job is 100 whether or not it reported steps (evals do not)."""
+    return 100.0 if status == "succeeded" else 100.0 * (progress or 0.0)
+
+
+def progress_text(
+    status: str, progress: float | None, current_step: int | None, total_steps: int | None
+) -> str:
+    """The one way progress reads, in the API, the CLI and the dashboard: `45% (step 9/20)`."""
+    steps = f" (step {current_step or 0}/{total_steps})" if total_steps else ""
+    return f"{progress_percent(status, progress):.0f}%{steps}"
 
 
 class _Out(BaseModel):
@@ -37,6 +50,14 @@ class JobOut(_Out):
     finished_at: datetime | None
     updated_at: datetime
     enqueued_at: datetime | None
+    warnings: list[str] = []
+    """Set on submit: e.g. no live worker serves the job's queue (it waits for one)."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def progress_text(self) -> str:
+        """`progress` as people read it, e.g. `45% (step 9/20)`."""
+        return progress_text(self.status, self.progress, self.current_step, self.total_steps)
 
 
 class JobPage(BaseModel):
@@ -102,6 +123,8 @@ class QueueOut(BaseModel):
     queues: list[QueueRow]
     workers_alive: int
     slots_alive: int
+    warnings: list[str] = []
+    """Queues with waiting jobs that no live worker serves."""
 
 
 class WorkerOut(_Out):

@@ -45,22 +45,55 @@ def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
                 "as a Hugging Face dataset needs `pip install datasets`"
             ) from exc
         rows = list(datasets.load_dataset(cfg.path, split=cfg.split))
-    missing = {cfg.prompt_field, cfg.answer_field} - set(rows[0]) if rows else set()
+    missing = [f for f in (cfg.prompt_field, cfg.answer_field) if rows and not _has(rows[0], f)]
     if missing:
         raise KeyError(
-            f"dataset rows have no field(s) {sorted(missing)}; set dataset.prompt_field / "
-            f"dataset.answer_field (available: {sorted(rows[0])})"
+            f"dataset rows have no field(s) {missing}; set dataset.prompt_field / "
+            f"dataset.answer_field, dotted for nested ones such as `reward_model.ground_truth` "
+            f"(available: {sorted(rows[0])})"
         )
     return rows[: cfg.max_samples] if cfg.max_samples else rows
+
+
+def field(row: Any, path: str) -> Any:
+    """`row[a][b]...` for the dotted `path` `a.b...`; list items by index (`messages.0`)."""
+    value = row
+    for part in path.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def _has(row: Any, path: str) -> bool:
+    try:
+        field(row, path)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+    return True
+
+
+def chat_messages(value: Any) -> list[dict[str, str]] | None:
+    """`value` as chat messages when it is a list of `{"role", "content"}` (verl's format)."""
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in value)
+    ):
+        return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+    return None
 
 
 def prompt_text(tokenizer: Any, problem: str, cfg: PromptConfig) -> str:
     """The problem plus the instruction, wrapped in the chat template when there is one."""
     content = f"{problem}\n{cfg.instruction}" if cfg.instruction else problem
-    if not (cfg.use_chat_template and getattr(tokenizer, "chat_template", None)):
-        return content
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     messages.append({"role": "user", "content": content})
+    return chat_text(tokenizer, messages, cfg)
+
+
+def chat_text(tokenizer: Any, messages: list[dict[str, str]], cfg: PromptConfig) -> str:
+    """Messages through the chat template, or their contents joined when there is none."""
+    if not (cfg.use_chat_template and getattr(tokenizer, "chat_template", None)):
+        return "\n".join(m["content"] for m in messages)
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -71,11 +104,21 @@ def build_examples(
     prompt: PromptConfig,
     max_prompt_tokens: int,
 ) -> list[Example]:
-    """Tokenized examples; prompts longer than `max_prompt_tokens` are dropped."""
+    """Tokenized examples; prompts longer than `max_prompt_tokens` are dropped.
+
+    A prompt given as chat messages (verl's `prompt: [{role, content}, ...]`) is used as
+    it is: it already carries its instruction, so `prompt.instruction` and
+    `prompt.system_prompt` are not added.
+    """
     examples = []
     for row in rows:
-        problem, answer = str(row[dataset.prompt_field]), str(row[dataset.answer_field])
-        text = prompt_text(tokenizer, problem, prompt)
+        raw, answer = field(row, dataset.prompt_field), str(field(row, dataset.answer_field))
+        messages = chat_messages(raw)
+        if messages is None:
+            problem, text = str(raw), prompt_text(tokenizer, str(raw), prompt)
+        else:
+            problem = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            text = chat_text(tokenizer, messages, prompt)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) <= max_prompt_tokens:
             examples.append(Example(problem, answer, list(ids)))

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from trainer.advantages import compute_advantages
+from trainer.builtins import resolve_train_spec
 from trainer.callbacks import Callback, CheckpointInfo
 from trainer.checkpoints import NonFiniteModelError
 from trainer.dapo import mask_truncated, overlong_penalty
@@ -23,6 +24,7 @@ from trainer.grading import Grader
 from trainer.ranks import Solo, open_group
 from trainer.rewards import Reward, apply_truncation, build_reward
 from trainer.run_state import RunState, build_run_state, load_model
+from trainer.samples import sample_text
 from trainer.spec import TrainSpec
 from trainer.spec.eval import EvalSpec
 from trainer.update import batched_logprobs, make_batch, policy_update
@@ -64,6 +66,7 @@ def train(
     Under torchrun every rank calls it and the ranks train as one FSDP2 group
     (`trainer.ranks`); only rank 0 calls `callbacks` and returns the real checkpoint.
     """
+    spec = resolve_train_spec(spec)
     group = open_group(output_dir)
     cb = group.callbacks(callbacks or Callback())
     state = build_run_state(
@@ -87,6 +90,9 @@ def train(
             if eval_due and group.is_main:
                 metrics |= periodic_eval(spec, state, engine, grader, cb)
             cb.on_step_end(state.step, metrics)
+            log = spec.logging
+            if log.sample_every and state.step % log.sample_every == 0 and group.is_main:
+                cb.on_event("samples", sample_text(state, log.num_samples, log.max_chars))
             every = spec.checkpoint.every_steps
             if every and state.step % every == 0:
                 last_ckpt = _checkpoint(spec, state, output_dir, cb, group) or last_ckpt
@@ -111,6 +117,7 @@ def train_step(
     group = group or Solo()
     t_start = time.perf_counter()
     rollouts = group.share(lambda: collect_rollouts(spec, state, engine, reward))
+    state.last_rollouts = rollouts
     group_size = spec.algorithm.group_size
     rewards = torch.tensor(rollouts.rewards, dtype=torch.float32)
     metrics = rollout_metrics(rollouts, rewards, spec)

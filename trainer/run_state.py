@@ -43,6 +43,8 @@ class RunState:
     """The spec's dtype: what rollout engines compute in and checkpoints are written in."""
     autocast_dtype: torch.dtype | None = None
     """`compute_dtype` when the policy holds fp32 masters of it (`trainer.precision`)."""
+    last_rollouts: Any = None
+    """The latest step's `Rollouts` (for `logging.sample_every`); not checkpointed."""
 
     def trainer_state(self) -> dict[str, Any]:
         name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)

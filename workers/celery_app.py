@@ -113,7 +113,8 @@ def _init_pool_process(**_: object) -> None:
 
     if db.get_engine.cache_info().currsize:
         db.get_engine().dispose(close=False)
-    pin_slot(current_process().index or 0)
+    # `dgpo beat`'s solo pool sends this in the main process, which has no slot index.
+    pin_slot(getattr(current_process(), "index", None) or 0)
 
 
 @signals.worker_init.connect

@@ -221,11 +221,12 @@ def _forget_pruned(session: Session, job_id: str) -> None:
         session.execute(delete(Checkpoint).where(Checkpoint.id.in_(gone)))
 
 
-def latest_checkpoint_uri(session: Session, job_id: str, step: int | None) -> str | None:
-    """The URI of a job's checkpoint at `step`, or its newest when `step` is None."""
-    query = select(Checkpoint.uri).where(Checkpoint.job_id == job_id)
+def find_checkpoint(session: Session, job_id: str, step: int | None) -> tuple[int, str] | None:
+    """(step, URI) of a job's checkpoint at `step`, or of its newest when `step` is None."""
+    query = select(Checkpoint.step, Checkpoint.uri).where(Checkpoint.job_id == job_id)
     if step is None:
         query = query.order_by(Checkpoint.step.desc()).limit(1)
     else:
         query = query.where(Checkpoint.step == step)
-    return session.scalar(query)
+    row = session.execute(query).first()
+    return None if row is None else (row.step, row.uri)

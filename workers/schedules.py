@@ -159,13 +159,17 @@ def _baseline_job(session: Session, schedule: Schedule, run: ScheduleRun) -> str
     )
 
 
+NO_BASELINE = "no baseline"
+"""The verdict of a run with nothing to compare with: not a `pass`, which would claim one."""
+
+
 def _compare(
     session: Session, baseline_id: str | None, job_id: str, threshold: float
 ) -> tuple[str | None, dict[str, Any]]:
     """(verdict, comparison) of the run's job against its baseline."""
     if baseline_id is None:
         note = "first run: no earlier successful run to compare with"
-        return "pass", {"baseline_job_id": None, "note": note, "benchmarks": []}
+        return NO_BASELINE, {"baseline_job_id": None, "note": note, "benchmarks": []}
     try:
         rows, overall = compare_jobs(session, baseline_id, job_id, threshold=threshold)
     except (BadRequest, NotFound) as exc:

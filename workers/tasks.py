@@ -21,7 +21,7 @@ from trainer.spec import EvalSpec, TrainSpec
 from workers.celery_app import app
 from workers.leases import Lease, LeaseKeeper, LeaseLost, claim, fenced
 from workers.reconciler import reconcile
-from workers.reporting import DbReporter, latest_checkpoint_uri, record_eval
+from workers.reporting import DbReporter, find_checkpoint, record_eval
 from workers.routing import RECONCILE_TASK
 from workers.schedules import FIRE_SCHEDULES_TASK, settle_job, tick
 from workers.settings import get_worker_settings
@@ -107,20 +107,21 @@ def _run(lease: Lease, keeper: LeaseKeeper) -> bool:
 def _run_eval(lease: Lease, spec: EvalSpec) -> None:
     from trainer.evaluation.runner import run_eval
 
-    model_path = spec.model.path
+    model_path, step = spec.model.path, None
     if spec.model.checkpoint is not None:
         ref = spec.model.checkpoint
-        step = None if ref.step == "latest" else ref.step
         with get_sessionmaker()() as session:
-            model_path = latest_checkpoint_uri(session, ref.job_id, step)
-        if model_path is None:
+            found = find_checkpoint(session, ref.job_id, None if ref.step == "latest" else ref.step)
+        if found is None:
             raise LookupError(
                 f"train job {ref.job_id} has no checkpoint at step {ref.step}; "
                 "list them with GET /jobs/{id}/checkpoints"
             )
+        step, model_path = found  # results carry the step they scored
+    assert model_path is not None  # EvalModel holds exactly one of path and checkpoint
     results = run_eval(spec, model_path)
     with fenced(lease) as (session, job):
-        record_eval(session, job, None, results, f"scored {model_path}")
+        record_eval(session, job, step, results, f"scored {model_path}")
 
 
 def _finish(lease: Lease, stopped: bool) -> None:

@@ -1,15 +1,17 @@
 """What every API-calling command shares: a client from the environment, errors as messages."""
 
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from dgpo.client import DgpoAPIError, DgpoClient
+from dgpo.client import DEFAULT_API_URL, DgpoAPIError, DgpoClient, env_token
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,26 +24,60 @@ def api_client() -> Iterator[DgpoClient]:
         with DgpoClient.from_env() as client:
             yield client
     except DgpoAPIError as exc:
-        hint = {
-            401: " (set DGPO_TOKEN; create one with `dgpo token create NAME --scope submit`)",
-            403: " (this token's scope is too low for the command)",
-        }.get(exc.status, "")
-        err_console.print(f"[red]error:[/red] {exc}{hint}", markup=True, highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}{_hint(exc)}", markup=True, highlight=False)
         raise typer.Exit(1) from exc
+
+
+def _hint(exc: DgpoAPIError) -> str:
+    """What to do next; a 401 is almost always a token made for another database."""
+    if exc.status == 403:
+        return "\n(this token's scope is too low for the command; `dgpo token create --help`)"
+    if exc.status != 401:
+        return ""
+    url = os.environ.get("DGPO_API_URL", DEFAULT_API_URL)
+    if not env_token():
+        return (
+            "\nno token: export the DGPO_TOKEN that `dgpo up` printed, or create one with "
+            "`dgpo token create NAME --scope submit` using the API's DGPO_HOME"
+        )
+    return (
+        f"\nthe API at {url} does not know this token. Tokens live in the API's database: "
+        "run `dgpo token create NAME --scope submit` with the same DGPO_HOME as the `dgpo up` "
+        f"serving {url} (it prints it), or the server's DGPO_DATABASE_URL"
+    )
 
 
 def print_json(payload: Any) -> None:
     console.print_json(json.dumps(payload, default=str))
 
 
-def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str = "") -> None:
-    """Rows of dicts as a table; missing keys print empty, floats with 4 significant digits."""
-    table = Table(title=title or None)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+def print_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    title: str = "",
+    keep: Sequence[str] = (),
+) -> None:
+    """Rows of dicts as a table; missing keys print empty, floats with 4 significant digits.
+
+    Narrow terminals wrap cells instead of cutting them with `…`; the `keep` columns (ids
+    people copy) never wrap at all, so the others give way first.
+    """
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    table = Table(title=title or None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, column in enumerate(columns):
+        if column in keep:
+            width = max([len(column), *(len(line[i]) for line in cells)])
+            table.add_column(column, no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold")
+    for line in cells:
+        table.add_row(*line)
     console.print(table)
+
+
+def minute(stamp: str | None) -> str:
+    """`2026-12-01T09:17:04.123+00:00` -> `12-01 09:17` (UTC, as the API stores it)."""
+    return stamp[5:16].replace("T", " ") if stamp else ""
 
 
 def _cell(value: Any) -> str:

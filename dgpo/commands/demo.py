@@ -2,13 +2,15 @@
 
 Everything goes through the REST API exactly as a user's tools would: the demo starts
 the embedded stack (`dgpo up`) unless an API already answers at DGPO_API_URL, submits
-a short train job on the tiny model's toy task, follows it live, then submits an eval
-job on the train job's latest checkpoint and prints the results table.
+a short train job on the built-in tiny model and toy task (`tiny`, `toy-digits`:
+`trainer.builtins`), follows it live, then submits an eval job on the train job's latest
+checkpoint against `gsm8k_mini` (shipped with the package) and prints the results table.
+Nothing outside the repository is needed: no data directory, no hub.
 """
 
 import os
+import time
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -20,27 +22,15 @@ from dgpo.commands.embedded import EmbeddedStack, HomeOption, local_token, prepa
 from dgpo.commands.jobs import follow, print_results
 
 DEMO_METADATA = {"source": "dgpo-demo"}
+WORKER_WAIT_S = 120.0
 
 
-def build_demo_assets(home: Path) -> tuple[Path, Path]:
-    """The tiny model and its toy prompt set under DGPO_HOME/demo (built once, offline)."""
-    from trainer.tiny import build_tiny_model, write_toy_dataset
-
-    model, data = home / "demo" / "tiny-model", home / "demo" / "toy.jsonl"
-    if not (model / "config.json").is_file():
-        console.print(f"building the tiny model in {model} ...")
-        build_tiny_model(model)
-    if not data.is_file():
-        write_toy_dataset(data)
-    return model, data
-
-
-def train_request(model: Path, data: Path, steps: int) -> dict[str, Any]:
+def train_request(steps: int) -> dict[str, Any]:
     """A DGPO run small enough for two CPU cores: 4 prompts x 4 samples per step."""
     return {
         "kind": "train",
-        "model": {"path": str(model)},
-        "dataset": {"path": str(data)},
+        "model": {"path": "tiny"},
+        "dataset": {"path": "toy-digits"},
         "prompt": {"instruction": ""},
         "algorithm": {"reward": "contains", "group_size": 4, "policy_loss": {"name": "dgpo"}},
         "rollout": {"max_prompt_tokens": 64, "max_response_tokens": 16, "batch_size": 16},
@@ -76,9 +66,24 @@ def _api_answers(url: str) -> bool:
         return False
 
 
+def _wait_for_worker(api: DgpoClient, queue: str = "cpu") -> None:
+    """Say what the demo waits for: the worker imports torch before it registers."""
+    with console.status(f"waiting for a worker on queue {queue!r} (it loads torch first) ..."):
+        deadline = time.monotonic() + WORKER_WAIT_S
+        while not any(queue in w["queues"] for w in api.workers(status="alive")):
+            if time.monotonic() > deadline:
+                console.print(f"[red]no worker serves queue {queue!r} after {WORKER_WAIT_S:.0f}s")
+                raise typer.Exit(1)
+            time.sleep(0.5)
+    console.print(f"a worker serves queue {queue!r}")
+
+
 def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]:
     job = api.submit_job(body)
-    console.print(f"{what}: job {job['id']} submitted (dashboard: /ui/jobs/{job['id']})")
+    url = os.environ.get("DGPO_API_URL", "")
+    console.print(f"{what}: job {job['id']} submitted (dashboard: {url}/ui/jobs/{job['id']})")
+    for warning in job.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     job = follow(api, job["id"], interval=1.0)
     if job["status"] != "succeeded":
         console.print(f"[red]{what} job {job['status']}:[/red] {job['error']}")
@@ -90,7 +95,9 @@ def demo(
     home: HomeOption = None,
     port: Annotated[int, typer.Option(help="Port for the embedded API")] = 8000,
     steps: Annotated[int, typer.Option(min=1, help="Training steps")] = 8,
-    benchmark: Annotated[str, typer.Option(help="Benchmark for the eval job")] = "gsm8k",
+    benchmark: Annotated[
+        str, typer.Option(help="Benchmark for the eval job (gsm8k_mini ships with dgpo)")
+    ] = "gsm8k_mini",
     problems: Annotated[int, typer.Option(min=1, help="Problems evaluated")] = 8,
 ) -> None:
     """Train the tiny model with DGPO, evaluate its last checkpoint, print the results."""
@@ -99,16 +106,16 @@ def demo(
         if _api_answers(url):
             console.print(f"using the API already running at {url}")
             os.environ["DGPO_API_URL"] = url
-            assets = (home or Path(os.environ.get("DGPO_HOME", "~/.dgpo"))).expanduser()
         else:
-            assets = prepare_home(home)
-            os.environ["DGPO_TOKEN"] = os.environ.get("DGPO_TOKEN") or local_token(assets)
-            embedded = stack.enter_context(EmbeddedStack(assets, port))
+            state = prepare_home(home)
+            os.environ["DGPO_TOKEN"] = os.environ.get("DGPO_TOKEN") or local_token(state)
+            with console.status(f"starting the embedded service (API, worker, beat) in {state}"):
+                embedded = stack.enter_context(EmbeddedStack(state, port))
             os.environ["DGPO_API_URL"] = embedded.url
-            console.print(f"started the embedded service at {embedded.url} (logs: {assets}/logs)")
-        model, data = build_demo_assets(assets)
+            console.print(f"the API answers at {embedded.url} (logs: {state}/logs)")
         with api_client() as api:
-            train = _run_job(api, train_request(model, data, steps), "train")
+            _wait_for_worker(api)
+            train = _run_job(api, train_request(steps), "train")
             evaluation = _run_job(api, eval_request(train["id"], benchmark, problems), "eval")
             print_results(api.job_results(evaluation["id"]))
         console.print(f"train job {train['id']}, eval job {evaluation['id']}")

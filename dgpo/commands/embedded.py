@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,6 +73,7 @@ class EmbeddedStack:
         self.url = f"http://127.0.0.1:{port}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pgid: int | None = None
+        self.worker_name = f"embedded-{os.getpid()}@local"
 
     def __enter__(self) -> Self:
         self.start()
@@ -85,14 +87,16 @@ class EmbeddedStack:
     ) -> None:
         self.stop()
 
-    def start(self, ready_timeout: float = 60.0) -> None:
+    def start(self, ready_timeout: float = 120.0) -> None:
+        """Start the group and return once the API answers AND the worker has registered,
+        so a job submitted right after never reads "no live worker serves queue cpu"."""
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         python = sys.executable
         commands = {
             "api": [python, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1",
                     "--port", str(self.port), "--log-level", "warning"],
-            "worker": [python, "-m", "dgpo", "worker", "--name", f"embedded-{os.getpid()}@local"],
+            "worker": [python, "-m", "dgpo", "worker", "--name", self.worker_name],
             "beat": [python, "-m", "dgpo", "beat"],
         }  # fmt: skip
         env = {**os.environ, "DGPO_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
@@ -114,16 +118,30 @@ class EmbeddedStack:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if dead := self.dead_child():
-                raise RuntimeError(self.crash_message(dead))
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).is_success:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the API did not become ready in {timeout:.0f}s; see {self.home}/logs")
+        for what, ready in (("the API", self._api_ready), ("the worker", self._worker_ready)):
+            while not ready():
+                if dead := self.dead_child():
+                    raise RuntimeError(self.crash_message(dead))
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{what} was not ready after {timeout:.0f}s; see {self.home}/logs"
+                    )
+                time.sleep(0.3)
+
+    def _api_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).is_success
+        except httpx.TransportError:
+            return False
+
+    def _worker_ready(self) -> bool:
+        """The worker registers once it has imported torch and joined its queue."""
+        from service.core.db import get_sessionmaker
+        from service.models import Worker, WorkerStatus
+
+        with get_sessionmaker()() as session:
+            worker = session.get(Worker, self.worker_name)
+            return worker is not None and worker.status == WorkerStatus.ALIVE
 
     def dead_child(self) -> str | None:
         """The name of a child that has exited, if any."""
@@ -199,17 +217,32 @@ HomeOption = Annotated[
 PortOption = Annotated[int, typer.Option(help="API port on 127.0.0.1")]
 
 
+def port_in_use(port: int) -> bool:
+    """True when something already listens on 127.0.0.1:`port` (say, an earlier `dgpo up`)."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def up(home: HomeOption = None, port: PortOption = 8000) -> None:
     """Run the API, one worker and beat here (SQLite + file broker); Ctrl-C stops all."""
+    if port_in_use(port):
+        console.print(
+            f"[red]port {port} is already in use[/red] (another `dgpo up`?): stop it, or "
+            "choose another with --port"
+        )
+        raise typer.Exit(1)
     resolved = prepare_home(home)
     token = local_token(resolved)
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     stack = EmbeddedStack(resolved, port)
     try:
-        stack.start()
+        with console.status("starting the API, a worker (it loads torch first) and beat ..."):
+            stack.start()
         typer.echo(f"DGPO is up at {stack.url} (state in {resolved}, logs in {resolved}/logs)")
         typer.echo(f"  dashboard: {stack.url}/ui?token={token}")
-        typer.echo(f"  CLI:       export DGPO_API_URL={stack.url} DGPO_TOKEN={token}")
+        typer.echo(
+            f"  CLI:       export DGPO_HOME={resolved} DGPO_API_URL={stack.url} DGPO_TOKEN={token}"
+        )
         typer.echo("Press Ctrl-C to stop.")
         while (dead := stack.dead_child()) is None:
             time.sleep(0.5)

@@ -22,10 +22,34 @@ def compare(
     if as_json or not rows:
         print_json(comparison)
         return
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    print_table(rows, columns, f"{job_b} vs {job_a}")
+    print_table([_readable(row) for row in rows], COMPARE_COLUMNS, f"B {job_b}\nvs A {job_a}")
     if "verdict" in comparison:
         console.print(f"verdict: [bold]{comparison['verdict']}[/bold]")
+
+
+COMPARE_COLUMNS = ("benchmark", "problems", "A", "B", "B - A", "95% CI", "steps A→B", "verdict")
+
+
+def _readable(row: dict[str, Any]) -> dict[str, Any]:
+    """One row per benchmark in words that fit 100 columns; `--json` has every field."""
+    low, high = row.get("ci_low"), row.get("ci_high")
+    ci = f"[{low:.3g}, {high:.3g}]" if isinstance(low, float) and isinstance(high, float) else ""
+    steps = f"{_step(row.get('step_a'))}→{_step(row.get('step_b'))}"
+    return {
+        "benchmark": row.get("benchmark"),
+        "problems": row.get("num_problems"),
+        "A": row.get("accuracy_a"),
+        "B": row.get("accuracy_b"),
+        "B - A": row.get("difference"),
+        "95% CI": ci,
+        "steps A→B": steps,
+        "verdict": row.get("verdict"),
+    }
+
+
+def _step(step: Any) -> str:
+    """A checkpoint's step, or `model` for an eval of a model path."""
+    return "model" if step is None else str(step)
 
 
 def _benchmark_rows(comparison: Any) -> list[dict[str, Any]]:

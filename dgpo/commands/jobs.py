@@ -7,15 +7,26 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dgpo.client import TERMINAL_STATUSES, DgpoClient
-from dgpo.commands._api import api_client, console, print_json, print_table
+from dgpo.commands._api import (
+    api_client,
+    console,
+    err_console,
+    minute,
+    print_json,
+    print_table,
+)
+from dgpo.commands.spec_errors import SpecFileError, load_job_spec
 
 app = typer.Typer(help="Submit and follow train/eval jobs.", no_args_is_help=True)
 
-JOB_COLUMNS = ("id", "kind", "status", "progress", "queue", "priority", "attempt", "created_at")
+JOB_COLUMNS = ("id", "kind", "status", "progress", "queue", "created (UTC)")
+WIDE_METRICS = 6
+"""Up to this many metrics print one column each; more print one row each."""
+STEP_COLUMN_WIDTH = 12
 
 
 @app.command()
@@ -27,21 +38,21 @@ def submit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON")] = False,
 ) -> None:
     """Validate SPEC locally, then submit it; prints the new job's id."""
-    from pydantic import ValidationError
-
-    from trainer.spec import load_job_file
-
     try:
-        request = load_job_file(spec)
-    except ValidationError as exc:
-        console.print(f"[red]{spec} is not a valid job spec:[/red]\n{exc}")
+        request = load_job_spec(spec)
+    except SpecFileError as exc:
+        console.print(f"[red]{spec} is not a valid job spec:[/red]")
+        for line in exc.lines:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     with api_client() as api:
         job = api.submit_job(request, idempotency_key=idempotency_key)
     if as_json:
         print_json(job)
-    else:
-        console.print(f"{job['id']}  {job['kind']}  {job['status']}  queue={job['queue']}")
+        return
+    console.print(f"{job['id']}  {job['kind']}  {job['status']}  queue={job['queue']}")
+    for warning in job.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command("list")
@@ -59,8 +70,11 @@ def list_jobs(
     if as_json:
         print_json(page)
         return
-    rows = [{**job, "progress": f"{100 * job['progress']:.0f}%"} for job in page["items"]]
-    print_table(rows, JOB_COLUMNS)
+    rows = [
+        {**job, "progress": job["progress_text"], "created (UTC)": minute(job["created_at"])}
+        for job in page["items"]
+    ]
+    print_table(rows, JOB_COLUMNS, keep=("id",))
     if page.get("next_cursor"):
         console.print(f"[dim]more: --limit {limit * 2} or use the API cursor[/dim]")
 
@@ -85,10 +99,12 @@ def show(
     if as_json:
         print_json({"job": job, "checkpoints": checkpoints, "results": results})
         return
-    fields = ("id", "kind", "status", "queue", "priority", "attempt", "progress", "error")
-    print_table([{"field": f, "value": job.get(f)} for f in fields], ("field", "value"))
+    fields = ("id", "kind", "status", "queue", "priority", "attempt", "progress_text", "error")
+    rows = [{"field": f.removesuffix("_text"), "value": job.get(f)} for f in fields]
+    print_table(rows, ("field", "value"), keep=("value",))
     if checkpoints:
-        print_table(checkpoints, ("step", "uri", "size_bytes", "sha256"), "checkpoints")
+        rows = [{**c, "sha256": c["sha256"][:12]} for c in checkpoints]
+        print_table(rows, ("step", "uri", "size_bytes", "sha256"), "checkpoints")
     print_results(results)
 
 
@@ -127,11 +143,11 @@ def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.fields[text]}"),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
     )
-    task = progress.add_task(f"{job_id[:8]}", total=None, status="")
+    task = progress.add_task(f"{job_id[:8]}", total=100, text="", status="")
     latest: dict[str, Any] = {}
     last_step = 0
     with Live(Group(progress), console=console, refresh_per_second=4) as live:
@@ -140,13 +156,23 @@ def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any
             new = api.job_metrics(job_id, min_step=last_step + 1)
             if new:
                 last_step, latest = new[-1]["step"], new[-1]["values"]
-            total = job.get("total_steps")
-            done = job.get("current_step") or (round(job["progress"] * total) if total else 0)
-            progress.update(task, total=total, completed=done, status=job["status"])
+            percent = 100.0 if job["status"] == "succeeded" else 100.0 * job["progress"]
+            progress.update(
+                task, completed=percent, text=job["progress_text"], status=_doing(job, last_step)
+            )
             live.update(Group(progress, _metrics_table(last_step, latest)))
             if job["status"] in TERMINAL_STATUSES:
                 return job
             time.sleep(interval)
+
+
+def _doing(job: dict[str, Any], step: int) -> str:
+    """What the job is waiting for, so a quiet bar is never a mystery."""
+    if job["status"] == "queued":
+        return f"queued: waiting for a worker on queue {job['queue']}"
+    if job["status"] == "running" and not step:
+        return "running: loading the model and data" if job["kind"] == "train" else "running"
+    return job["status"]
 
 
 def _metrics_table(step: int, values: dict[str, Any]) -> Table:
@@ -176,6 +202,17 @@ def metrics(
         plot_metrics(points, plot, title=f"job {job_id}")
         console.print(f"wrote {plot}")
         return
-    columns = sorted({n for p in points for n in p["values"]})
-    rows = [{"step": p["step"], **p["values"]} for p in points[-last:]]
-    print_table(rows, ("step", *columns))
+    names_seen = sorted({n for p in points for n in p["values"]})
+    if len(names_seen) <= WIDE_METRICS:
+        rows = [{"step": p["step"], **p["values"]} for p in points[-last:]]
+        print_table(rows, ("step", *names_seen))
+        return
+    # Many metrics: one row per metric and one column per recent step, as many as fit.
+    fit = max(1, (console.width - max(map(len, names_seen)) - 2) // STEP_COLUMN_WIDTH)
+    recent = points[-min(last, fit) :]
+    steps = [f"step {p['step']}" for p in recent]
+    rows = [
+        {"metric": n, **{s: p["values"].get(n) for s, p in zip(steps, recent, strict=True)}}
+        for n in names_seen
+    ]
+    print_table(rows, ("metric", *steps), keep=("metric",))

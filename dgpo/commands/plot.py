@@ -30,7 +30,7 @@ def plot_metrics(points: Sequence[dict[str, Any]], out: Path, title: str) -> Non
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))  # leave the suptitle its own band
     fig.savefig(out, dpi=100)
     plt.close(fig)
 

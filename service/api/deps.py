@@ -58,8 +58,8 @@ class BearerToken(HTTPBearer):
         if not token.allows(self.scope):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                f"token {token.name!r} has scope {token.scope!r}; "
-                f"this needs {self.scope!r} or higher",
+                f"token {token.name!r} has scope {str(token.scope)!r}; "
+                f"this needs {str(self.scope)!r} or higher",
             )
         return token
 

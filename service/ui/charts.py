@@ -21,20 +21,27 @@ MAX_POINTS = 400
 
 @dataclass(frozen=True)
 class ChartGroup:
-    """Metrics drawn on one chart: every name that matches `pattern` (case-insensitive)."""
+    """Metrics drawn on one chart: every name that matches `pattern` (case-insensitive).
+
+    One chart holds one unit: the title names it, so seconds never share an axis with a
+    reward in [0, 1].
+    """
 
     title: str
     pattern: str
 
 
 CHART_GROUPS = (
-    ChartGroup("Accuracy", r"acc"),
+    # Units first: `time/reward` is seconds, whatever else its name matches.
+    ChartGroup("Time per phase (s)", r"^time/"),
+    ChartGroup("Throughput (tokens/s)", r"^perf/|tokens_per_s"),
+    ChartGroup("Accuracy (fraction)", r"acc"),
     ChartGroup("Reward", r"reward"),
-    ChartGroup("Response length", r"(response|completion|resp)[_/]?len"),
+    ChartGroup("Response length (tokens)", r"(response|completion|resp)[_/]?len"),
     ChartGroup("Clip fractions (LN / HP)", r"clip"),
     ChartGroup("Weight W", r"(^|[/_])w([/_]|$)|weight"),
     ChartGroup("KL", r"kl"),
-    ChartGroup("Entropy", r"entropy"),
+    ChartGroup("Entropy (nats)", r"entropy"),
 )
 
 
@@ -70,6 +77,23 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}" if value == 0 or 1e-3 <= abs(value) < 1e5 else f"{value:.2e}"
 
 
+def nice_ticks(low: float, high: float, count: int = 5) -> tuple[list[float], int]:
+    """About `count` round ticks (1, 2 or 5 x 10^k apart) covering [low, high], and the
+    decimals that tell neighbours apart (so 5.541 and 5.542 never both read 5.54)."""
+    raw = (high - low) / max(1, count - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first, last = math.floor(low / step), math.ceil(high / step)
+    decimals = max(0, -math.floor(math.log10(step)))
+    return [round(i * step, decimals + 2) for i in range(first, last + 1)], decimals
+
+
+def _tick_label(value: float, decimals: int) -> str:
+    if value != 0 and not 1e-3 <= abs(value) < 1e6:
+        return f"{value:.2e}"
+    return f"{value:.{decimals}f}"
+
+
 def line_chart(
     title: str, series: Mapping[str, list[Point]], width: int = 460, height: int = 230
 ) -> Markup:
@@ -81,6 +105,8 @@ def line_chart(
     y0, y1 = min(ys), max(ys)
     if y0 == y1:
         y0, y1 = y0 - 0.5, y1 + 0.5
+    ticks, decimals = nice_ticks(y0, y1)
+    y0, y1 = ticks[0], ticks[-1]
     if x0 == x1:
         x0, x1 = x0 - 0.5, x1 + 0.5
     left, right, top, bottom = 52, 10, 24, 22 + 14 * len(series)
@@ -99,15 +125,14 @@ def line_chart(
         f'<text x="{left}" y="15" class="chart-title">{escape(title)}</text>',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="frame"/>',
     ]
-    for i in range(5):
-        value = y0 + (y1 - y0) * i / 4
+    for value in ticks:
         y = sy(value)
         parts.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
         )
         parts.append(
             f'<text x="{left - 4}" y="{y + 3:.1f}" class="tick" text-anchor="end">'
-            f"{_fmt(value)}</text>"
+            f"{_tick_label(value, decimals)}</text>"
         )
     axis_y = top + plot_h + 12
     parts.append(f'<text x="{left}" y="{axis_y}" class="tick">step {_fmt(x0)}</text>')

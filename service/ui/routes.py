@@ -18,6 +18,7 @@ from service import fleet, job_data
 from service.api.deps import SessionDep
 from service.auth import TokenInfo, verify_token
 from service.models import Job, utcnow
+from service.schemas import progress_percent, progress_text
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
 
 COOKIE = "dgpo_ui_token"
@@ -63,8 +64,10 @@ UiToken = Annotated[TokenInfo, Depends(ui_token)]
 
 
 def _progress(job: Job) -> dict[str, Any]:
-    steps = f"{job.current_step}/{job.total_steps}" if job.total_steps else ""
-    return {"percent": round(100 * (job.progress or 0.0), 1), "steps": steps}
+    return {
+        "percent": round(progress_percent(job.status, job.progress), 1),
+        "text": progress_text(job.status, job.progress, job.current_step, job.total_steps),
+    }
 
 
 @router.get("", response_class=HTMLResponse)

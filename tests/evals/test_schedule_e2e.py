@@ -61,7 +61,7 @@ def test_schedule_triggered_twice_runs_two_evals_with_verdicts(
         results = client.get(f"/jobs/{run['job_id']}/results", headers=read).json()
         assert sorted(r["benchmark"] for r in results) == ["amc23", "math500"]
         assert all(len(r["per_problem"]["problems"]) == 2 for r in results)
-    assert first["verdict"] == "pass" and first["comparison"]["baseline_job_id"] is None
+    assert first["verdict"] == "no baseline" and first["comparison"]["baseline_job_id"] is None
     assert second["verdict"] in {"pass", "regression", "improvement"}
     assert second["comparison"]["baseline_job_id"] == first["job_id"]
     compared = sorted(c["benchmark"] for c in second["comparison"]["benchmarks"])

@@ -110,7 +110,7 @@ def test_previous_baseline_gives_pass_then_regression_with_event_and_webhook(
     settle_job(second["job_id"])  # idempotent: a redelivered hook changes nothing
 
     done = runs(client, tokens["read"], sid)
-    assert [r["verdict"] for r in done] == ["pass", "regression"]
+    assert [r["verdict"] for r in done] == ["no baseline", "regression"]
     assert done[0]["comparison"]["baseline_job_id"] is None
     comparison = done[1]["comparison"]
     assert comparison["baseline_job_id"] == first["job_id"]
@@ -150,7 +150,8 @@ def test_failed_eval_job_records_the_error_and_is_skipped_as_baseline(client, to
     first, second = runs(client, tokens["read"], sid)
     assert first["verdict"] is None and "failed: boom" in first["comparison"]["error"]
     assert first["finished_at"] is not None
-    assert second["verdict"] == "pass" and second["comparison"]["baseline_job_id"] is None
+    assert second["verdict"] == "no baseline"
+    assert second["comparison"]["baseline_job_id"] is None
 
 
 def test_unreachable_webhook_is_an_event_not_a_crash(client, tokens, session):

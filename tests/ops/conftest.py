@@ -23,6 +23,9 @@ METRIC_NAMES = (  # as trainer.loop reports them
     "weight/max",
     "kl/approx_k3",
     "entropy/mean",
+    "time/reward",
+    "time/step",
+    "perf/tokens_per_s",
 )
 STEPS = 12
 

@@ -99,10 +99,11 @@ def test_watch_exits_zero_on_success_and_one_on_failure(
 def test_metrics_table_and_png_plot(live_server, tokens, finished_job, tmp_path):
     table = dgpo(live_server, tokens["read"], "jobs", "metrics", finished_job["id"], "--last", "2")
     assert table.returncode == 0 and "reward/mean" in table.stdout
-    assert [line.split()[1] for line in table.stdout.splitlines() if line.startswith("│ 1")] == [
-        "11",
-        "12",
-    ]
+    # Nine metrics: one row each, one column per step (the last two).
+    header = next(line for line in table.stdout.splitlines() if "metric" in line)
+    assert header.split() == ["metric", "step", "11", "step", "12"]
+    reward = next(line for line in table.stdout.splitlines() if "reward/mean" in line)
+    assert reward.split() == ["reward/mean", "0.21", "0.22"]
     png = tmp_path / "curves.png"
     out = dgpo(
         live_server, tokens["read"], "jobs", "metrics", finished_job["id"], "--plot", str(png)

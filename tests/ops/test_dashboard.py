@@ -43,7 +43,17 @@ def test_job_page_renders_every_metric_chart_in_chromium(
     charts = re.findall(r'<svg class="chart" data-title="([^"]+)"', dom)
     assert charts == [group.title for group in CHART_GROUPS]
     polylines = re.findall(r'<polyline class="series" data-name="([^"]+)" data-points="(\d+)"', dom)
-    assert len(polylines) == 9 and {int(n) for _, n in polylines} == {STEPS}
+    assert len(polylines) == 12 and {int(n) for _, n in polylines} == {STEPS}
+    # One unit per chart: seconds (time/reward) never share the reward's axis.
+    members = {
+        title: re.findall(r'data-name="([^"]+)"', svg)
+        for title, svg in re.findall(
+            r'<svg class="chart" data-title="([^"]+)"(.*?)</svg>', dom, re.S
+        )
+    }
+    assert members["Reward"] == ["reward/mean"]
+    assert members["Time per phase (s)"] == ["time/reward", "time/step"]
+    assert members["Throughput (tokens/s)"] == ["perf/tokens_per_s"]
     assert "/step_12" in dom and "pass@4=0.600" in dom  # checkpoints and eval results
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -1,8 +1,9 @@
 """`dgpo up` + `dgpo demo`: SQLite, a server-less broker, a real tiny train and eval job.
 
-Runs the real commands in subprocesses with no Postgres or Redis configured: `dgpo up`
-serves, `dgpo demo` trains the tiny model for two steps and evaluates its checkpoint
-through the REST API. Then SIGINT (as Ctrl-C) must stop every descendant, and a second
+Runs the real commands in subprocesses with no Postgres, Redis or benchmark directory
+configured (only the repository): `dgpo up` serves, `dgpo demo` trains the built-in tiny
+model for two steps and evaluates its checkpoint on the packaged `gsm8k_mini` through the
+REST API. Then SIGINT (as Ctrl-C) must stop every descendant, and a second
 `dgpo up` on the same DGPO_HOME must list the earlier jobs.
 """
 
@@ -19,10 +20,8 @@ from dgpo.client import LOCAL_TOKEN_FILE, DgpoClient
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
-BENCHMARKS = os.environ.get("DGPO_BENCHMARK_DIR") or str(
-    Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
-)
-"""The worker reads eval data from here (the repository must not ship it)."""
+UNSET = ("DGPO_DATABASE_URL", "DGPO_BROKER_URL", "DGPO_BENCHMARK_DIR")
+"""What a newcomer with a fresh clone does not have."""
 
 
 def _descendants(pid: int) -> set[int]:
@@ -56,9 +55,7 @@ class Up:
     """`dgpo up` in a subprocess, started and stopped like a person at a terminal."""
 
     def __init__(self, home: Path, port: int) -> None:
-        unset = ("DGPO_DATABASE_URL", "DGPO_BROKER_URL")
-        env = {k: v for k, v in os.environ.items() if k not in unset}
-        env["DGPO_BENCHMARK_DIR"] = BENCHMARKS  # the worker runs the eval job
+        env = {k: v for k, v in os.environ.items() if k not in UNSET}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dgpo", "up", "--home", str(home), "--port", str(port)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -82,7 +79,11 @@ def test_demo_on_up_then_ctrl_c_leaves_no_orphans_and_restart_finds_the_jobs(tmp
     url = f"http://127.0.0.1:{port}"
     up = Up(home, port)
     try:
-        env = {**os.environ, "DGPO_API_URL": url, "DGPO_HOME": str(home), "COLUMNS": "120"}
+        token = (home / LOCAL_TOKEN_FILE).read_text().strip()
+        alive = DgpoClient(url, token).workers(status="alive")
+        assert [w["queues"] for w in alive] == [["cpu"]]  # "up" means a worker serves jobs
+        env = {k: v for k, v in os.environ.items() if k not in UNSET}
+        env |= {"DGPO_API_URL": url, "DGPO_HOME": str(home), "COLUMNS": "120"}
         env.pop("DGPO_TOKEN", None)  # the CLI must find the token `dgpo up` saved
         demo = subprocess.run(
             [sys.executable, "-m", "dgpo", "demo", "--steps", "2", "--problems", "2"],
@@ -90,6 +91,8 @@ def test_demo_on_up_then_ctrl_c_leaves_no_orphans_and_restart_finds_the_jobs(tmp
         )  # fmt: skip
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "eval results" in demo.stdout and "avg@2" in demo.stdout
+        assert "gsm8k_mini" in demo.stdout
+        assert "a worker serves queue 'cpu'" in demo.stdout  # says what it waited for
         family = _descendants(up.proc.pid)
         assert len(family) >= 3  # uvicorn, celery worker (+ pool child), beat
     finally:

@@ -1,6 +1,7 @@
 """Prompts are built with the chat template and served in a resumable order."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,31 @@ def test_stream_resumes_from_its_cursor_across_epochs(
     again.cursor = resumed.cursor
     assert first + again.take(50) == expected
     assert expected[:64] != examples  # shuffled
+
+
+def test_verl_style_rows_with_nested_answers_and_chat_prompts(
+    tiny_model_dir: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "verl.jsonl"
+    row = {
+        "prompt": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "2+3? Answer in \\boxed{}."},
+        ],
+        "reward_model": {"style": "rule", "ground_truth": "5"},
+    }
+    path.write_text(json.dumps(row))
+    cfg = DatasetConfig(
+        path=str(path), prompt_field="prompt", answer_field="reward_model.ground_truth"
+    )
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    (example,) = build_examples(load_rows(cfg), tok, cfg, PromptConfig(), max_prompt_tokens=200)
+    assert (example.problem, example.answer) == ("2+3? Answer in \\boxed{}.", "5")
+    text = tok.decode(example.prompt_ids)
+    assert text == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\n2+3? Answer in \\boxed{}.<|im_end|>\n<|im_start|>assistant\n"
+    )  # the messages as given: no repr, no second instruction
+    bad = DatasetConfig(path=str(path), prompt_field="prompt", answer_field="reward_model.x")
+    with pytest.raises(KeyError, match=re.escape("no field(s) ['reward_model.x']")):
+        load_rows(bad)

@@ -258,7 +258,8 @@ def test_an_eval_job_scores_the_latest_checkpoint_of_a_train_job(
     rows = session.scalars(select(EvalResult).where(EvalResult.job_id == job["id"])).all()
     assert [(r.benchmark, r.k, len(r.per_problem["problems"])) for r in rows] == [("amc23", 2, 2)]
     assert set(rows[0].scores) == {"avg@2", "pass@1", "pass@2"}
+    assert rows[0].step == 2  # the step of the checkpoint it scored, not blank
 
     missing = dict(body, model={"checkpoint": {"job_id": train_id, "step": 99}})
-    job = api.wait(api.submit(missing), cpu_worker)
-    assert job["status"] == "failed" and "has no checkpoint at step 99" in job["error"]
+    r = client.post("/jobs", json=missing, headers=api.headers)  # refused before it queues
+    assert r.status_code == 422 and "has no checkpoint at step 99" in r.text

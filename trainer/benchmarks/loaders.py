@@ -7,6 +7,8 @@ from pathlib import Path
 from trainer.benchmarks.registry import BENCHMARKS, Benchmark, Problem
 
 BENCHMARK_DIR_ENV = "DGPO_BENCHMARK_DIR"
+PACKAGED_DIR = Path(__file__).resolve().parent / "data"
+"""Benchmarks small enough to ship with the package (`Benchmark.packaged`)."""
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -23,9 +25,10 @@ def benchmark_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None
 
 
 def load_local(name: str, directory: str | os.PathLike[str]) -> list[Problem]:
-    """Read `<directory>/<local_filename>` (JSON Lines of `{"id", "problem", "answer"}`)."""
+    """Read `<directory>/<local_filename>` (JSON Lines of `{"id", "problem", "answer"}`);
+    a packaged benchmark is read from the package whatever the directory."""
     bench = get_benchmark(name)
-    path = Path(directory) / bench.local_filename
+    path = (PACKAGED_DIR if bench.packaged else Path(directory)) / bench.local_filename
     if not path.is_file():
         raise FileNotFoundError(
             f"benchmark {name!r} expects {path}; point {BENCHMARK_DIR_ENV} at a directory "
@@ -61,8 +64,8 @@ def load_hf(name: str) -> list[Problem]:
 
 
 def load_benchmark(name: str, directory: str | os.PathLike[str] | None = None) -> list[Problem]:
-    """Local JSONL when a directory is given or configured, the hub otherwise."""
-    local = benchmark_dir(directory)
+    """Packaged or local JSONL when a directory is given or configured, the hub otherwise."""
+    local = PACKAGED_DIR if get_benchmark(name).packaged else benchmark_dir(directory)
     return load_local(name, local) if local is not None else load_hf(name)
 
 

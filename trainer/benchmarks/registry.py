@@ -55,6 +55,8 @@ class Benchmark:
     id_field: str | None = None
     """Column with a stable problem id in the hub copy; row index otherwise."""
     normalize_answer: Callable[[object], str] = _identity
+    packaged: bool = False
+    """Shipped inside this package (`trainer/benchmarks/data/`): always read from there."""
 
 
 # Hub revisions are None: no hub was reachable when this was written, so none could
@@ -77,5 +79,10 @@ BENCHMARKS: dict[str, Benchmark] = {
                   id_field="id", normalize_answer=_olympiad_answer),
         Benchmark("gsm8k", "question", "answer", 1319, "openai/gsm8k", None, "test",
                   "gsm8k_test.jsonl", hf_config="main", normalize_answer=_gsm8k_answer),
+        # The first 30 GSM8K test problems (MIT, see data/SOURCES.md): the demo's and
+        # the examples' benchmark, so they run from a clone with no data and no hub.
+        Benchmark("gsm8k_mini", "question", "answer", 30, "openai/gsm8k", None, "test",
+                  "gsm8k_mini.jsonl", hf_config="main", normalize_answer=_gsm8k_answer,
+                  packaged=True),
     )
 }  # fmt: skip

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from trainer.benchmarks import Problem, load_benchmark
+from trainer.builtins import resolve
 from trainer.data import prompt_text
 from trainer.engines import EngineOptions, RolloutEngine, SamplingConfig, build_engine
 from trainer.evaluation.scores import benchmark_scores
@@ -32,6 +33,7 @@ def run_eval(
     """
     from transformers import AutoTokenizer
 
+    model_path = resolve(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if engine is None:
         engine = build_engine(spec.engine, engine_options(spec, model_path, tokenizer))

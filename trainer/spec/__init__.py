@@ -16,9 +16,11 @@ from trainer.spec.schedule import (
 )
 from trainer.spec.train import (
     ADVANTAGE_ESTIMATORS,
+    REWARD_NAMES,
     AlgorithmConfig,
     CheckpointConfig,
     DatasetConfig,
+    LoggingConfig,
     ModelConfig,
     OptimConfig,
     PeriodicEvalConfig,
@@ -32,6 +34,7 @@ __all__ = [
     "BENCHMARK_NAMES",
     "LOSS_AGG_MODES",
     "POLICY_LOSS_NAMES",
+    "REWARD_NAMES",
     "AlgorithmConfig",
     "CheckpointConfig",
     "CheckpointRef",
@@ -42,6 +45,7 @@ __all__ = [
     "JobBaseline",
     "JobRequest",
     "LatestCheckpointOf",
+    "LoggingConfig",
     "ModelConfig",
     "OptimConfig",
     "PeriodicEvalConfig",

@@ -7,7 +7,10 @@ from pydantic import Field, model_validator
 from trainer.spec.base import PATH_MAX, SpecModel
 from trainer.spec.resources import Resources
 
-BenchmarkName = Literal["aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench", "gsm8k"]
+BenchmarkName = Literal[
+    "aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench", "gsm8k", "gsm8k_mini"
+]
+"""`gsm8k_mini`: the first 30 GSM8K test problems, shipped with the package (no data dir)."""
 BENCHMARK_NAMES: tuple[str, ...] = get_args(BenchmarkName)
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -38,19 +41,19 @@ class EvalSpec(SpecModel):
 
     model: EvalModel
     benchmarks: list[BenchmarkName] = Field(min_length=1, max_length=32)
-    k: PositiveInt = 32
+    k: Annotated[int, Field(ge=1, le=1024)] = 32
     """Samples per problem (Avg@k averages them)."""
     pass_k: list[PositiveInt] | None = Field(default=None, max_length=64)
     """Pass@k is reported for each of these (default: 1 and k); each must be <= k."""
     temperature: Annotated[float, Field(gt=0.0)] = 0.6
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
-    max_tokens: PositiveInt = 8192
+    max_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 8192
     max_problems: PositiveInt | None = None
     """Evaluate only the first N problems of each benchmark."""
     engine: Literal["hf", "vllm"] = "hf"
-    batch_size: PositiveInt = 64
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
     gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
-    tensor_parallel_size: PositiveInt = 1
+    tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
     seed: int = 0
     resources: Resources = Resources()
 

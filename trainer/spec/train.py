@@ -15,9 +15,20 @@ AdvantageEstimator = Literal["grpo", "dr_grpo", "rloo"]
 KLType = Literal["k1", "k2", "k3", "low_var_kl", "k1+", "k3+", "low_var_kl+"]
 KL_TYPES: tuple[str, ...] = get_args(KLType)
 ADVANTAGE_ESTIMATORS: tuple[str, ...] = get_args(AdvantageEstimator)
+RewardName = Literal["math", "contains"]
+"""The keys of `trainer.rewards.REWARDS` (a test keeps the two equal)."""
+REWARD_NAMES: tuple[str, ...] = get_args(RewardName)
 
 PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+MAX_STEPS = 1_000_000
+MAX_PROMPTS = 65_536
+"""Per step or mini-batch: far beyond any run that fits a fleet, well below absurd."""
+MAX_GROUP_SIZE = 1024
+MAX_TOKENS = 1_048_576
+"""Longer than any model's context today; catches `1e9` typos before a worker OOMs."""
+StepCount = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+PromptCount = Annotated[int, Field(ge=1, le=MAX_PROMPTS)]
+TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
@@ -30,7 +41,7 @@ class ModelConfig(SpecModel):
     gradient_checkpointing: bool = False
     cpu_offload: bool = False
     """Multi-GPU jobs (FSDP2): keep the sharded parameters and gradients in CPU memory."""
-    max_context_length: PositiveInt | None = None
+    max_context_length: TokenCount | None = None
     """Overrides the model config's context length when checking prompt+response fit."""
     revision: str | None = Field(default=None, max_length=NAME_MAX)
     """Pinned hub revision (commit hash or tag) for reproducible runs."""
@@ -41,7 +52,10 @@ class DatasetConfig(SpecModel):
     """Local .jsonl/.parquet file, or a Hugging Face dataset id."""
     split: str = Field(default="train", max_length=NAME_MAX)
     prompt_field: str = Field(default="problem", max_length=NAME_MAX)
+    """Dotted for nested fields (`extra_info.question`); a list of chat messages
+    (`[{role, content}, ...]`, as verl's `prompt` column) is used as the whole prompt."""
     answer_field: str = Field(default="answer", max_length=NAME_MAX)
+    """Dotted for nested fields, e.g. verl's `reward_model.ground_truth`."""
     max_samples: PositiveInt | None = None
     shuffle: bool = True
 
@@ -57,10 +71,11 @@ class PromptConfig(SpecModel):
 class AlgorithmConfig(SpecModel):
     policy_loss: PolicyLossConfig = PolicyLossConfig()
     advantage: AdvantageEstimator = "grpo"
-    group_size: PositiveInt = 8
+    group_size: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] = 8
     """n: rollouts per prompt."""
-    reward: str = Field(default="math", max_length=NAME_MAX)
-    """Key in the reward registry (`trainer.rewards`)."""
+    reward: RewardName = "math"
+    """Key in the reward registry (`trainer.rewards`): `math` (math-verify against the
+    ground truth) or `contains` (the answer string occurs; the built-in toy task's)."""
     answer_format: Literal["boxed", "lenient"] = "boxed"
     """math reward: `boxed` grades only the last \\boxed{} (none scores 0), as the DGPO code's
     MATH reward does; `lenient` lets the grader find an answer anywhere in the text."""
@@ -77,10 +92,10 @@ class AlgorithmConfig(SpecModel):
     """DAPO-style: drop groups whose rewards are all equal and keep generating until the step
     has `prompts_per_step` groups, for at most 1 + max_resample_rounds generation batches
     (then the step trains on fewer groups and a `dynamic_sampling_short` event says so)."""
-    max_resample_rounds: NonNegativeInt = 9
+    max_resample_rounds: Annotated[int, Field(ge=0, le=100)] = 9
     overlong_filter: bool = False
     """DAPO: mask truncated responses out of the loss."""
-    overlong_buffer_len: NonNegativeInt = 0
+    overlong_buffer_len: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
     """DAPO overlong reward shaping: L_cache, the last tokens before max_response_tokens over
     which a linear penalty grows to -overlong_penalty_factor (0 disables it)."""
     overlong_penalty_factor: Annotated[float, Field(ge=0.0)] = 1.0
@@ -102,31 +117,31 @@ class RolloutConfig(SpecModel):
     engine: Literal["hf", "vllm"] = "hf"
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
     top_p: Probability = 1.0
-    max_prompt_tokens: PositiveInt = 1024
-    max_response_tokens: PositiveInt = 2048
+    max_prompt_tokens: TokenCount = 1024
+    max_response_tokens: TokenCount = 2048
     gpu_memory_utilization: Probability = 0.5
     """vLLM on GPU: fraction of its memory for weights + KV cache (colocated with training).
     vLLM on CPU sizes a small KV cache itself (`trainer.engines.vllm`)."""
-    tensor_parallel_size: PositiveInt = 1
+    tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
     enable_sleep_mode: bool = True
     """vLLM: release KV cache and weights while the update runs."""
-    batch_size: PositiveInt = 64
+    batch_size: PromptCount = 64
     """HF engine: prompts generated together (memory bound)."""
 
 
 class OptimConfig(SpecModel):
     lr: Annotated[float, Field(gt=0.0)] = 1e-6
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: NonNegativeInt = 0
+    warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
     grad_clip: Annotated[float, Field(gt=0.0)] | None = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
-    prompts_per_step: PositiveInt = 32
-    mini_batch_prompts: PositiveInt = 32
+    prompts_per_step: PromptCount = 32
+    mini_batch_prompts: PromptCount = 32
     """Prompts per optimizer step; must divide prompts_per_step."""
-    micro_batch_size: PositiveInt = 8
+    micro_batch_size: PromptCount = 8
     """Sequences per forward/backward pass (gradient accumulation unit)."""
-    epochs_per_batch: PositiveInt = 1
+    epochs_per_batch: Annotated[int, Field(ge=1, le=100)] = 1
     max_consecutive_skips: PositiveInt = 5
     """Abort after this many non-finite updates in a row."""
 
@@ -141,9 +156,9 @@ class OptimConfig(SpecModel):
 
 
 class CheckpointConfig(SpecModel):
-    every_steps: NonNegativeInt = 50
+    every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 50
     """0 saves only at the end (and on cancel)."""
-    keep_last: PositiveInt = 3
+    keep_last: Annotated[int, Field(ge=1, le=1000)] = 3
     output_dir: str | None = Field(default=None, max_length=PATH_MAX)
     """Standalone (`dgpo-train`): a local path or fsspec URI. In the service: a relative
     sub-path of the job's own directory, or a URI under an operator storage prefix (see
@@ -151,12 +166,21 @@ class CheckpointConfig(SpecModel):
 
 
 class PeriodicEvalConfig(SpecModel):
-    every_steps: NonNegativeInt = 0
+    every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     """0 disables evaluation during training."""
     benchmarks: list[BenchmarkName] = Field(default_factory=list, max_length=32)
-    k: PositiveInt = 4
+    k: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] = 4
     max_problems: PositiveInt | None = None
     """Evaluate only the first N problems of each benchmark (fast checks)."""
+
+
+class LoggingConfig(SpecModel):
+    sample_every: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
+    """Every N steps, log a few prompts with their sampled completions, rewards and answers
+    as a `samples` event (job events, `dgpo jobs watch`, the dgpo-train console); 0: never."""
+    num_samples: Annotated[int, Field(ge=1, le=64)] = 2
+    max_chars: Annotated[int, Field(ge=16, le=100_000)] = 500
+    """Longer prompts and completions are cut to this many characters (the ends kept)."""
 
 
 class TrainSpec(SpecModel):
@@ -168,9 +192,10 @@ class TrainSpec(SpecModel):
     algorithm: AlgorithmConfig = AlgorithmConfig()
     rollout: RolloutConfig = RolloutConfig()
     optim: OptimConfig = OptimConfig()
-    total_steps: PositiveInt = 100
+    total_steps: StepCount = 100
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: PeriodicEvalConfig = PeriodicEvalConfig()
+    logging: LoggingConfig = LoggingConfig()
     seed: int = 0
     resources: Resources = Resources()
 

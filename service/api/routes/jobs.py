@@ -3,10 +3,12 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 
-from service import job_data, jobs, spec_policy
+from service import job_data, jobs, spec_policy, submit_checks
 from service.api.deps import ReadToken, SessionDep, SubmitToken
 from service.core.config import get_settings
+from service.core.db import get_sessionmaker
 from service.errors import BadRequest
 from service.models import JobStatus
 from service.schemas import (
@@ -42,6 +44,8 @@ SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
     },
 )
 async def submit_job(
+    # The discriminator is repeated here: FastAPI's Body() replaces the one in JobRequest,
+    # and without it a 422 lists both kinds' errors under `function-after[...]` names.
     request: Annotated[TrainJobRequest | EvalJobRequest, Body(discriminator="kind")],
     _: SubmitToken,
     http: Request,
@@ -49,12 +53,21 @@ async def submit_job(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> Response:
-    """Queue a train or eval job; with an Idempotency-Key, retries return the same job."""
+    """Queue a train or eval job; with an Idempotency-Key, retries return the same job.
+
+    The 201 body's `warnings` say when no live worker serves the job's queue."""
     spec_policy.raise_if(spec_policy.check_spec(request, get_settings()))
+    if isinstance(request, EvalJobRequest) and request.model.checkpoint is not None:
+        await run_in_threadpool(_check_checkpoint_ref, request)
     body, replayed = await http.app.state.submissions.submit(request, idempotency_key)
     if replayed:
         return Response(body, status.HTTP_200_OK, {REPLAY_HEADER: "true"}, JSON)
     return Response(body, status.HTTP_201_CREATED, media_type=JSON)
+
+
+def _check_checkpoint_ref(request: EvalJobRequest) -> None:
+    with get_sessionmaker()() as session:
+        submit_checks.check_checkpoint_ref(session, request)
 
 
 def _metadata_query(request: Request, pairs: list[str]) -> dict[str, str]:

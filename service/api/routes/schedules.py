@@ -47,7 +47,8 @@ class ScheduleRunOut(BaseModel):
     schedule_id: str
     job_id: str | None
     verdict: str | None
-    """pass | regression | improvement; None while the eval job runs or when it failed."""
+    """pass | regression | improvement | no baseline (nothing earlier to compare with);
+    None while the eval job runs or when it failed."""
     comparison: dict[str, Any] | None
     """Per-benchmark differences with CIs, or {"error": ...} when the run could not compare."""
     created_at: datetime
