@@ -114,12 +114,3 @@ def _init_pool_process(**_: object) -> None:
     if db.get_engine.cache_info().currsize:
         db.get_engine().dispose(close=False)
     pin_slot(current_process().index or 0)
-
-
-@signals.worker_init.connect
-def _preload_trainer(sender, **_: object) -> None:  # type: ignore[no-untyped-def]
-    """Import torch and the trainer once in the parent (no CUDA init), so every forked
-    slot, including the fresh one per job, starts warm."""
-    queues = list(sender.app.amqp.queues.consume_from)
-    if routing.serves_jobs(queues):
-        import trainer.loop  # noqa: F401
