@@ -56,6 +56,8 @@ class Plan:
     nproc: int = 1
     stop_file: Path | None = None
     """None: the child has no step boundary to stop at (an eval)."""
+    grace_s: float = 0.0
+    """How long a cancelled child may take to stop by itself."""
     results_file: Path | None = None
     model: str | None = None
     """The model an eval scores (a checkpoint reference resolved to its URI)."""
@@ -69,7 +71,7 @@ def job_output_dir(job_id: str, spec: TrainSpec) -> str:
 def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> Ending:
     """Run one attempt of `lease`'s job in a child to its end."""
     reporter = DbReporter(lease, settings, keeper=keeper)
-    plan = _plan(lease)
+    plan = _plan(lease, settings)
     relay = ReportRelay(plan.run_dir, lease.attempt, reporter)
     relay.catch_up()
     if plan.stop_file is not None:
@@ -116,7 +118,7 @@ def _watch(
     settings: WorkerSettings,
 ) -> Ending | None:
     """Relay and heartbeat until the child exits; an Ending when it was cancelled."""
-    grace = settings.cancel_grace_s if plan.stop_file is not None else 0.0
+    grace = plan.grace_s
     asked_at: float | None = None
     while child.poll() is None:
         relay.pump()
@@ -146,23 +148,23 @@ def _watch(
     return None
 
 
-def _plan(lease: Lease) -> Plan:
+def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
     if lease.kind == "train":
         spec = TrainSpec.model_validate(lease.spec)
         out = job_output_dir(lease.job_id, spec)
-        run_dir = _run_dir(lease.job_id, out)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = _run_dir(lease.job_id)
         spec_file, stop_file = run_dir / "job-spec.yaml", run_dir / "STOP"
         spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
         reports = report_file(run_dir, lease.attempt)
         args = [str(spec_file), "--output", out, "--resume", "--stop-file", str(stop_file)]
         args += ["--report-file", str(reports)]
-        return Plan("trainer.cli", args, run_dir, spec.resources.gpus, stop_file)
+        grace = spec.checkpoint.cancel_grace_s
+        grace = settings.cancel_grace_s if grace is None else grace
+        return Plan("trainer.cli", args, run_dir, spec.resources.gpus, stop_file, grace)
     if lease.kind == "eval":
         spec = EvalSpec.model_validate(lease.spec)
         model = _eval_model(spec)
-        run_dir = _run_dir(lease.job_id, None)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = _run_dir(lease.job_id)
         spec_file, results = run_dir / "eval-spec.yaml", run_dir / "results.json"
         spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
         results.unlink(missing_ok=True)
@@ -171,12 +173,12 @@ def _plan(lease: Lease) -> Plan:
     raise ValueError(f"job {lease.job_id} has unknown kind {lease.kind!r}; expected train or eval")
 
 
-def _run_dir(job_id: str, output_dir: str | None) -> Path:
-    """Local home of an attempt's spec, reports, stop file and logs: a local output
-    directory itself (next to the checkpoints it describes), else `$DGPO_HOME/jobs/<id>`."""
-    if output_dir is not None and "://" not in output_dir:
-        return Path(output_dir)
-    return Path(get_settings().home) / "jobs" / job_id
+def _run_dir(job_id: str) -> Path:
+    """This job's local files: its spec, reports, stop file and logs of every attempt
+    (beside its checkpoints unless the spec put those elsewhere)."""
+    run_dir = Path(get_settings().home) / "jobs" / job_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
 
 
 def _eval_model(spec: EvalSpec) -> str:

@@ -21,6 +21,7 @@ WORKER_ENV = {
     "DGPO_WORKER_HEARTBEAT_S": "1",
     "DGPO_STOP_POLL_S": "0",
     "DGPO_METRICS_BATCH": "4",
+    "DGPO_KILL_GRACE_S": "2",
     "DGPO_BENCHMARK_DIR": str((REPO_ROOT / "../shared/benchmarks").resolve()),
 }
 
@@ -39,7 +40,9 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
 class WorkerProcess:
     """One `python -m dgpo worker` process group (parent and its pool children)."""
 
-    def __init__(self, name: str, queues: str, log_path: Path) -> None:
+    def __init__(
+        self, name: str, queues: str, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = f"{name}@test"
         self.log_path = log_path
         self.log = log_path.open("wb")
@@ -47,7 +50,7 @@ class WorkerProcess:
             [sys.executable, "-m", "dgpo", "worker", "--queues", queues, "--slots", "1",
              "--name", self.name, "--loglevel", "INFO"],
             cwd=REPO_ROOT,
-            env={**os.environ, **WORKER_ENV},
+            env={**os.environ, **WORKER_ENV, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -86,13 +89,14 @@ class WorkerProcess:
 @pytest.fixture(scope="session")
 def start_worker(
     postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str, str], WorkerProcess]]:
-    """Factory for worker processes; every one still alive is stopped at session end."""
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory for worker processes (name, queues, extra environment); every one still
+    alive is stopped at session end."""
     started: list[WorkerProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
-    def start(name: str, queues: str) -> WorkerProcess:
-        worker = WorkerProcess(name, queues, logs / f"{name}.log")
+    def start(name: str, queues: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(name, queues, logs / f"{name}.log", env)
         started.append(worker)
         worker.wait_ready()
         return worker
@@ -103,7 +107,7 @@ def start_worker(
 
 
 @pytest.fixture(scope="session")
-def cpu_worker(start_worker: Callable[[str, str], WorkerProcess]) -> WorkerProcess:
+def cpu_worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
     """The worker shared by most tests: serves the `cpu` queue."""
     return start_worker("shared", "cpu")
 

@@ -126,6 +126,10 @@ class CheckpointConfig(SpecModel):
     keep_last: PositiveInt = 3
     output_dir: str | None = None
     """Local path or fsspec URI; the runner chooses one when unset."""
+    cancel_grace_s: Annotated[float, Field(ge=0, le=3600)] | None = None
+    """After a cancel, how long the run may take to reach a step boundary and write its
+    final checkpoint before the worker kills it (default: the worker's
+    `DGPO_CANCEL_GRACE_S`, 30 s)."""
 
 
 class PeriodicEvalConfig(SpecModel):
