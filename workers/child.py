@@ -37,7 +37,8 @@ class Child:
 
     def __init__(self, argv: list[str], log_path: Path) -> None:
         self.log_path = log_path
-        env = {**os.environ, PARENT_ENV: str(os.getpid())}
+        # Plain tracebacks: typer's boxed ones wrap the error line the cause is read from.
+        env = {**os.environ, PARENT_ENV: str(os.getpid()), "_TYPER_STANDARD_TRACEBACK": "1"}
         with log_path.open("ab") as sink:
             self.proc = subprocess.Popen(
                 argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env

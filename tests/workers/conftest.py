@@ -37,6 +37,19 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def child_pids(job_id: str) -> list[int]:
+    """Processes of `job_id`'s attempt: every process whose command line names the job."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"trainer.supervised" in cmdline and job_id.encode() in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
 class WorkerProcess:
     """One `python -m dgpo worker` process group (parent and its pool children)."""
 

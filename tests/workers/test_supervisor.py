@@ -16,22 +16,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from tests.workers.conftest import WorkerProcess, wait_for
+from tests.workers.conftest import WorkerProcess, child_pids, wait_for
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
 from trainer.checkpoints import verify_checkpoint
-
-
-def child_pids(job_id: str) -> list[int]:
-    """Processes of `job_id`'s attempt: every process whose command line names the job."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"trainer.supervised" in cmdline and job_id.encode() in cmdline:
-            found.append(int(proc.name))
-    return found
 
 
 def rss_kb(pid: int) -> int:

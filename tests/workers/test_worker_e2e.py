@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from service import queue
 from service.models import Checkpoint, EvalResult, Metric, utcnow
 from tests.conftest import bearer
-from tests.workers.conftest import WorkerProcess, wait_for
+from tests.workers.conftest import WorkerProcess, child_pids, wait_for
 from trainer.checkpoints import MANIFEST
 from workers.reconciler import reconcile
 from workers.settings import WorkerSettings
@@ -110,8 +110,8 @@ def test_a_submitted_job_succeeds_with_every_step_recorded_and_verified_checkpoi
     )
 
 
-def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpoint(
-    start_worker: Callable[[str, str], WorkerProcess],
+def test_a_killed_worker_leaves_no_trainer_behind_and_its_job_resumes_on_another_worker(
+    start_worker: Callable[..., WorkerProcess],
     client: TestClient,
     tokens: dict[str, str],
     session: Session,
@@ -127,7 +127,9 @@ def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpo
         return session.scalars(select(Checkpoint.step).where(Checkpoint.job_id == job_id)).all()
 
     wait_for(checkpointed, "the first checkpoint")
+    assert child_pids(job_id)
     victim.kill9()
+    wait_for(lambda: not child_pids(job_id), "the orphaned trainer to exit", timeout=30)
     killed_at_step = api.job(job_id)["current_step"]
     assert api.job(job_id)["status"] == "running"
     expires = datetime.fromisoformat(api.job(job_id)["lease_expires_at"])
