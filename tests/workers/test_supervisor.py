@@ -30,9 +30,20 @@ def rss_kb(pid: int) -> int:
 
 def pool_pid(worker: WorkerProcess) -> int:
     """The worker's one pool process (the slot that supervises attempts)."""
-    children = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text()
-    (pid,) = children.split()
-    return int(pid)
+
+    def children() -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == worker.proc.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    (pid,) = wait_for(children, "the worker's pool process")
+    return pid
 
 
 def slow_step(request: dict[str, Any]) -> dict[str, Any]:
