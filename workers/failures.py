@@ -57,9 +57,10 @@ def describe_exit(
     returncode: int, tail: str, *, memory_limit_mb: int | None, oom_killed: bool
 ) -> str:
     """One line: what killed the child, or the error it exited with."""
-    rank = _RANK.search(tail[tail.rfind("Root Cause") :]) if "Root Cause" in tail else None
+    root = tail[tail.rfind("Root Cause") :] if "Root Cause" in tail else ""
+    rank = _RANK.search(root)  # torchrun's first failed rank, not the ones it stopped after
     who = f"trainer rank {rank.group(1)}" if rank else "trainer process"
-    rank_signal = _RANK_SIGNAL.search(tail) if rank else None
+    rank_signal = _RANK_SIGNAL.search(root)
     error = _last_exception(tail)
     if memory_limit_mb is not None and any(m in tail for m in MEMORY_ERRORS):
         return (

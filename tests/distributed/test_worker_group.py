@@ -63,7 +63,8 @@ def reported(session: Session, api: Api, job_id: str) -> dict[str, Any]:
     checkpoints = session.scalars(
         select(Checkpoint.step).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
     ).all()
-    kinds = [e["kind"] for e in api.events(job_id) if e["kind"] not in ("status", "enqueued")]
+    service_kinds = ("submitted", "enqueued", "status")
+    kinds = [e["kind"] for e in api.events(job_id) if e["kind"] not in service_kinds]
     return {
         "events": Counter(kinds),
         "evals": [tuple(row) for row in evals],

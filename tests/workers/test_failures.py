@@ -14,6 +14,12 @@ torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================
 trainer.cli FAILED
 ------------------------------------------------------------
+Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 4241)
+  traceback : Signal 15 (SIGTERM) received by PID 4241
+------------------------------------------------------------
 Root Cause (first observed failure):
 [0]:
   time      : 2026-12-01_09:00:00
