@@ -137,6 +137,10 @@ def test_a_killed_rank_fails_the_attempt_and_the_retry_can_be_cancelled(
     assert requeued[0]["data"]["error"].endswith("was killed by SIGKILL"), requeued[0]
     assert "Root Cause" in requeued[0]["data"]["output_tail"], requeued[0]
 
+    def retry_started() -> bool:
+        return any(e["kind"] == "train_started" and e["attempt"] == 2 for e in api.events(job_id))
+
+    wait_for(retry_started, "the retry to start training")
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 1, "the retry's first steps")
     r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
     assert r.status_code == 200, r.text
