@@ -60,8 +60,8 @@ class ProgressCallback(Callback):
 class StopFile(Callback):
     """Stops the run (after a final checkpoint) once `path` exists.
 
-    How a supervisor asks a torchrun group to stop cleanly: rank 0 polls the file at
-    every step boundary and the whole group follows its decision.
+    How a supervisor asks a run to stop cleanly: the file is polled at every step
+    boundary (by rank 0 in a torchrun group, and the whole group follows its decision).
     """
 
     def __init__(self, path: Path) -> None:

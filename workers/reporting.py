@@ -115,10 +115,8 @@ class DbReporter(Callback):
         settings: WorkerSettings,
         *,
         keeper: LeaseKeeper | None = None,
-        checkpoint_every: int = 0,
     ) -> None:
         self.lease, self.settings, self.keeper = lease, settings, keeper
-        self.checkpoint_every = checkpoint_every
         self.stop_requested = False
         self.seconds_reporting = 0.0
         """Wall time spent inside the hooks (the overhead `bench/dispatch.py` reports)."""
@@ -169,7 +167,6 @@ class DbReporter(Callback):
         due = (
             len(self._buffer) >= self.settings.metrics_batch
             or step >= self._total_steps
-            or (self.checkpoint_every and step % self.checkpoint_every == 0)
             or time.monotonic() - self._last_flush >= self.settings.metrics_flush_s
         )
         if due:
