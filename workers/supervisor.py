@@ -92,17 +92,11 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
     returncode = child.poll()
     assert returncode is not None
     if returncode != 0:
-        oom_after = oom_kills()
-        raise ChildFailed(
-            describe_exit(
-                returncode,
-                child.log_tail(),
-                memory_limit_mb=settings.child_memory_limit_mb,
-                oom_killed=oom_before is not None and oom_after not in (None, oom_before),
-            ),
-            child.log_tail(),
-            returncode,
-        )
+        oom_after, tail = oom_kills(), child.log_tail()
+        oom_killed = oom_before is not None and oom_after not in (None, oom_before)
+        limit = settings.child_memory_limit_mb
+        cause = describe_exit(returncode, tail, memory_limit_mb=limit, oom_killed=oom_killed)
+        raise ChildFailed(cause, tail, returncode)
     if plan.results_file is not None:
         _record_results(lease, plan.results_file, f"scored {plan.model}")
     return Ending(False, f"attempt {lease.attempt} finished")
