@@ -119,6 +119,14 @@ def start_worker(
         worker.stop()
 
 
+@pytest.fixture
+def single_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs submitted by this test get one attempt: a failure is final at once."""
+    from service.core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "default_max_attempts", 1)
+
+
 @pytest.fixture(scope="session")
 def cpu_worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
     """The worker shared by most tests: serves the `cpu` queue."""

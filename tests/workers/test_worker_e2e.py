@@ -219,6 +219,7 @@ def test_cancel_mid_run_ends_cancelled_with_a_final_checkpoint(
 
 
 def test_a_trainer_that_raises_fails_the_job_and_the_worker_serves_the_next(
+    single_attempt: None,
     cpu_worker: WorkerProcess,
     client: TestClient,
     tokens: dict[str, str],
