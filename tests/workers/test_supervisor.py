@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from service.models import Job
 from tests.workers.conftest import WorkerProcess, child_pids, wait_for
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
 from trainer.checkpoints import verify_checkpoint
@@ -153,3 +155,22 @@ def test_the_slot_returns_to_its_idle_memory_after_every_job(
     worker.stop()
     assert after[2] <= 1.2 * after[0], after
     assert after[0] <= 1.2 * idle, (idle, after)
+
+
+def test_a_child_whose_lease_was_taken_over_is_terminated_at_once(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    job_id = api.submit(train_request(total_steps=200, every_steps=0))
+    wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 1, "the first step")
+    assert child_pids(job_id)
+    session.execute(  # what a reconciler and a newer claim do to a silent worker's job
+        update(Job).where(Job.id == job_id).values(fencing_token=Job.fencing_token + 1)
+    )
+    session.commit()
+    wait_for(lambda: not child_pids(job_id), "the child to be terminated", timeout=15)
+    assert cpu_worker.proc.poll() is None
