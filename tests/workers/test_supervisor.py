@@ -3,7 +3,8 @@
 Real `dgpo worker` processes, Postgres and Redis, the tiny model. What is proven here:
 a cancel always lands (a step that takes minutes is killed after the grace), a killed
 child is retried with its cause and loses no metric step, a child over its memory limit
-fails with a cause that says so, and the slot's memory stays at its idle size.
+fails with a cause that says so, the slot's memory stays at its idle size, and a lost
+lease ends the child at once.
 """
 
 import os
