@@ -130,7 +130,6 @@ def test_a_killed_worker_leaves_no_trainer_behind_and_its_job_resumes_on_another
     assert child_pids(job_id)
     victim.kill9()
     wait_for(lambda: not child_pids(job_id), "the orphaned trainer to exit", timeout=30)
-    killed_at_step = api.job(job_id)["current_step"]
     assert api.job(job_id)["status"] == "running"
     expires = datetime.fromisoformat(api.job(job_id)["lease_expires_at"])
     wait_for(lambda: utcnow() > expires, "the lease to expire")
@@ -144,7 +143,9 @@ def test_a_killed_worker_leaves_no_trainer_behind_and_its_job_resumes_on_another
     assert job["attempt"] == 2
     assert steps_recorded(session, job_id) == list(range(1, 17))
     starts = [e["data"]["start_step"] for e in api.events(job_id) if e["kind"] == "train_started"]
-    assert starts[0] == 0 and len(starts) == 2 and 2 <= starts[1] <= max(killed_at_step, 2)
+    # The rescuer resumed from a checkpoint the victim's trainer wrote (perhaps one whose
+    # report the victim never relayed: the rescuer relays it first).
+    assert starts[0] == 0 and len(starts) == 2 and starts[1] in (2, 4, 6, 8, 10, 12, 14)
     assert_checkpoints_match_files(session, job_id)
     rescuer.stop()
 
