@@ -4,8 +4,9 @@
 `on_step_end`, `on_checkpoint`, `on_eval`, `on_event`) to a JSON-lines file as
 `{"seq": n, "hook": name, "args": {...}}` and fsyncs it before the trainer moves on, so
 a record the trainer got past survives any crash. The supervisor reads complete lines
-with `read_reports` from a byte offset it keeps itself, and `Report.deliver` replays a
-record onto any other `Callback`. The trainer stays ignorant of who reads the file.
+with `read_reports` from a byte offset it keeps itself (`Report.checkpoint` and
+`Report.results` rebuild the hook's arguments). The trainer stays ignorant of who reads
+the file.
 """
 
 import dataclasses
@@ -33,22 +34,6 @@ class Report:
 
     def results(self) -> list[BenchmarkResult]:
         return [benchmark_result(r) for r in self.args["results"]]
-
-    def deliver(self, callback: Callback) -> None:
-        """Call the same hook with the same arguments on `callback`."""
-        a = self.args
-        if self.hook == "on_train_start":
-            callback.on_train_start(a["start_step"], a["total_steps"])
-        elif self.hook == "on_step_end":
-            callback.on_step_end(a["step"], a["metrics"])
-        elif self.hook == "on_checkpoint":
-            callback.on_checkpoint(self.checkpoint())
-        elif self.hook == "on_eval":
-            callback.on_eval(a["step"], self.results())
-        elif self.hook == "on_event":
-            callback.on_event(a["kind"], a["message"])
-        else:
-            raise ValueError(f"report {self.seq} has unknown hook {self.hook!r}")
 
 
 def benchmark_result(data: Mapping[str, Any]) -> BenchmarkResult:
