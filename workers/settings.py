@@ -38,7 +38,8 @@ class WorkerSettings(BaseSettings):
     """How often the supervisor relays the child's reports and checks for a cancel."""
     child_memory_limit_mb: int | None = Field(default=None, ge=64)
     """RLIMIT_AS of each attempt's processes: a runaway allocation fails the attempt
-    with a cause that says so instead of waking the host's OOM killer."""
+    with a cause that says so instead of waking the host's OOM killer. Address space, not
+    resident memory: for CPU workers (and tests) only, CUDA reserves far more than it uses."""
     worker_slots: int = Field(default=1, ge=1)
     """Set by `dgpo worker --slots`; each pool process pins to its share of the GPUs."""
     worker_gpus: str | None = None
