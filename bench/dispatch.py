@@ -4,12 +4,16 @@
 
 1. Starts a real `dgpo worker` on a queue of its own, then submits `--jobs` one-step
    tiny train jobs one at a time through the API (in-process ASGI client), each on an
-   idle worker, and reports p50/p99 of `started_at - POST time`. Baseline: the floor of
+   idle worker, and reports p50/p99 of `started_at - POST time` (the claim) and of the
+   `train_started` event's time - POST time (the trainer's first step begins: this adds
+   the attempt's child process start-up, imports and model load). Baseline: the floor of
    that path measured in the same run, one Postgres insert+commit plus one Redis
    LPUSH→BRPOP hand-off.
-2. Trains the tiny model in-process for `--steps` steps with the worker's reporting
-   callback (`DbReporter`, fenced Postgres writes) and reports the time spent inside
-   its hooks as a fraction of the run; baseline: the same run with a no-op callback.
+2. Trains the tiny model in-process for `--steps` steps with the trainer side of the
+   report channel (`ReportWriter`: one fsynced JSON line per callback) and reports the
+   time spent inside its hooks as a fraction of the run, then relays the file into
+   Postgres as the supervisor does (`ReportRelay`, fenced writes, off the trainer's
+   path) and reports that per step; baseline: the same run with a no-op callback.
 """
 
 import argparse
@@ -86,20 +90,21 @@ def wait_registered(name: str, worker: subprocess.Popen) -> None:
     raise TimeoutError(f"worker {name} did not register within 120 s")
 
 
-def dispatch_latency(model: str, data: str, jobs: int) -> list[float]:
+def dispatch_latency(model: str, data: str, jobs: int) -> tuple[list[float], list[float]]:
+    """Per job: (claimed - POST, trainer started - POST) in seconds."""
     from fastapi.testclient import TestClient
     from sqlalchemy import select
 
     from service.app import create_app
     from service.auth import create_token
     from service.core.db import get_sessionmaker
-    from service.models import TERMINAL_STATUSES, Job
+    from service.models import TERMINAL_STATUSES, Job, JobEvent
 
     with get_sessionmaker()() as session:
         token = create_token(session, "bench", "submit")
     headers = {"Authorization": f"Bearer {token}"}
     body = train_body(model, data, 1, 0, {"gpus": 1, "gpu_type": QUEUE_TYPE})
-    latencies = []
+    latencies, starts = [], []
     with TestClient(create_app()) as client, get_sessionmaker()() as session:
         for _ in range(jobs + 1):  # the first warms the API and the worker up, not counted
             posted = time.time()
@@ -114,20 +119,39 @@ def dispatch_latency(model: str, data: str, jobs: int) -> list[float]:
                 time.sleep(0.01)
             assert job.status == "succeeded", job.error
             latencies.append(job.started_at.timestamp() - posted)
+            started = session.scalar(
+                select(JobEvent.ts).where(
+                    JobEvent.job_id == job_id, JobEvent.kind == "train_started"
+                )
+            )
+            starts.append(started.timestamp() - posted)
             time.sleep(0.1)  # let the task return and ack: the next job meets an idle worker
-    return latencies[1:]
+    return latencies[1:], starts[1:]
 
 
-def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float]:
-    """(mean seconds per step inside DbReporter hooks, median step seconds without them)."""
+def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, float]:
+    """Mean seconds per step inside the `ReportWriter` hooks (the trainer's cost), median
+    step seconds without them, and mean seconds per step of relaying into Postgres."""
     from service.core.db import get_sessionmaker
     from service.models import Job
     from trainer.callbacks import Callback
     from trainer.loop import train
+    from trainer.report_channel import ReportWriter
     from trainer.spec import TrainSpec
     from workers.leases import claim
+    from workers.relay import ReportRelay, report_file
     from workers.reporting import DbReporter
     from workers.settings import get_worker_settings
+
+    class TimedWriter(ReportWriter):
+        """A `ReportWriter` that sums the wall time of its writes."""
+
+        seconds = 0.0
+
+        def _write(self, hook: str, **args: object) -> None:
+            t = time.perf_counter()
+            super()._write(hook, **args)
+            self.seconds += time.perf_counter() - t
 
     class StepTimes(Callback):
         """Sums the loop's own `time/step` metric: step time excluding callbacks."""
@@ -153,10 +177,13 @@ def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float]:
         job_id = job.id
     lease = claim(job_id, "bench", 600)
     assert lease is not None
-    reporter = DbReporter(lease, get_worker_settings())
-    train(spec, output_dir=str(tmp / "reported"), callbacks=reporter)
-    reporter.flush()
-    return reporter.seconds_reporting / steps, statistics.median(plain.seconds)
+    writer = TimedWriter(report_file(tmp / "reported", lease.attempt))
+    train(spec, output_dir=str(tmp / "reported"), callbacks=writer)
+    relay = ReportRelay(tmp / "reported", lease.attempt, DbReporter(lease, get_worker_settings()))
+    t = time.perf_counter()
+    relay.pump()
+    relay_s = time.perf_counter() - t
+    return writer.seconds / steps, statistics.median(plain.seconds), relay_s / steps
 
 
 def main() -> None:
@@ -186,19 +213,23 @@ def measure(args: argparse.Namespace, home: Path) -> None:
         )  # fmt: skip
 
         wait_registered(f"bench-{os.getpid()}@bench", worker)
-        dispatch = dispatch_latency(model, data, args.jobs)
+        dispatch, starts = dispatch_latency(model, data, args.jobs)
         floor = baseline_floor(args.jobs)
         d50, d99, f50 = pct(dispatch, 0.5), pct(dispatch, 0.99), statistics.median(floor)
         print(f"dispatch POST /jobs → running over {args.jobs} jobs (idle worker):")
         print(f"  p50 {d50 * 1000:8.1f} ms   p99 {d99 * 1000:8.1f} ms")
         print(f"  baseline floor (PG insert+commit + Redis push→pop) p50 {f50 * 1000:6.2f} ms")
         print(f"  ratio dispatch p50 / floor p50: {d50 / f50:8.1f}x")
+        s50, s99 = pct(starts, 0.5), pct(starts, 0.99)
+        print("POST /jobs → trainer started (child start-up, imports, model load):")
+        print(f"  p50 {s50 * 1000:8.1f} ms   p99 {s99 * 1000:8.1f} ms")
 
-        hooks, step = reporting_cost(model, data, args.steps)
+        hooks, step, relay = reporting_cost(model, data, args.steps)
         print(f"metrics reporting over {args.steps} tiny CPU steps (worst case: tiny steps):")
         print(f"  baseline step time (median, no reporting) {step * 1000:8.2f} ms")
-        print(f"  DbReporter hooks (mean per step)          {hooks * 1000:8.2f} ms")
+        print(f"  ReportWriter hooks (mean per step)        {hooks * 1000:8.2f} ms")
         print(f"  ratio reporting / step time: {hooks / step:.2%}")
+        print(f"  relay into Postgres (supervisor, per step) {relay * 1000:7.2f} ms")
     finally:
         if worker is not None:
             worker.terminate()

@@ -1,9 +1,11 @@
 """Standalone command lines: `dgpo-train SPEC.yaml` (here) and `dgpo-eval SPEC.yaml`.
 
 The spec file is either a bare TrainSpec or a job request with `kind: train`; metrics
-go to `<output>/metrics.jsonl`, checkpoints to `<output>/step-*/`. The output may be
-an fsspec URI; metrics then go to its local staging directory. Run under torchrun
-(`trainer.launch.torchrun_command`) it trains as one FSDP2 group and rank 0 alone logs.
+go to `<output>/metrics.jsonl` (a log for humans), checkpoints to `<output>/step-*/`. The
+output may be an fsspec URI; metrics then go to its local staging directory. Run under
+torchrun (`trainer.launch.torchrun_command`) it trains as one FSDP2 group and rank 0
+alone logs. A supervisor (the Celery worker) adds `--report-file` (every callback,
+`trainer.report_channel`) and `--stop-file` (stop at the next step boundary).
 """
 
 from collections.abc import Mapping, Sequence
@@ -58,8 +60,8 @@ class ProgressCallback(Callback):
 class StopFile(Callback):
     """Stops the run (after a final checkpoint) once `path` exists.
 
-    How a supervisor asks a torchrun group to stop cleanly: rank 0 polls the file at
-    every step boundary and the whole group follows its decision.
+    How a supervisor asks a run to stop cleanly: the file is polled at every step
+    boundary (by rank 0 in a torchrun group, and the whole group follows its decision).
     """
 
     def __init__(self, path: Path) -> None:
@@ -82,11 +84,16 @@ def _train(
         Path | None,
         typer.Option(help="stop after a final checkpoint once this file exists"),
     ] = None,
+    report_file: Annotated[
+        Path | None,
+        typer.Option(help="append every callback to this JSON-lines file (for a supervisor)"),
+    ] = None,
 ) -> None:
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
     from trainer.loggers import JsonlLogger
     from trainer.loop import train
     from trainer.remote_checkpoints import is_remote, staging_dir
+    from trainer.report_channel import ReportWriter
 
     spec = load_train_spec(spec_file)
     out = output or spec.checkpoint.output_dir
@@ -105,6 +112,8 @@ def _train(
         hooks: list[Callback] = [ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")]
         if stop_file is not None:
             hooks.append(StopFile(stop_file))
+        if report_file is not None:
+            hooks.append(ReportWriter(report_file))
         callbacks = CallbackList(hooks)
         result = train(spec, output_dir=out, callbacks=callbacks, resume=resume)
     where = result.checkpoint.uri if result.checkpoint else "no checkpoint"

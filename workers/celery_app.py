@@ -115,12 +115,3 @@ def _init_pool_process(**_: object) -> None:
         db.get_engine().dispose(close=False)
     # `dgpo beat`'s solo pool sends this in the main process, which has no slot index.
     pin_slot(getattr(current_process(), "index", None) or 0)
-
-
-@signals.worker_init.connect
-def _preload_trainer(sender, **_: object) -> None:  # type: ignore[no-untyped-def]
-    """Import torch and the trainer once in the parent (no CUDA init), so every forked
-    slot, including the fresh one per job, starts warm."""
-    queues = list(sender.app.amqp.queues.consume_from)
-    if routing.serves_jobs(queues):
-        import trainer.loop  # noqa: F401

@@ -27,13 +27,6 @@ def worker_command(
     name: Annotated[
         str | None, typer.Option(help="Worker name (default dgpo-<pid>@<host>)")
     ] = None,
-    fresh_process: Annotated[
-        bool,
-        typer.Option(
-            help="A new pool process per job: GPU memory is returned in full, but Celery "
-            "recycles the slot lazily, adding ~0.1-5 s to dispatch"
-        ),
-    ] = False,
     loglevel: Annotated[str, typer.Option(help="celery log level")] = "INFO",
 ) -> None:
     """Serve jobs from the given queues: one pool process per slot, pinned to its GPUs."""
@@ -48,8 +41,6 @@ def worker_command(
         "--without-gossip", "--without-mingle",
         "--loglevel", loglevel,
     ]  # fmt: skip
-    if fresh_process:
-        argv += ["--max-tasks-per-child", "1"]
     _exec(argv, {"DGPO_WORKER_SLOTS": str(slots)})
 
 

@@ -1,9 +1,13 @@
 """The trainer callback that turns a run into fenced Postgres writes.
 
-Metrics are buffered and upserted per (job, step): a resumed attempt re-running steps
-after its checkpoint overwrites them instead of duplicating them. The buffer is always
-flushed before a checkpoint row is written, so every step a checkpoint covers is durable
-before anyone can resume from it.
+Every write is idempotent on a natural key, so replaying a record the database already
+holds (a supervisor that crashed after the commit but before it moved its cursor, see
+`workers.relay`) changes nothing: metrics upsert per (job, step), checkpoints per
+(job, step), eval results per (job, benchmark, step), and events carry the key of the
+report that produced them (`data.report`, "<attempt>:<seq>") and are added only once.
+A resumed attempt re-running steps after its checkpoint overwrites their metrics. The
+metric buffer is always flushed before a checkpoint row is written, so every step a
+checkpoint covers is durable before anyone can resume from it.
 """
 
 import dataclasses
@@ -19,8 +23,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.lifecycle import append_event
-from service.models import Checkpoint, EvalResult, Job, JobStatus, Metric, utcnow
+from service.models import Checkpoint, EvalResult, Job, JobEvent, JobStatus, Metric, utcnow
 from trainer.callbacks import Callback, CheckpointInfo
+from trainer.report_channel import Report
 from trainer.results import BenchmarkResult
 from workers.leases import Lease, LeaseKeeper, LeaseLost, fenced
 from workers.settings import WorkerSettings
@@ -52,12 +57,34 @@ def upsert(
     session.execute(stmt)
 
 
+def append_event_once(
+    session: Session,
+    job: Job,
+    kind: str,
+    message: str,
+    data: dict[str, Any] | None = None,
+    key: str | None = None,
+) -> None:
+    """`append_event`, skipped when an event with the same report `key` exists already."""
+    if key is not None:
+        seen = session.scalar(
+            select(JobEvent.id)
+            .where(JobEvent.job_id == job.id, JobEvent.data["report"].as_string() == key)
+            .limit(1)
+        )
+        if seen is not None:
+            return
+        data = {**(data or {}), "report": key}
+    append_event(session, job, kind, message, data)
+
+
 def record_eval(
     session: Session,
     job: Job,
     step: int | None,
     results: Sequence[BenchmarkResult],
     message: str,
+    key: str | None = None,
 ) -> None:
     """Upsert the eval results (one row per benchmark and step) and an `eval` event."""
     rows = [
@@ -76,7 +103,7 @@ def record_eval(
         session, EvalResult, rows, ["job_id", "benchmark", "step"], ["k", "scores", "per_problem"]
     )
     summary = {r.benchmark: r.scores for r in results}
-    append_event(session, job, "eval", message, summary)
+    append_event_once(session, job, "eval", message, summary, key)
 
 
 class DbReporter(Callback):
@@ -88,10 +115,8 @@ class DbReporter(Callback):
         settings: WorkerSettings,
         *,
         keeper: LeaseKeeper | None = None,
-        checkpoint_every: int = 0,
     ) -> None:
         self.lease, self.settings, self.keeper = lease, settings, keeper
-        self.checkpoint_every = checkpoint_every
         self.stop_requested = False
         self.seconds_reporting = 0.0
         """Wall time spent inside the hooks (the overhead `bench/dispatch.py` reports)."""
@@ -103,9 +128,25 @@ class DbReporter(Callback):
         self._t0 = time.monotonic()
         self._last_step = 0
 
+    def relay(self, report: Report, attempt: int) -> None:
+        """Write one record of attempt `attempt`'s report file (idempotently)."""
+        key, a = f"{attempt}:{report.seq}", report.args
+        if report.hook == "on_train_start":
+            self.on_train_start(a["start_step"], a["total_steps"], key=key)
+        elif report.hook == "on_step_end":
+            self.on_step_end(a["step"], a["metrics"])
+        elif report.hook == "on_checkpoint":
+            self.on_checkpoint(report.checkpoint(), key=key)
+        elif report.hook == "on_eval":
+            self.on_eval(a["step"], report.results(), key=key)
+        elif report.hook == "on_event":
+            self.on_event(a["kind"], a["message"], key=key)
+        else:
+            raise ValueError(f"report {key} has unknown hook {report.hook!r}")
+
     # ---- trainer hooks -------------------------------------------------------------
 
-    def on_train_start(self, start_step: int, total_steps: int) -> None:
+    def on_train_start(self, start_step: int, total_steps: int, *, key: str | None = None) -> None:
         t = time.perf_counter()
         self._start_step, self._total_steps, self._last_step = start_step, total_steps, start_step
         self._t0 = time.monotonic()
@@ -115,7 +156,7 @@ class DbReporter(Callback):
             job.progress = start_step / total_steps
             msg = f"attempt {self.lease.attempt}: steps {start_step + 1}..{total_steps}"
             data = {"start_step": start_step, "total_steps": total_steps}
-            append_event(session, job, "train_started", msg, data)
+            append_event_once(session, job, "train_started", msg, data, key)
         self.seconds_reporting += time.perf_counter() - t
 
     def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -126,7 +167,6 @@ class DbReporter(Callback):
         due = (
             len(self._buffer) >= self.settings.metrics_batch
             or step >= self._total_steps
-            or (self.checkpoint_every and step % self.checkpoint_every == 0)
             or time.monotonic() - self._last_flush >= self.settings.metrics_flush_s
         )
         if due:
@@ -134,7 +174,7 @@ class DbReporter(Callback):
                 self._flush(session, job)
         self.seconds_reporting += time.perf_counter() - t
 
-    def on_checkpoint(self, info: CheckpointInfo) -> None:
+    def on_checkpoint(self, info: CheckpointInfo, *, key: str | None = None) -> None:
         t = time.perf_counter()
         with fenced(self.lease) as (session, job):
             self._flush(session, job)
@@ -149,24 +189,27 @@ class DbReporter(Callback):
             }
             upsert(session, Checkpoint, [row], ["job_id", "step"], ["uri", "sha256", "size_bytes"])
             _forget_pruned(session, job.id)
-            append_event(
+            append_event_once(
                 session,
                 job,
                 "checkpoint",
                 f"checkpoint at step {info.step}: {info.uri}",
                 {"step": info.step, "sha256": info.sha256, "size_bytes": info.size_bytes},
+                key,
             )
         self.seconds_reporting += time.perf_counter() - t
 
-    def on_eval(self, step: int, results: Sequence[BenchmarkResult]) -> None:
+    def on_eval(
+        self, step: int, results: Sequence[BenchmarkResult], *, key: str | None = None
+    ) -> None:
         t = time.perf_counter()
         with fenced(self.lease) as (session, job):
-            record_eval(session, job, step, results, f"evaluated at step {step}")
+            record_eval(session, job, step, results, f"evaluated at step {step}", key)
         self.seconds_reporting += time.perf_counter() - t
 
-    def on_event(self, kind: str, message: str) -> None:
+    def on_event(self, kind: str, message: str, *, key: str | None = None) -> None:
         with fenced(self.lease) as (session, job):
-            append_event(session, job, kind, message)
+            append_event_once(session, job, kind, message, None, key)
 
     def should_stop(self) -> bool:
         """True once the API asked to cancel; raises LeaseLost if another attempt took over."""

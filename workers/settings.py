@@ -29,6 +29,17 @@ class WorkerSettings(BaseSettings):
     metrics_flush_s: float = Field(default=5.0, ge=0)
     stop_poll_s: float = Field(default=1.0, ge=0)
     """How often `should_stop()` reads the job status (cancel latency vs. queries)."""
+    cancel_grace_s: float = Field(default=30.0, ge=0)
+    """How long a cancelled trainer may take to reach a step boundary and write its final
+    checkpoint before its process group is terminated."""
+    kill_grace_s: float = Field(default=5.0, ge=0)
+    """Between SIGTERM and SIGKILL when a process group is terminated."""
+    report_poll_s: float = Field(default=0.2, gt=0)
+    """How often the supervisor relays the child's reports and checks for a cancel."""
+    child_memory_limit_mb: int | None = Field(default=None, ge=64)
+    """RLIMIT_AS of each attempt's processes: a runaway allocation fails the attempt
+    with a cause that says so instead of waking the host's OOM killer. Address space, not
+    resident memory: for CPU workers (and tests) only, CUDA reserves far more than it uses."""
     worker_slots: int = Field(default=1, ge=1)
     """Set by `dgpo worker --slots`; each pool process pins to its share of the GPUs."""
     worker_gpus: str | None = None

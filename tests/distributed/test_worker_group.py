@@ -1,19 +1,25 @@
 """A `gpus: 2` job through the API runs as a 2-rank torchrun group under a real worker.
 
-The worker serves `gpu.any` on this CPU-only host, so the ranks use gloo. A rank killed
-mid-run fails the attempt with torchrun's report and the job is retried; cancelling the
-retry stops the whole group after a final checkpoint.
+The worker serves `gpu.any` on this CPU-only host, so the ranks use gloo. Rank 0 reports
+through the same channel as a single process, so the database ends up the same. A rank
+killed mid-run fails the attempt with torchrun's report and the job is retried;
+cancelling the retry stops the whole group after a final checkpoint.
 """
 
 import os
+import shutil
 import signal
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.models import Checkpoint, EvalResult
 from tests.workers.conftest import WorkerProcess, wait_for
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
 
@@ -21,7 +27,7 @@ GROUP = {"gpus": 2}
 
 
 @pytest.fixture(scope="module")
-def group_worker(start_worker: Callable[[str, str], WorkerProcess]) -> Iterator[WorkerProcess]:
+def group_worker(start_worker: Callable[..., WorkerProcess]) -> Iterator[WorkerProcess]:
     """Stopped with this module, so later modules do not see it heartbeat into their fleet."""
     worker = start_worker("group", "gpu.any")
     yield worker
@@ -46,21 +52,66 @@ def rank_pids(job_id: str, rank: int) -> list[int]:
     return found
 
 
-def test_a_two_gpu_job_runs_as_a_torchrun_group_and_succeeds(
+def reported(session: Session, api: Api, job_id: str) -> dict[str, Any]:
+    """What the trainer reported about a job, minus what differs by design (paths, times)."""
+    session.expire_all()
+    evals = session.execute(
+        select(EvalResult.benchmark, EvalResult.step, EvalResult.k)
+        .where(EvalResult.job_id == job_id)
+        .order_by(EvalResult.step)
+    ).all()
+    checkpoints = session.scalars(
+        select(Checkpoint.step).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+    ).all()
+    service_kinds = ("submitted", "enqueued", "status")
+    kinds = [e["kind"] for e in api.events(job_id) if e["kind"] not in service_kinds]
+    return {
+        "events": Counter(kinds),
+        "evals": [tuple(row) for row in evals],
+        "metrics": steps_recorded(session, job_id),
+        "checkpoints": list(checkpoints),
+    }
+
+
+def test_a_group_reports_evals_and_trainer_events_exactly_like_one_process(
     group_worker: WorkerProcess,
+    cpu_worker: WorkerProcess,
     client: TestClient,
     tokens: dict[str, str],
     session: Session,
     train_request: Callable[..., dict],
+    tmp_path: Path,
 ) -> None:
+    """Both runs resume from the same checkpoint past a corrupt newer one, then train and
+    evaluate steps 2 and 3: the same rows and events must reach Postgres."""
     api = Api(client, tokens)
-    job_id = api.submit(train_request(total_steps=2, every_steps=1, resources=GROUP))
-    job = api.wait(job_id, group_worker)
-    assert job["status"] == "succeeded", job["error"]
-    assert (job["current_step"], job["attempt"]) == (2, 1)
-    assert steps_recorded(session, job_id) == [1, 2]
-    assert assert_checkpoints_match_files(session, job_id) == [1, 2]
-    assert any(e["message"].startswith("attempt 1: steps 1..2") for e in api.events(job_id))
+    seed = train_request(total_steps=1, every_steps=1)
+    seed["checkpoint"]["output_dir"] = str(tmp_path / "seed")
+    assert api.wait(api.submit(seed), cpu_worker)["status"] == "succeeded"
+    (checkpoint,) = (tmp_path / "seed").glob("step-*")
+    jobs = {}
+    for name, resources in (("solo", {"gpus": 0}), ("group", GROUP)):
+        out = tmp_path / name
+        shutil.copytree(checkpoint, out / checkpoint.name)
+        shutil.copytree(checkpoint, out / "step-00000009")
+        (out / "step-00000009" / "config.json").write_text("{}")
+        body = train_request(total_steps=3, every_steps=1, resources=resources)
+        body["checkpoint"]["output_dir"] = str(out)
+        body["eval"] = {"every_steps": 1, "benchmarks": ["amc23"], "k": 1, "max_problems": 1}
+        jobs[name] = api.submit(body)
+    for name, worker in (("solo", cpu_worker), ("group", group_worker)):
+        job = api.wait(jobs[name], worker)
+        assert job["status"] == "succeeded", job["error"]
+    solo, group = (reported(session, api, jobs[name]) for name in ("solo", "group"))
+    assert group == solo
+    assert solo == {
+        "events": Counter(
+            {"checkpoint_rejected": 1, "resumed": 1, "train_started": 1, "eval": 2, "checkpoint": 2}
+        ),
+        "evals": [("amc23", 2, 1), ("amc23", 3, 1)],
+        "metrics": [2, 3],
+        "checkpoints": [2, 3],
+    }
 
 
 def test_a_killed_rank_fails_the_attempt_and_the_retry_can_be_cancelled(
@@ -83,8 +134,13 @@ def test_a_killed_rank_fails_the_attempt_and_the_retry_can_be_cancelled(
         if e["kind"] == "status" and e["data"].get("to") == "queued" and e["attempt"] == 1
     ]
     assert len(requeued) == 1, api.events(job_id)
-    assert "Root Cause" in requeued[0]["data"]["error"], requeued[0]
+    assert requeued[0]["data"]["error"].endswith("was killed by SIGKILL"), requeued[0]
+    assert "Root Cause" in requeued[0]["data"]["output_tail"], requeued[0]
 
+    def retry_started() -> bool:
+        return any(e["kind"] == "train_started" and e["attempt"] == 2 for e in api.events(job_id))
+
+    wait_for(retry_started, "the retry to start training")
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 1, "the retry's first steps")
     r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
     assert r.status_code == 200, r.text

@@ -21,6 +21,7 @@ WORKER_ENV = {
     "DGPO_WORKER_HEARTBEAT_S": "1",
     "DGPO_STOP_POLL_S": "0",
     "DGPO_METRICS_BATCH": "4",
+    "DGPO_KILL_GRACE_S": "2",
     "DGPO_BENCHMARK_DIR": str((REPO_ROOT / "../shared/benchmarks").resolve()),
 }
 
@@ -36,10 +37,25 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def child_pids(job_id: str) -> list[int]:
+    """Processes of `job_id`'s attempt: every process whose command line names the job."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"trainer.supervised" in cmdline and job_id.encode() in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
 class WorkerProcess:
     """One `python -m dgpo worker` process group (parent and its pool children)."""
 
-    def __init__(self, name: str, queues: str, log_path: Path) -> None:
+    def __init__(
+        self, name: str, queues: str, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = f"{name}@test"
         self.log_path = log_path
         self.log = log_path.open("wb")
@@ -47,7 +63,7 @@ class WorkerProcess:
             [sys.executable, "-m", "dgpo", "worker", "--queues", queues, "--slots", "1",
              "--name", self.name, "--loglevel", "INFO"],
             cwd=REPO_ROOT,
-            env={**os.environ, **WORKER_ENV},
+            env={**os.environ, **WORKER_ENV, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -86,13 +102,14 @@ class WorkerProcess:
 @pytest.fixture(scope="session")
 def start_worker(
     postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str, str], WorkerProcess]]:
-    """Factory for worker processes; every one still alive is stopped at session end."""
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory for worker processes (name, queues, extra environment); every one still
+    alive is stopped at session end."""
     started: list[WorkerProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
-    def start(name: str, queues: str) -> WorkerProcess:
-        worker = WorkerProcess(name, queues, logs / f"{name}.log")
+    def start(name: str, queues: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(name, queues, logs / f"{name}.log", env)
         started.append(worker)
         worker.wait_ready()
         return worker
@@ -102,8 +119,16 @@ def start_worker(
         worker.stop()
 
 
+@pytest.fixture
+def single_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs submitted by this test get one attempt: a failure is final at once."""
+    from service.core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "default_max_attempts", 1)
+
+
 @pytest.fixture(scope="session")
-def cpu_worker(start_worker: Callable[[str, str], WorkerProcess]) -> WorkerProcess:
+def cpu_worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
     """The worker shared by most tests: serves the `cpu` queue."""
     return start_worker("shared", "cpu")
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from service import queue
 from service.models import Checkpoint, EvalResult, Metric, utcnow
 from tests.conftest import bearer, operator_dir
-from tests.workers.conftest import WorkerProcess, wait_for
+from tests.workers.conftest import WorkerProcess, child_pids, wait_for
 from trainer.checkpoints import MANIFEST
 from workers.reconciler import reconcile
 from workers.settings import WorkerSettings
@@ -110,8 +110,8 @@ def test_a_submitted_job_succeeds_with_every_step_recorded_and_verified_checkpoi
     )
 
 
-def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpoint(
-    start_worker: Callable[[str, str], WorkerProcess],
+def test_a_killed_worker_leaves_no_trainer_behind_and_its_job_resumes_on_another_worker(
+    start_worker: Callable[..., WorkerProcess],
     client: TestClient,
     tokens: dict[str, str],
     session: Session,
@@ -127,8 +127,9 @@ def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpo
         return session.scalars(select(Checkpoint.step).where(Checkpoint.job_id == job_id)).all()
 
     wait_for(checkpointed, "the first checkpoint")
+    assert child_pids(job_id)
     victim.kill9()
-    killed_at_step = api.job(job_id)["current_step"]
+    wait_for(lambda: not child_pids(job_id), "the orphaned trainer to exit", timeout=30)
     assert api.job(job_id)["status"] == "running"
     expires = datetime.fromisoformat(api.job(job_id)["lease_expires_at"])
     wait_for(lambda: utcnow() > expires, "the lease to expire")
@@ -142,7 +143,9 @@ def test_a_job_whose_worker_is_killed_resumes_on_another_worker_from_its_checkpo
     assert job["attempt"] == 2
     assert steps_recorded(session, job_id) == list(range(1, 17))
     starts = [e["data"]["start_step"] for e in api.events(job_id) if e["kind"] == "train_started"]
-    assert starts[0] == 0 and len(starts) == 2 and 2 <= starts[1] <= max(killed_at_step, 2)
+    # The rescuer resumed from a checkpoint the victim's trainer wrote (perhaps one whose
+    # report the victim never relayed: the rescuer relays it first).
+    assert starts[0] == 0 and len(starts) == 2 and starts[1] in (2, 4, 6, 8, 10, 12, 14)
     assert_checkpoints_match_files(session, job_id)
     rescuer.stop()
 
@@ -217,6 +220,7 @@ def test_cancel_mid_run_ends_cancelled_with_a_final_checkpoint(
 
 
 def test_a_trainer_that_raises_fails_the_job_and_the_worker_serves_the_next(
+    single_attempt: None,
     cpu_worker: WorkerProcess,
     client: TestClient,
     tokens: dict[str, str],

@@ -68,3 +68,7 @@ def eval_main(argv: Sequence[str] | None = None) -> None:
     if args.output:
         Path(args.output).write_text(json.dumps([asdict(r) for r in results], indent=1))
         print(f"results written to {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # `python -m trainer.evaluation.cli SPEC` (the worker's child)
+    eval_main()

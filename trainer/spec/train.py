@@ -163,6 +163,10 @@ class CheckpointConfig(SpecModel):
     """Standalone (`dgpo-train`): a local path or fsspec URI. In the service: a relative
     sub-path of the job's own directory, or a URI under an operator storage prefix (see
     `service.spec_policy`); unset, the job's own directory."""
+    cancel_grace_s: Annotated[float, Field(ge=0, le=3600)] | None = None
+    """After a cancel, how long the run may take to reach a step boundary and write its
+    final checkpoint before the worker kills it (default: the worker's
+    `DGPO_CANCEL_GRACE_S`, 30 s)."""
 
 
 class PeriodicEvalConfig(SpecModel):

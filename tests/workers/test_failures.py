@@ -1,0 +1,56 @@
+"""The one-line cause of a dead attempt, from its exit status and output tail."""
+
+import pytest
+
+from workers.failures import describe_exit
+
+TRACEBACK = """Traceback (most recent call last):
+  File "trainer/data.py", line 30, in load_rows
+    raise FileNotFoundError(f"dataset.path {cfg.path!r} does not exist")
+FileNotFoundError: dataset.path '/x/no-such.jsonl' does not exist
+"""
+TORCHRUN = """[rank0]: RuntimeError: Connection closed by peer
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+trainer.cli FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 4241)
+  traceback : Signal 15 (SIGTERM) received by PID 4241
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-01_09:00:00
+  host      : box
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 4242)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 4242
+============================================================
+"""
+
+
+@pytest.mark.parametrize(
+    ("returncode", "tail", "limit", "oom", "cause"),
+    [
+        (1, TRACEBACK, None, False, "trainer process exited with code 1: FileNotFoundError: "
+         "dataset.path '/x/no-such.jsonl' does not exist"),
+        (-9, "", None, False, "trainer process was killed by SIGKILL"),
+        (-9, "", None, True, "trainer process was killed by the kernel OOM killer (SIGKILL): "
+         "the host ran out of memory"),
+        (-11, "", None, False, "trainer process crashed with a segmentation fault (SIGSEGV)"),
+        (-6, "terminate called after throwing an instance of 'std::bad_alloc'", 400, False,
+         "trainer process exceeded its memory limit of 400 MiB (RLIMIT_AS, "
+         "DGPO_CHILD_MEMORY_LIMIT_MB): out of memory"),
+        (1, "RuntimeError: CUDA error: an illegal memory access was encountered\n", None, False,
+         "trainer process hit a CUDA error: RuntimeError: CUDA error: an illegal memory access "
+         "was encountered"),
+        (1, TORCHRUN, None, False, "trainer rank 1 was killed by SIGKILL"),
+    ],
+)  # fmt: skip
+def test_the_cause_names_what_killed_the_child(
+    returncode: int, tail: str, limit: int | None, oom: bool, cause: str
+) -> None:
+    assert describe_exit(returncode, tail, memory_limit_mb=limit, oom_killed=oom) == cause

@@ -1,0 +1,177 @@
+"""Each attempt runs in a child process tree that the worker slot supervises.
+
+Real `dgpo worker` processes, Postgres and Redis, the tiny model. What is proven here:
+a cancel always lands (a step that takes minutes is killed after the grace), a killed
+child is retried with its cause and loses no metric step, a child over its memory limit
+fails with a cause that says so, the slot's memory stays at its idle size, and a lost
+lease ends the child at once.
+"""
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from service.models import Job
+from tests.workers.conftest import WorkerProcess, child_pids, wait_for
+from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
+from trainer.checkpoints import verify_checkpoint
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def pool_pid(worker: WorkerProcess) -> int:
+    """The worker's one pool process (the slot that supervises attempts)."""
+
+    def children() -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == worker.proc.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    (pid,) = wait_for(children, "the worker's pool process")
+    return pid
+
+
+def slow_step(request: dict[str, Any]) -> dict[str, Any]:
+    """The same run, but each step generates 64 responses of ~1000 tokens: minutes on CPU."""
+    return {
+        **request,
+        "algorithm": {"group_size": 8, "reward": "contains"},
+        "rollout": {"max_prompt_tokens": 16, "max_response_tokens": 1000, "batch_size": 64},
+        "optim": {"prompts_per_step": 8, "mini_batch_prompts": 8, "micro_batch_size": 8},
+    }
+
+
+def test_a_cancel_mid_step_terminates_the_child_after_the_grace_and_keeps_the_checkpoint(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    train_request: Callable[..., dict],
+    tmp_path: Path,
+) -> None:
+    api = Api(client, tokens)
+    out = str(tmp_path / "run")
+    fast = train_request(total_steps=1, every_steps=1)
+    fast["checkpoint"]["output_dir"] = out
+    assert api.wait(api.submit(fast), cpu_worker)["status"] == "succeeded"
+    (previous,) = Path(out).glob("step-*")
+
+    slow = slow_step(train_request(total_steps=3, every_steps=1))
+    slow["checkpoint"] |= {"output_dir": out, "cancel_grace_s": 2}
+    job_id = api.submit(slow)
+    wait_for(
+        lambda: any(e["kind"] == "train_started" for e in api.events(job_id)),
+        "the slow run to resume and start its step 2",
+    )
+    cancelled_at = time.monotonic()
+    r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelling", r.text
+    job = api.wait(job_id, cpu_worker)
+    took = time.monotonic() - cancelled_at
+    assert job["status"] == "cancelled", job["error"]
+    assert took < 2 + 10, f"cancel took {took:.1f} s"
+    (ended,) = [e for e in api.events(job_id) if e["data"].get("to") == "cancelled"]
+    assert ended["data"]["stopped"] == "terminated", ended
+    assert "did not stop within 2 s" in ended["message"]
+    assert [p.name for p in Path(out).glob("step-*")] == [previous.name]
+    assert verify_checkpoint(previous) is not None
+    assert child_pids(job_id) == []
+
+
+def test_a_child_killed_mid_step_is_retried_with_its_cause_and_no_step_is_lost(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    job_id = api.submit(train_request(total_steps=8, every_steps=2))
+    wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 3, "step 3")
+    (child,) = child_pids(job_id)
+    os.kill(child, signal.SIGKILL)
+    job = api.wait(job_id, cpu_worker)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempt"] == 2
+    assert steps_recorded(session, job_id) == list(range(1, 9))
+    assert assert_checkpoints_match_files(session, job_id) == [2, 4, 6, 8]
+    (requeued,) = [e for e in api.events(job_id) if e["data"].get("to") == "queued"]
+    assert requeued["data"]["error"] == "trainer process was killed by SIGKILL", requeued
+    assert "output_tail" in requeued["data"]
+    assert cpu_worker.proc.poll() is None
+
+
+def test_a_child_over_its_memory_limit_fails_with_a_cause_that_says_so(
+    single_attempt: None,
+    start_worker: Callable[..., WorkerProcess],
+    client: TestClient,
+    tokens: dict[str, str],
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    worker = start_worker("capped", "gpu.capped", {"DGPO_CHILD_MEMORY_LIMIT_MB": "400"})
+    request = train_request(total_steps=1, resources={"gpus": 1, "gpu_type": "capped"})
+    job = api.wait(api.submit(request), worker)
+    assert job["status"] == "failed"
+    assert "exceeded its memory limit of 400 MiB" in job["error"], job["error"]
+    assert job["attempt"] == 1
+    assert worker.proc.poll() is None
+    worker.stop()
+
+
+def test_the_slot_returns_to_its_idle_memory_after_every_job(
+    start_worker: Callable[..., WorkerProcess],
+    client: TestClient,
+    tokens: dict[str, str],
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    worker = start_worker("lean", "gpu.lean")
+    request = train_request(total_steps=1, every_steps=0, resources={"gpus": 1, "gpu_type": "lean"})
+    slot = pool_pid(worker)
+    idle = rss_kb(slot)
+    after = []
+    for _ in range(3):
+        job = api.wait(api.submit(request), worker)
+        assert job["status"] == "succeeded", job["error"]
+        after.append(rss_kb(slot))
+    assert pool_pid(worker) == slot
+    worker.stop()
+    assert after[2] <= 1.2 * after[0], after
+    assert after[0] <= 1.2 * idle, (idle, after)
+
+
+def test_a_child_whose_lease_was_taken_over_is_terminated_at_once(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    job_id = api.submit(train_request(total_steps=200, every_steps=0))
+    wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 1, "the first step")
+    assert child_pids(job_id)
+    session.execute(  # what a reconciler and a newer claim do to a silent worker's job
+        update(Job).where(Job.id == job_id).values(fencing_token=Job.fencing_token + 1)
+    )
+    session.commit()
+    wait_for(lambda: not child_pids(job_id), "the child to be terminated", timeout=15)
+    assert cpu_worker.proc.poll() is None

@@ -1,0 +1,87 @@
+"""One attempt's process tree: started in its own session, stopped as a whole.
+
+The child is `python -m trainer.supervised ...` (see there: it dies with this process even
+on `kill -9`), alone or as torchrun with one rank per GPU. It inherits this slot's
+environment, hence its `CUDA_VISIBLE_DEVICES`. Its stdout and stderr go to a log file
+whose tail explains a failure.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from trainer.launch import torchrun_command
+from trainer.supervised import PARENT_ENV
+
+TAIL_CHARS = 4000
+
+
+def child_command(
+    module: str, args: list[str], *, nproc: int, memory_limit_mb: int | None
+) -> list[str]:
+    """argv running `python -m module *args` supervised: one process, or `nproc` ranks."""
+    wrapper = [sys.executable, "-m", "trainer.supervised"]
+    if memory_limit_mb is not None:
+        wrapper += ["--memory-limit-mb", str(memory_limit_mb)]
+    if nproc <= 1:
+        return [*wrapper, module, *args]
+    ranks = torchrun_command(nproc, "trainer.supervised", [module, *args])
+    return [*wrapper, *ranks[2:]]  # torchrun itself runs under the wrapper too
+
+
+class Child:
+    """A started process group; `terminate` brings all of it down."""
+
+    def __init__(self, argv: list[str], log_path: Path) -> None:
+        self.log_path = log_path
+        # Plain tracebacks: typer's boxed ones wrap the error line the cause is read from.
+        env = {**os.environ, PARENT_ENV: str(os.getpid()), "_TYPER_STANDARD_TRACEBACK": "1"}
+        with log_path.open("ab") as sink:
+            self.proc = subprocess.Popen(
+                argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            )
+        self.pid = self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def terminate(self, grace_s: float) -> str | None:
+        """SIGTERM the group, SIGKILL it if still alive `grace_s` later; the last signal
+        sent (None if it had exited already)."""
+        sent = None
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                break
+            sent = sig.name
+            try:
+                self.proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                continue
+        self.reap()
+        return sent
+
+    def reap(self) -> None:
+        """SIGKILL whatever of the group outlived its leader (ranks, grader or engine
+        helpers): nothing of an attempt may survive it."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def log_tail(self) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - TAIL_CHARS))
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""

@@ -1,0 +1,205 @@
+"""One attempt, supervised: the trainer runs in a child process tree, never in the slot.
+
+The slot (a Celery pool process) holds the lease and its heartbeat, starts the child
+(`workers.child`), relays its reports into Postgres (`workers.relay`), and stops it:
+
+- cancel: the child is asked to stop at its next step boundary (it writes a final
+  checkpoint, then exits 0) by touching `<run dir>/STOP`; if it is still running
+  `cancel_grace_s` later, its process group is terminated (SIGTERM, then SIGKILL after
+  `kill_grace_s`). An eval has no step boundary and is terminated at once. Checkpoints are
+  renamed into place only when complete, so the last one stays valid either way.
+- lease lost: another attempt owns the job (and its output directory) now; the group is
+  terminated at once, without a final checkpoint.
+- child died: `ChildFailed` with a one-line cause (`workers.failures`) and its output tail.
+
+Nothing of the trainer (torch, the model, an engine, a CUDA context) is ever loaded in
+the slot, so its memory is back to its idle size after every attempt.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from service import spec_policy
+from service.core.config import get_settings
+from service.core.db import get_sessionmaker
+from trainer.report_channel import benchmark_result
+from trainer.spec import EvalSpec, TrainSpec
+from workers.child import Child, child_command
+from workers.failures import ChildFailed, describe_exit, oom_kills
+from workers.leases import Lease, LeaseKeeper, LeaseLost, fenced
+from workers.relay import ReportRelay, report_file
+from workers.reporting import DbReporter, find_checkpoint, record_eval
+from workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt that did not fail ended."""
+
+    cancelled: bool
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    module: str
+    args: list[str]
+    run_dir: Path
+    nproc: int = 1
+    stop_file: Path | None = None
+    """None: the child has no step boundary to stop at (an eval)."""
+    grace_s: float = 0.0
+    """How long a cancelled child may take to stop by itself."""
+    results_file: Path | None = None
+    model: str | None = None
+    """The model an eval scores (a checkpoint reference resolved to its URI)."""
+    step: int | None = None
+    """The checkpoint step an eval scores (None for a model path); its results carry it."""
+
+
+def job_output_dir(job_id: str, spec: TrainSpec) -> str:
+    """Where a train job's checkpoints live: its own directory under the operator's
+    storage root (`$DGPO_HOME/jobs/<id>` by default), never one the spec names."""
+    return spec_policy.job_output_dir(job_id, spec.checkpoint.output_dir, get_settings())
+
+
+def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> Ending:
+    """Run one attempt of `lease`'s job in a child to its end."""
+    reporter = DbReporter(lease, settings, keeper=keeper)
+    plan = _plan(lease, settings)
+    relay = ReportRelay(plan.run_dir, lease.attempt, reporter)
+    relay.catch_up()
+    if plan.stop_file is not None:
+        plan.stop_file.unlink(missing_ok=True)
+    argv = child_command(
+        plan.module, plan.args, nproc=plan.nproc, memory_limit_mb=settings.child_memory_limit_mb
+    )
+    oom_before = oom_kills()
+    child = Child(argv, plan.run_dir / f"attempt-{lease.attempt}.log")
+    log.info("job %s: attempt %d runs as pid %d", lease.job_id, lease.attempt, child.pid)
+    try:
+        ending = _watch(child, plan, relay, reporter, keeper, lease, settings)
+    finally:
+        child.terminate(settings.kill_grace_s)  # a no-op unless we are leaving early
+    relay.pump()
+    if ending is not None:
+        return ending
+    returncode = child.poll()
+    assert returncode is not None
+    if returncode != 0:
+        oom_after, tail = oom_kills(), child.log_tail()
+        oom_killed = oom_before is not None and oom_after not in (None, oom_before)
+        limit = settings.child_memory_limit_mb
+        cause = describe_exit(returncode, tail, memory_limit_mb=limit, oom_killed=oom_killed)
+        raise ChildFailed(cause, tail, returncode)
+    if plan.results_file is not None:
+        _record_results(lease, plan.results_file, plan.step, f"scored {plan.model}")
+    return Ending(False, f"attempt {lease.attempt} finished")
+
+
+def _watch(
+    child: Child,
+    plan: Plan,
+    relay: ReportRelay,
+    reporter: DbReporter,
+    keeper: LeaseKeeper,
+    lease: Lease,
+    settings: WorkerSettings,
+) -> Ending | None:
+    """Relay and heartbeat until the child exits; an Ending when it was cancelled."""
+    grace = plan.grace_s
+    asked_at: float | None = None
+    while child.poll() is None:
+        relay.pump()
+        if keeper.lost.is_set():
+            child.terminate(0.0)
+            raise LeaseLost(f"job {lease.job_id}: attempt {lease.attempt} lost its lease")
+        if asked_at is None and reporter.should_stop():
+            asked_at = time.monotonic()
+            if plan.stop_file is not None:
+                plan.stop_file.touch()
+        if asked_at is not None and time.monotonic() - asked_at >= grace:
+            sent = child.terminate(settings.kill_grace_s)
+            if sent is not None:
+                return Ending(
+                    True,
+                    f"cancelled: the trainer did not stop within {grace:g} s; "
+                    f"its process group was terminated ({sent})",
+                    {"stopped": "terminated", "signal": sent, "grace_s": grace},
+                )
+        time.sleep(settings.report_poll_s)
+    if asked_at is not None:
+        return Ending(
+            True,
+            "cancelled at a step boundary after a final checkpoint",
+            {"stopped": "step_boundary", "exit_code": child.poll()},
+        )
+    return None
+
+
+def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
+    if lease.kind == "train":
+        spec = TrainSpec.model_validate(lease.spec)
+        spec_policy.check_on_worker(spec, get_settings())
+        out = job_output_dir(lease.job_id, spec)
+        run_dir = _run_dir(lease.job_id)
+        spec_file, stop_file = run_dir / "job-spec.yaml", run_dir / "STOP"
+        spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+        reports = report_file(run_dir, lease.attempt)
+        args = [str(spec_file), "--output", out, "--resume", "--stop-file", str(stop_file)]
+        args += ["--report-file", str(reports)]
+        grace = spec.checkpoint.cancel_grace_s
+        grace = settings.cancel_grace_s if grace is None else grace
+        return Plan("trainer.cli", args, run_dir, spec.resources.gpus, stop_file, grace)
+    if lease.kind == "eval":
+        spec = EvalSpec.model_validate(lease.spec)
+        spec_policy.check_on_worker(spec, get_settings())
+        step, model = _eval_model(spec)
+        run_dir = _run_dir(lease.job_id)
+        spec_file, results = run_dir / "eval-spec.yaml", run_dir / "results.json"
+        spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+        results.unlink(missing_ok=True)
+        args = [str(spec_file), "--model", model, "--output", str(results)]
+        return Plan(
+            "trainer.evaluation.cli", args, run_dir, results_file=results, model=model, step=step
+        )
+    raise ValueError(f"job {lease.job_id} has unknown kind {lease.kind!r}; expected train or eval")
+
+
+def _run_dir(job_id: str) -> Path:
+    """This job's local files: its spec, reports, stop file and logs of every attempt
+    (beside its checkpoints unless the spec put those elsewhere)."""
+    run_dir = Path(get_settings().home) / "jobs" / job_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _eval_model(spec: EvalSpec) -> tuple[int | None, str]:
+    """(checkpoint step or None, the model path or URI) an eval scores."""
+    if spec.model.checkpoint is None:
+        assert spec.model.path is not None
+        return None, spec.model.path
+    ref = spec.model.checkpoint
+    with get_sessionmaker()() as session:
+        found = find_checkpoint(session, ref.job_id, None if ref.step == "latest" else ref.step)
+    if found is None:
+        raise LookupError(
+            f"train job {ref.job_id} has no checkpoint at step {ref.step}; "
+            "list them with GET /jobs/{id}/checkpoints"
+        )
+    return found
+
+
+def _record_results(lease: Lease, results_file: Path, step: int | None, message: str) -> None:
+    results = [benchmark_result(r) for r in json.loads(results_file.read_text())]
+    with fenced(lease) as (session, job):
+        record_eval(session, job, step, results, message)
