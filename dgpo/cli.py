@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from dgpo.commands import demo, embedded, evals, jobs, schedules
-from service.models import TokenScope
+from service.models import DEFAULT_PRINCIPAL, TokenScope
 from workers.cli import beat_command, worker_command
 
 app = typer.Typer(help="DGPO training service.", no_args_is_help=True)
@@ -24,13 +24,20 @@ app.command("beat")(beat_command)
 def token_create(
     name: Annotated[str, typer.Argument(help="Who or what the token is for")],
     scope: Annotated[TokenScope, typer.Option(help="read < submit < admin")] = TokenScope.READ,
+    principal: Annotated[
+        str,
+        typer.Option(
+            help="User or team the token acts for: it sees only that one's jobs "
+            "and schedules (admin tokens see all)"
+        ),
+    ] = DEFAULT_PRINCIPAL,
 ) -> None:
     """Create a token and print it once; only its sha256 is stored."""
     from service.auth import create_token
     from service.core.db import get_sessionmaker
 
     with get_sessionmaker()() as session:
-        typer.echo(create_token(session, name, scope))
+        typer.echo(create_token(session, name, scope, principal))
 
 
 @token_app.command("revoke")

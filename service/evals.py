@@ -58,16 +58,18 @@ def compare_jobs(
     benchmark: str | None = None,
     threshold: float = 0.0,
     seed: int = 0,
+    owner: str | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """(per-benchmark comparisons of b minus a, overall verdict).
 
-    Raises NotFound for an unknown job and BadRequest when the jobs share no benchmark
-    or no problem, so the API answers 404/422 and a schedule run records why.
+    Raises NotFound for an unknown job (or one `owner` does not own) and BadRequest when
+    the jobs share no benchmark or no problem, so the API answers 404/422 and a schedule
+    run records why.
     """
     from trainer.evaluation.compare import overall_verdict, paired_bootstrap, verdict
 
     for job_id in (job_a, job_b):
-        get_job(session, job_id)
+        get_job(session, job_id, owner=owner)
     rows_a = latest_results(session, job_a, benchmark)
     rows_b = latest_results(session, job_b, benchmark)
     where = f" on benchmark {benchmark!r}" if benchmark else ""
