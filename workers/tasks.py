@@ -12,13 +12,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import Reject
+
 from service.core.config import get_settings
-from service.core.db import get_sessionmaker
+from service.core.db import get_sessionmaker, is_transient, retrying
 from service.lifecycle import transition
 from service.logs import job_log_context
 from service.models import JobStatus
 from trainer.spec import EvalSpec, TrainSpec
 from workers.celery_app import app
+from workers.faults import requeue_after_fault
 from workers.leases import Lease, LeaseKeeper, LeaseLost, claim, fenced
 from workers.reconciler import reconcile
 from workers.reporting import DbReporter, latest_checkpoint_uri, record_eval
@@ -34,7 +37,12 @@ RUN_JOB_TASK = "dgpo.run_job"
 
 @app.task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
 def run_job(self: Any, job_id: str) -> str:
-    return execute(job_id, owner=self.request.hostname or f"pid{os.getpid()}")
+    try:
+        return execute(job_id, owner=self.request.hostname or f"pid{os.getpid()}")
+    except Exception as exc:
+        if is_transient(exc):  # the database stayed away: redeliver, never ack and lose it
+            raise Reject(exc, requeue=True) from exc
+        raise
 
 
 @app.task(name=RECONCILE_TASK, ignore_result=True)
@@ -60,7 +68,7 @@ def execute(job_id: str, owner: str) -> str:
     ):
         try:
             stopped = _run(lease, keeper)
-            _finish(lease, stopped)
+            retrying(lambda: _finish(lease, stopped), f"job {job_id}: finish")
         except LeaseLost as exc:
             log.warning("%s; the newer attempt owns the job", exc)
             return "lease_lost"
@@ -131,6 +139,8 @@ def _finish(lease: Lease, stopped: bool) -> None:
 
 def _fail(lease: Lease, exc: BaseException) -> None:
     if isinstance(exc, GroupFailed) and requeue_failed_group(lease, exc):
+        return
+    if requeue_after_fault(lease, exc):
         return
     error = f"{type(exc).__name__}: {exc}"
     tail = "".join(traceback.format_exception(exc)[-5:])

@@ -24,8 +24,12 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
-    db_pool_pre_ping: bool = False
-    """Ping on every checkout: survives database restarts silently, costs a round trip."""
+    db_pool_pre_ping: bool = True
+    """Ping on every checkout: a connection the server dropped (restart, failover,
+    `pg_terminate_backend`) is replaced instead of failing the next statement."""
+    db_retry_budget_s: float = Field(default=30.0, ge=0)
+    """How long a worker retries a write that failed on a lost connection (with backoff)
+    before giving up; covers a database restart or failover."""
     db_pool_recycle_s: int = Field(default=1800, ge=-1)
     token_prefix: str = "dgpo_"
     token_bytes: int = Field(default=32, ge=16)
