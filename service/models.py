@@ -72,6 +72,9 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 
+SCHEMA_REVISION = "0002"
+"""The Alembic revision these models match; `/readyz` refuses any other database."""
+
 DEFAULT_PRINCIPAL = "default"
 """The principal of tokens created without one, and of rows older than owners (0002)."""
 

@@ -1,8 +1,10 @@
 """Service settings from the environment (prefix `DGPO_`), with embedded-mode defaults.
 
-With nothing set, everything lives under `DGPO_HOME` (~/.dgpo): a SQLite database and a
-server-less kombu broker, so `dgpo up` needs no Postgres or Redis. Production sets
-`DGPO_DATABASE_URL` (Postgres) and `DGPO_BROKER_URL` (Redis).
+In the embedded mode (`dgpo up`, which sets `DGPO_EMBEDDED=1`) everything lives under
+`DGPO_HOME` (~/.dgpo): a SQLite database and a server-less kombu broker, so it needs no
+Postgres or Redis. Every other start must name `DGPO_DATABASE_URL` (Postgres) and
+`DGPO_BROKER_URL` (Redis): a service that silently opened an empty SQLite file instead
+would answer every request with "no such table".
 """
 
 from functools import lru_cache
@@ -17,6 +19,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DGPO_", extra="ignore")
 
     home: Path = Path("~/.dgpo")
+    embedded: bool = False
+    """One machine, no services: default the database and broker to SQLite under `home`."""
     database_url: str = ""
     """SQLAlchemy URL; default `sqlite:///$DGPO_HOME/dgpo.sqlite`."""
     broker_url: str = ""
@@ -47,6 +51,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Self:
         self.home = self.home.expanduser()
+        missing = [name for name in ("database_url", "broker_url") if not getattr(self, name)]
+        if missing and not self.embedded:
+            names = " and ".join(f"DGPO_{name.upper()}" for name in missing)
+            raise ValueError(
+                f"{names} not set: point them at Postgres and Redis "
+                "(postgresql+psycopg://..., redis://...), or run `dgpo up` (or set "
+                "DGPO_EMBEDDED=1) for the single-machine mode with SQLite under DGPO_HOME"
+            )
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'dgpo.sqlite'}"
         if not self.broker_url:

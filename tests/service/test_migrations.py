@@ -80,3 +80,13 @@ def test_owners_migration_gives_existing_rows_the_default_principal(tmp_path):
             assert conn.execute(text("SELECT owner FROM jobs")).scalar() == "default"
     finally:
         engine.dispose()
+
+
+def test_readyz_schema_revision_is_the_alembic_head(postgres_url):
+    from alembic.script import ScriptDirectory
+
+    from service.models import SCHEMA_REVISION
+
+    assert ScriptDirectory.from_config(alembic_config(postgres_url)).get_current_head() == (
+        SCHEMA_REVISION
+    )
