@@ -73,17 +73,19 @@ def compare_jobs(
     rows_a = latest_results(session, job_a, benchmark)
     rows_b = latest_results(session, job_b, benchmark)
     where = f" on benchmark {benchmark!r}" if benchmark else ""
-    for job_id, rows in ((job_a, rows_a), (job_b, rows_b)):
+    for param, job_id, rows in (("a", job_a, rows_a), ("b", job_b, rows_b)):
         if not rows:
             raise BadRequest(
                 f"job {job_id} has no eval results{where}; wait until it succeeds "
-                "(GET /jobs/{id}/results lists what it has)"
+                "(GET /jobs/{id}/results lists what it has)",
+                ("query", param),
             )
     shared = sorted(rows_a.keys() & rows_b.keys())
     if not shared:
         raise BadRequest(
             f"jobs {job_a} ({', '.join(sorted(rows_a))}) and {job_b} "
-            f"({', '.join(sorted(rows_b))}) share no benchmark; compare runs of the same one"
+            f"({', '.join(sorted(rows_b))}) share no benchmark; compare runs of the same one",
+            ("query", "benchmark"),
         )
     comparisons = []
     for name in shared:
@@ -99,7 +101,7 @@ def compare_jobs(
                 )
             )
         except ValueError as exc:  # no shared problem ids
-            raise BadRequest(str(exc)) from exc
+            raise BadRequest(str(exc), ("query", "benchmark")) from exc
     steps = {name: (rows_a[name].step, rows_b[name].step) for name in shared}
     out = [
         {

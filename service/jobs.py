@@ -185,7 +185,7 @@ def check_model_ref(session: Session, request: JobRequestModel, owner: str | Non
     try:
         get_job(session, ref.job_id, owner=owner)
     except NotFound as exc:
-        raise BadRequest(f"model.checkpoint.job_id: {exc}") from exc
+        raise BadRequest(str(exc), ("body", "model", "checkpoint", "job_id")) from exc
 
 
 def submit(
@@ -269,10 +269,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         created = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeError, binascii.Error) as exc:
         raise BadRequest(
-            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page",
+            ("query", "cursor"),
         ) from exc
     if created.tzinfo is None:
-        raise BadRequest(f"invalid cursor {cursor!r}: pass the next_cursor of a previous page")
+        raise BadRequest(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page",
+            ("query", "cursor"),
+        )
     return created, job_id
 
 

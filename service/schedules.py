@@ -67,7 +67,8 @@ def create(
             get_job(session, request.baseline.job_id, owner=visible_owner)
         except NotFound as exc:
             raise BadRequest(
-                f'baseline: {exc}; name an existing eval job or use "previous"'
+                f'baseline: {exc}; name an existing eval job or use "previous"',
+                ("body", "baseline", "job_id"),
             ) from exc
     now = utcnow()
     schedule = Schedule(

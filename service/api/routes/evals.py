@@ -47,7 +47,7 @@ class CompareOut(BaseModel):
     response_model=CompareOut,
     responses={
         404: {"model": ErrorOut, "description": "unknown job id"},
-        422: {"model": ErrorOut, "description": "no results, or no shared benchmark/problem"},
+        422: {"description": "invalid parameters, no results, or no shared benchmark/problem"},
     },
 )
 def compare(

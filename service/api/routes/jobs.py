@@ -70,13 +70,15 @@ def _metadata_query(request: Request, pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition(":")
         if not sep or not key:
-            raise BadRequest(f"metadata filter {pair!r} must look like key:value")
+            raise BadRequest(
+                f"metadata filter {pair!r} must look like key:value", ("query", "metadata")
+            )
         wanted[key] = value
     for name, value in request.query_params.multi_items():
         if name.startswith("metadata.") and len(name) > len("metadata."):
             wanted[name.removeprefix("metadata.")] = value
     if any("\x00" in s for item in wanted.items() for s in item):
-        raise BadRequest("metadata filters cannot contain NUL characters")
+        raise BadRequest("metadata filters cannot contain NUL characters", ("query", "metadata"))
     return wanted
 
 
