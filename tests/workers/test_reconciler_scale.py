@@ -15,18 +15,20 @@ from workers.reconciler import reconcile
 from workers.settings import WorkerSettings
 
 WAITING = 10_000
+RESOURCES = {"gpus": 1, "gpu_type": "scale"}
+QUEUE = "gpu.scale"
+"""A queue no test worker serves: every message stays put."""
 
 
 def _messages(broker: redis.Redis) -> list[tuple[bytes, bytes]]:
-    """(list key, raw message) for every message waiting on the cpu queue."""
-    return [(key, raw) for key in broker.keys("cpu*") for raw in broker.lrange(key, 0, -1)]
+    """(list key, raw message) for every message waiting on QUEUE."""
+    return [(key, raw) for key in broker.keys(f"{QUEUE}*") for raw in broker.lrange(key, 0, -1)]
 
 
 def _waiting_jobs(session: Session, count: int) -> list[str]:
     """`count` queued jobs whose run messages are in the broker, as `POST /jobs` leaves them."""
-    template = jobs.new_job(
-        JOB_REQUEST_ADAPTER.validate_python(train_body()), None, DEFAULT_PRINCIPAL
-    )
+    request = JOB_REQUEST_ADAPTER.validate_python(train_body(resources=RESOURCES))
+    template = jobs.new_job(request, None, DEFAULT_PRINCIPAL)
     rows = [{**template.values, "id": new_id(), "enqueued_at": utcnow()} for _ in range(count)]
     for start in range(0, count, 1000):
         chunk = rows[start : start + 1000]
@@ -40,7 +42,6 @@ def test_a_pass_over_10k_waiting_jobs_resends_only_the_missing_messages(
     session: Session, redis_url: str
 ) -> None:
     broker = redis.Redis.from_url(redis_url)
-    broker.flushdb()
     ids = _waiting_jobs(session, WAITING)
     settings = WorkerSettings(requeue_lost_after_s=0)  # the old rule would re-send them all
     start = time.perf_counter()
