@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.models import Metric
-from tests.conftest import PG_ADMIN_DSN, TEST_DB
+from tests.conftest import PG_ADMIN_DSN, TEST_DB, free_port
 from tests.workers.conftest import WorkerProcess, wait_for
 from tests.workers.test_worker_e2e import Api, steps_recorded
 
@@ -83,3 +84,29 @@ def test_jobs_survive_every_backend_terminated_mid_run_and_before_a_claim(
     job = api.wait(job_id, worker)
     assert (job["status"], job["attempt"]) == ("succeeded", 1), job["error"]
     worker.stop()
+
+
+def test_a_claim_that_cannot_reach_the_database_is_rejected_not_acked(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """After its retries, a claim that still finds no database raises Celery's
+    `Reject(requeue=True)`: the broker gets the message back instead of an ack."""
+    from celery.exceptions import Reject
+
+    from service.core import db
+    from service.core.config import get_settings
+    from service.models import new_id
+    from workers.tasks import run_job
+
+    monkeypatch.setenv(
+        "DGPO_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
+    )
+    monkeypatch.setenv("DGPO_DB_RETRY_BUDGET_S", "0.5")
+    get_settings.cache_clear()
+    db.reset()
+    try:
+        with pytest.raises(Reject) as rejected:
+            run_job(new_id())
+        assert rejected.value.requeue
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        db.reset()
