@@ -55,6 +55,10 @@ def get_job(
     return job
 
 
+OwnerKey = tuple[str, str | None]
+"""(owner, Idempotency-Key): keys are unique per owner."""
+
+
 @dataclass(frozen=True)
 class NewJob:
     """The row a validated request inserts, built before any session is opened."""
@@ -71,8 +75,7 @@ class NewJob:
         return self.values["idempotency_key"]
 
     @property
-    def owner_key(self) -> tuple[str, str | None]:
-        """Idempotency-Keys are unique per owner."""
+    def owner_key(self) -> OwnerKey:
         return self.values["owner"], self.values["idempotency_key"]
 
     def as_out(self) -> JobOut:
@@ -151,9 +154,6 @@ def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | E
     skipped = [new for new in batch if new.id not in inserted]
     earlier = _jobs_by_key(session, {new.owner_key for new in skipped})
     return [(new.as_out(), False) if new.id in inserted else _replay(new, earlier) for new in batch]
-
-
-OwnerKey = tuple[str, str | None]
 
 
 def _jobs_by_key(session: Session, keys: set[OwnerKey]) -> dict[OwnerKey, Job]:
