@@ -7,7 +7,7 @@ import typer
 
 from dgpo.commands import demo, embedded, evals, jobs, schedules
 from dgpo.commands._api import err_console
-from service.models import TokenScope
+from service.models import DEFAULT_PRINCIPAL, TokenScope
 from workers.cli import beat_command, worker_command
 
 app = typer.Typer(help="DGPO training service.", no_args_is_help=True)
@@ -26,6 +26,13 @@ app.command("beat")(beat_command)
 def token_create(
     name: Annotated[str, typer.Argument(help="Who or what the token is for")],
     scope: Annotated[TokenScope, typer.Option(help="read < submit < admin")] = TokenScope.READ,
+    principal: Annotated[
+        str,
+        typer.Option(
+            help="User or team the token acts for: it sees only that one's jobs "
+            "and schedules (admin tokens see all)"
+        ),
+    ] = DEFAULT_PRINCIPAL,
 ) -> None:
     """Create a token and print it once; only its sha256 is stored.
 
@@ -48,7 +55,7 @@ def token_create(
         )
         raise typer.Exit(1)
     with get_sessionmaker()() as session:
-        typer.echo(create_token(session, name, scope))
+        typer.echo(create_token(session, name, scope, principal))
     where = (
         f"DGPO_HOME={settings.home}"
         if settings.is_sqlite

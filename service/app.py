@@ -4,7 +4,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from service import errors, request_guard
-from service.api.routes import evals, fleet, health, jobs, schedules
+from service.api.routes import evals, fleet, health, jobs, schedules, tokens
 from service.core.config import get_settings
 from service.fleet_metrics import FleetCollector
 from service.intake import SubmitBatcher
@@ -37,6 +37,7 @@ def create_app() -> FastAPI:
     app.include_router(fleet.router)
     app.include_router(evals.router)
     app.include_router(schedules.router)
+    app.include_router(tokens.router)
     app.include_router(ui_router)
     app.state.telemetry.registry.register(FleetCollector())
     return app

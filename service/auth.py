@@ -1,4 +1,8 @@
-"""Bearer tokens: random secrets shown once, stored as sha256, ranked read < submit < admin."""
+"""Bearer tokens: random secrets shown once, stored as sha256, ranked read < submit < admin.
+
+Each token acts for a principal (a user or a team) that owns the jobs and schedules it
+creates. Read and submit tokens see only their principal's; admin tokens see everyone's.
+"""
 
 import hashlib
 import secrets
@@ -10,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.core.config import get_settings
-from service.models import ApiToken, TokenScope, utcnow
+from service.models import DEFAULT_PRINCIPAL, ApiToken, TokenScope, utcnow
 
 SCOPE_RANK = {TokenScope.READ: 0, TokenScope.SUBMIT: 1, TokenScope.ADMIN: 2}
 
@@ -20,22 +24,40 @@ class TokenInfo:
     id: int
     name: str
     scope: TokenScope
+    principal: str = DEFAULT_PRINCIPAL
 
     def allows(self, needed: TokenScope) -> bool:
         return SCOPE_RANK[self.scope] >= SCOPE_RANK[needed]
+
+    @property
+    def visible_owner(self) -> str | None:
+        """The only owner whose rows this token may see, or None (admin: everyone's)."""
+        return None if self.scope == TokenScope.ADMIN else self.principal
 
 
 def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, scope: TokenScope | str) -> str:
+def create_token(
+    session: Session, name: str, scope: TokenScope | str, principal: str = DEFAULT_PRINCIPAL
+) -> str:
     """Store a new token's hash and return the secret (the only time it is visible)."""
+    return issue_token(session, name, scope, principal)[1]
+
+
+def issue_token(
+    session: Session, name: str, scope: TokenScope | str, principal: str = DEFAULT_PRINCIPAL
+) -> tuple[ApiToken, str]:
+    """The stored token row and its secret; commits."""
     settings = get_settings()
     raw = settings.token_prefix + secrets.token_urlsafe(settings.token_bytes)
-    session.add(ApiToken(name=name, token_hash=hash_token(raw), scope=TokenScope(scope)))
+    row = ApiToken(
+        name=name, token_hash=hash_token(raw), scope=TokenScope(scope), principal=principal
+    )
+    session.add(row)
     session.commit()
-    return raw
+    return row, raw
 
 
 def revoke_token(session: Session, name: str) -> int:
@@ -92,7 +114,7 @@ def verify_token(session: Session, raw: str) -> TokenInfo | None:
     )
     if row is None:
         return None
-    info = TokenInfo(id=row.id, name=row.name, scope=TokenScope(row.scope))
+    info = TokenInfo(row.id, row.name, TokenScope(row.scope), row.principal)
     ttl = get_settings().token_cache_s
     if ttl > 0:
         _cache.put(digest, info, ttl)

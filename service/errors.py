@@ -1,5 +1,7 @@
 """Domain errors and their HTTP status: bad input is a 4xx that says what to fix."""
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
@@ -12,24 +14,41 @@ class NotFound(Exception):
     """An unknown id (404)."""
 
 
-class IdempotencyMismatch(Exception):
+Loc = tuple[str | int, ...]
+
+
+class Unprocessable(Exception):
+    """Input that validated but cannot be served (422), answered in the shape FastAPI gives
+    validation errors, `{"detail": [{"loc", "msg", "type"}]}`, so clients parse one shape."""
+
+    type = "value_error"
+
+    def __init__(self, message: str, loc: Loc = ("body",)) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+    def as_detail(self) -> list[dict[str, object]]:
+        return [{"loc": list(self.loc), "msg": str(self), "type": self.type}]
+
+
+class IdempotencyMismatch(Unprocessable):
     """The Idempotency-Key was already used with a different body (422)."""
 
+    type = "idempotency_key_reused"
 
-class BadRequest(Exception):
-    """A query parameter that parsed but makes no sense, e.g. a malformed cursor (422)."""
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ("header", "Idempotency-Key"))
+
+
+class BadRequest(Unprocessable):
+    """A parameter that parsed but makes no sense, e.g. a malformed cursor (422)."""
 
 
 def _json(status: int, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail})
 
 
-STATUS_OF: dict[type[Exception], int] = {
-    NotFound: 404,
-    IllegalTransition: 409,
-    IdempotencyMismatch: 422,
-    BadRequest: 422,
-}
+STATUS_OF: dict[type[Exception], int] = {NotFound: 404, IllegalTransition: 409}
 """Domain exceptions whose message is the whole answer."""
 
 
@@ -37,10 +56,58 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return _json(STATUS_OF[type(exc)], str(exc))
 
 
+async def _unprocessable(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Unprocessable)
+    return JSONResponse(status_code=422, content={"detail": exc.as_detail()})
+
+
+AUTH_ERRORS = {
+    "401": "missing, invalid or revoked bearer token",
+    "403": "the token's scope is too low for this route",
+}
+_DETAIL_SCHEMA = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+
+
+_VALIDATION_SCHEMA = {"$ref": "#/components/schemas/HTTPValidationError"}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Every operation that takes a bearer token documents its 401 and 403 answers, and
+    every 422 the body all 422s share (validation and `Unprocessable` alike)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                rejected = operation["responses"].get("422")
+                if rejected is not None:
+                    rejected["content"] = {"application/json": {"schema": _VALIDATION_SCHEMA}}
+                if operation.get("security"):
+                    for code, description in AUTH_ERRORS.items():
+                        operation["responses"].setdefault(
+                            code,
+                            {
+                                "description": description,
+                                "content": {"application/json": {"schema": _DETAIL_SCHEMA}},
+                            },
+                        )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     """Map domain exceptions to responses (never a 500 for bad input)."""
+    _document_errors(app)
     for error in STATUS_OF:
         app.add_exception_handler(error, _domain_error)
+    app.add_exception_handler(Unprocessable, _unprocessable)
 
     @app.exception_handler(SpecRefused)
     async def _refused(_: Request, exc: SpecRefused) -> JSONResponse:

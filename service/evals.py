@@ -58,30 +58,34 @@ def compare_jobs(
     benchmark: str | None = None,
     threshold: float = 0.0,
     seed: int = 0,
+    owner: str | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """(per-benchmark comparisons of b minus a, overall verdict).
 
-    Raises NotFound for an unknown job and BadRequest when the jobs share no benchmark
-    or no problem, so the API answers 404/422 and a schedule run records why.
+    Raises NotFound for an unknown job (or one `owner` does not own) and BadRequest when
+    the jobs share no benchmark or no problem, so the API answers 404/422 and a schedule
+    run records why.
     """
     from trainer.evaluation.compare import overall_verdict, paired_bootstrap, verdict
 
     for job_id in (job_a, job_b):
-        get_job(session, job_id)
+        get_job(session, job_id, owner=owner)
     rows_a = latest_results(session, job_a, benchmark)
     rows_b = latest_results(session, job_b, benchmark)
     where = f" on benchmark {benchmark!r}" if benchmark else ""
-    for job_id, rows in ((job_a, rows_a), (job_b, rows_b)):
+    for param, job_id, rows in (("a", job_a, rows_a), ("b", job_b, rows_b)):
         if not rows:
             raise BadRequest(
                 f"job {job_id} has no eval results{where}; wait until it succeeds "
-                "(GET /jobs/{id}/results lists what it has)"
+                "(GET /jobs/{id}/results lists what it has)",
+                ("query", param),
             )
     shared = sorted(rows_a.keys() & rows_b.keys())
     if not shared:
         raise BadRequest(
             f"jobs {job_a} ({', '.join(sorted(rows_a))}) and {job_b} "
-            f"({', '.join(sorted(rows_b))}) share no benchmark; compare runs of the same one"
+            f"({', '.join(sorted(rows_b))}) share no benchmark; compare runs of the same one",
+            ("query", "benchmark"),
         )
     comparisons = []
     for name in shared:
@@ -97,7 +101,7 @@ def compare_jobs(
                 )
             )
         except ValueError as exc:  # no shared problem ids
-            raise BadRequest(str(exc)) from exc
+            raise BadRequest(str(exc), ("query", "benchmark")) from exc
     steps = {name: (rows_a[name].step, rows_b[name].step) for name in shared}
     out = [
         {

@@ -44,9 +44,11 @@ class SubmitBatcher:
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, request: jobs.JobRequestModel, idempotency_key: str | None) -> Rendered:
+    async def submit(
+        self, request: jobs.JobRequestModel, idempotency_key: str | None, owner: str
+    ) -> Rendered:
         answer: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(jobs.new_job(request, idempotency_key), answer))
+        self._waiting.append(_Waiting(jobs.new_job(request, idempotency_key, owner), answer))
         self._start_batches()
         return await answer
 
@@ -82,7 +84,8 @@ class SubmitBatcher:
 
 
 def commit_and_publish(batch: list[jobs.NewJob]) -> list[Rendered | Exception]:
-    """Insert the batch, publish its new jobs, and render each outcome (one thread hop)."""
+    """Insert the batch, publish its new (or never dispatched) jobs, and render each
+    outcome (one thread hop)."""
     with get_sessionmaker()() as session:
         try:
             outcomes = jobs.insert_jobs(session, batch)
@@ -93,7 +96,7 @@ def commit_and_publish(batch: list[jobs.NewJob]) -> list[Rendered | Exception]:
             # statement; retry one by one so only its own request gets the 422.
             session.rollback()
             outcomes = [_insert_alone(session, new) for new in batch]
-        jobs.hand_off(session, [o[0] for o in outcomes if isinstance(o, tuple) and not o[1]])
+        jobs.hand_off(session, jobs.to_dispatch(outcomes))
         served = submit_checks.served_queues(session)
         return [o if isinstance(o, Exception) else _render(o, served) for o in outcomes]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, func, or_, select, type_coerce, update
+from sqlalchemy import Select, and_, func, select, tuple_, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -39,14 +39,24 @@ def _hash_dump(dumped: Mapping[str, object]) -> str:
     return hashlib.sha256(dumps(dumped, sort_keys=True).encode()).hexdigest()
 
 
-def get_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
+def get_job(
+    session: Session, job_id: str, *, owner: str | None = None, for_update: bool = False
+) -> Job:
+    """The job, if it exists and `owner` (None: anyone) owns it; another principal's job
+    is as unknown as a missing one, so ids cannot be probed."""
     if len(job_id) > 36 or "\x00" in job_id:  # cannot be an id; Postgres rejects NUL
         raise NotFound(f"no job with id {job_id!r}")
     stmt = select(Job).where(Job.id == job_id)
+    if owner is not None:
+        stmt = stmt.where(Job.owner == owner)
     job = session.scalar(stmt.with_for_update() if for_update else stmt)
     if job is None:
         raise NotFound(f"no job with id {job_id!r}")
     return job
+
+
+OwnerKey = tuple[str, str | None]
+"""(owner, Idempotency-Key): keys are unique per owner."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,10 @@ class NewJob:
     def idempotency_key(self) -> str | None:
         return self.values["idempotency_key"]
 
+    @property
+    def owner_key(self) -> OwnerKey:
+        return self.values["owner"], self.values["idempotency_key"]
+
     def as_out(self) -> JobOut:
         """The job as the API shows it once inserted (what a read would return, unread)."""
         return JobOut.model_validate(
@@ -75,8 +89,9 @@ _NOTHING_YET = dict.fromkeys(set(JobOut.model_fields) - {"warnings"})
 """Every field None: a new job has no lease, error, start or finish yet."""
 
 
-def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
-    """A queued job for `request`: the spec without its envelope, resources, and hash."""
+def new_job(request: JobRequestModel, idempotency_key: str | None, owner: str) -> NewJob:
+    """A queued job of `owner` for `request`: the spec without its envelope, resources, and
+    hash. It is not dispatched yet (`enqueued_at` None) until `hand_off` publishes it."""
     # One dump serves the hash and the stored spec: the request already is a validated
     # spec plus the envelope, so `request.spec()` would only validate it a second time.
     dumped = request.model_dump(mode="json")
@@ -94,6 +109,7 @@ def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
             "gpus": resources.gpus,
             "gpu_type": resources.gpu_type,
             "metadata": dumped["metadata"],
+            "owner": owner,
             "idempotency_key": idempotency_key,
             "request_hash": _hash_dump(dumped),
             "attempt": 0,
@@ -104,7 +120,7 @@ def new_job(request: JobRequestModel, idempotency_key: str | None) -> NewJob:
             "created_at": now,
             "queued_at": now,
             "updated_at": now,
-            "enqueued_at": now,
+            "enqueued_at": None,
         }
     )
 
@@ -130,27 +146,27 @@ def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | E
     transaction, so concurrent duplicates make exactly one job and everyone else gets a
     replay, or an IdempotencyMismatch when their body differs. Rows go in key order so
     that two transactions sharing keys take their locks in the same order (no deadlock).
-    `enqueued_at` is set optimistically; `hand_off` clears it if the publish fails.
+    Keys are per owner: another principal's job is never found, let alone named.
     """
-    ordered = sorted(batch, key=lambda new: new.idempotency_key or "")
+    ordered = sorted(batch, key=lambda new: (new.values["owner"], new.idempotency_key or ""))
     inserted = job_rows.insert_rows(session, [new.values for new in ordered])
     session.commit()
     skipped = [new for new in batch if new.id not in inserted]
-    earlier = _jobs_by_key(session, {new.idempotency_key for new in skipped})
+    earlier = _jobs_by_key(session, {new.owner_key for new in skipped})
     return [(new.as_out(), False) if new.id in inserted else _replay(new, earlier) for new in batch]
 
 
-def _jobs_by_key(session: Session, keys: set[str | None]) -> dict[str, Job]:
-    keys.discard(None)
+def _jobs_by_key(session: Session, keys: set[OwnerKey]) -> dict[OwnerKey, Job]:
+    keys = {key for key in keys if key[1] is not None}
     if not keys:
         return {}
-    rows = session.scalars(select(Job).where(Job.idempotency_key.in_(keys)))
-    return {job.idempotency_key: job for job in rows if job.idempotency_key is not None}
+    rows = session.scalars(select(Job).where(tuple_(Job.owner, Job.idempotency_key).in_(keys)))
+    return {(job.owner, job.idempotency_key): job for job in rows}
 
 
-def _replay(new: NewJob, earlier: Mapping[str, Job]) -> Submitted | Exception:
+def _replay(new: NewJob, earlier: Mapping[OwnerKey, Job]) -> Submitted | Exception:
     key = new.idempotency_key
-    job = earlier.get(key) if key is not None else None
+    job = earlier.get(new.owner_key) if key is not None else None
     if job is None:  # only a key conflict skips a row; anything else is a bug
         return RuntimeError(f"job {new.id} was neither inserted nor found by its key")
     if job.request_hash != new.values["request_hash"]:
@@ -162,34 +178,42 @@ def _replay(new: NewJob, earlier: Mapping[str, Job]) -> Submitted | Exception:
 
 
 def submit(
-    session: Session, request: JobRequestModel, idempotency_key: str | None
+    session: Session, request: JobRequestModel, idempotency_key: str | None, owner: str
 ) -> tuple[Job, bool]:
-    """Insert one queued job (or find the one this key created); commits.
+    """Insert one queued job of `owner` (or find the one this key created); commits.
 
     The job returned belongs to `session`, so callers can go on changing it.
     """
-    (outcome,) = insert_jobs(session, [new_job(request, idempotency_key)])
+    (outcome,) = insert_jobs(session, [new_job(request, idempotency_key, owner)])
     if isinstance(outcome, Exception):
         raise outcome
     job, replayed = outcome
     return session.get_one(Job, job.id), replayed
 
 
-def hand_off(session: Session, new_jobs: Sequence[Publishable]) -> None:
-    """Publish committed jobs; a broker failure is recorded, never raised.
+def to_dispatch(outcomes: Sequence[Submitted | Exception]) -> list[JobOut]:
+    """The jobs to publish after a commit: every new one, and each replayed one still
+    queued that was never dispatched (its first submitter crashed before publishing)."""
+    chosen: dict[str, JobOut] = {}
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            continue
+        job, replayed = outcome
+        if not replayed or (job.status == JobStatus.QUEUED and job.enqueued_at is None):
+            chosen.setdefault(job.id, job)
+    return list(chosen.values())
 
-    On failure `enqueued_at` is cleared and an event says why, so the reconciler (and
-    anyone reading the job) knows to re-send.
+
+def hand_off(session: Session, new_jobs: Sequence[Publishable]) -> None:
+    """Publish committed jobs and record it (`enqueued_at`); a broker failure is recorded
+    as an event, never raised, and leaves them for a replay or the reconciler to send.
     """
+    if not new_jobs:
+        return
     try:
         queue.enqueue([queue.RunMessage(job.id, job.queue, job.priority) for job in new_jobs])
     except Exception as exc:  # any transport error: the jobs are safe in the database
         log.warning("enqueue of %d job(s) failed: %s", len(new_jobs), exc)
-        session.execute(
-            update(Job)
-            .where(Job.id.in_([job.id for job in new_jobs]), Job.status == JobStatus.QUEUED)
-            .values(enqueued_at=None)
-        )
         for job in new_jobs:
             append_event(
                 session,
@@ -199,13 +223,22 @@ def hand_off(session: Session, new_jobs: Sequence[Publishable]) -> None:
                 "and the reconciler re-enqueues it",
             )
         session.commit()
-        for job in new_jobs:
-            job.enqueued_at = None
+        return
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id.in_([job.id for job in new_jobs]), Job.status == JobStatus.QUEUED)
+        .values(enqueued_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    for job in new_jobs:
+        job.enqueued_at = now
 
 
-def cancel(session: Session, job_id: str) -> Job:
+def cancel(session: Session, job_id: str, owner: str | None = None) -> Job:
     """Queued → cancelled at once, running → cancelling; repeated cancels are no-ops."""
-    job = get_job(session, job_id, for_update=True)
+    job = get_job(session, job_id, owner=owner, for_update=True)
     if job.status in (JobStatus.CANCELLED, JobStatus.CANCELLING):
         session.rollback()
         return job
@@ -225,10 +258,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         created = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeError, binascii.Error) as exc:
         raise BadRequest(
-            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page",
+            ("query", "cursor"),
         ) from exc
     if created.tzinfo is None:
-        raise BadRequest(f"invalid cursor {cursor!r}: pass the next_cursor of a previous page")
+        raise BadRequest(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page",
+            ("query", "cursor"),
+        )
     return created, job_id
 
 
@@ -244,14 +281,21 @@ def _metadata_filter(session: Session, stmt: Select[tuple[Job]], wanted: Mapping
 def list_jobs(
     session: Session,
     *,
+    owner: str | None = None,
     statuses: Sequence[str] = (),
     kinds: Sequence[str] = (),
     metadata: Mapping[str, str] | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[list[Job], str | None]:
-    """Newest first; `next_cursor` resumes after the last row (stable under inserts)."""
+    """Newest first; `next_cursor` resumes after the last row (stable under inserts).
+
+    The cursor is one row-value comparison, so an index on (owner/kind, created_at, id)
+    seeks straight to the page instead of scanning every newer row.
+    """
     stmt = select(Job)
+    if owner is not None:
+        stmt = stmt.where(Job.owner == owner)
     if statuses:
         stmt = stmt.where(Job.status.in_(statuses))
     if kinds:
@@ -259,12 +303,7 @@ def list_jobs(
     stmt = _metadata_filter(session, stmt, metadata or {})
     if cursor is not None:
         created, job_id = _decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(
-                Job.created_at < created,
-                and_(Job.created_at == created, Job.id < job_id),
-            )
-        )
+        stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
     rows = list(
         session.scalars(stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
     )
@@ -272,7 +311,7 @@ def list_jobs(
     return rows[:limit], next_cursor
 
 
-def count_by_status(session: Session) -> dict[str, int]:
+def count_by_status(session: Session) -> dict[str, int]:  # fleet-wide, for /metrics
     return dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())  # type: ignore[arg-type]
 
 
@@ -287,4 +326,5 @@ __all__ = [
     "list_jobs",
     "new_job",
     "submit",
+    "to_dispatch",
 ]

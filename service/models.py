@@ -72,6 +72,13 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 
+SCHEMA_REVISION = "0002"
+"""The Alembic revision these models match; `/readyz` refuses any other database."""
+
+DEFAULT_PRINCIPAL = "default"
+"""The principal of tokens created without one, and of rows older than owners (0002)."""
+
+
 class TokenScope(StrEnum):
     READ = "read"
     SUBMIT = "submit"
@@ -100,7 +107,12 @@ class Job(Base):
     gpus: Mapped[int] = mapped_column(default=0)
     gpu_type: Mapped[str] = mapped_column(String(32), default="any")
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    owner: Mapped[str] = mapped_column(
+        String(255), default=DEFAULT_PRINCIPAL, server_default=DEFAULT_PRINCIPAL
+    )
+    """The principal whose token submitted it; only it (and admins) can see the job."""
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    """Unique per owner: two principals using the same key get a job each."""
     request_hash: Mapped[str | None] = mapped_column(String(64))
     attempt: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=3)
@@ -119,10 +131,15 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     enqueued_at: Mapped[datetime | None]
-    """Last hand-off to the broker; None after a failed publish (reconciler re-enqueues)."""
+    """When the broker last accepted its run message; None until then (the outbox: a
+    committed job not yet dispatched, which a replay or the reconciler publishes)."""
 
     __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_owner_created", "owner", "created_at", "id"),
+        Index("ix_jobs_kind_created", "kind", "created_at", "id"),
+        Index("ix_jobs_owner_kind_created", "owner", "kind", "created_at", "id"),
         Index("ix_jobs_status_queue", "status", "queue"),
         Index("ix_jobs_lease_expires", "lease_expires_at"),
         Index("ix_jobs_metadata_gin", "metadata", postgresql_using="gin").ddl_if(
@@ -225,7 +242,12 @@ class Schedule(Base):
     __tablename__ = "schedules"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    owner: Mapped[str] = mapped_column(
+        String(255), default=DEFAULT_PRINCIPAL, server_default=DEFAULT_PRINCIPAL
+    )
+    """The principal that created it; its eval jobs belong to the same principal."""
+    name: Mapped[str] = mapped_column(String(255))
+    """Unique per owner."""
     cron: Mapped[str] = mapped_column(String(255))
     spec: Mapped[dict[str, Any]]
     """The eval spec (without the model, which the target resolves at run time)."""
@@ -239,7 +261,10 @@ class Schedule(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_schedules_due", "enabled", "next_run_at"),)
+    __table_args__ = (
+        UniqueConstraint("owner", "name", name="uq_schedules_owner_name"),
+        Index("ix_schedules_due", "enabled", "next_run_at"),
+    )
 
 
 class ScheduleRun(Base):
@@ -266,5 +291,9 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(255))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scope: Mapped[str] = mapped_column(String(16))
+    principal: Mapped[str] = mapped_column(
+        String(255), default=DEFAULT_PRINCIPAL, server_default=DEFAULT_PRINCIPAL
+    )
+    """The user or team the token acts for: it owns what the token creates."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]

@@ -9,7 +9,7 @@ import base64
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property, lru_cache
 from typing import Any, NamedTuple
 
@@ -188,6 +188,37 @@ def enqueue(messages: Sequence[RunMessage]) -> None:
             priority=broker_priority(m.priority),
             retry=False,
         )
+
+
+def waiting_job_ids(queues: Iterable[str]) -> set[str] | None:
+    """Ids of the jobs whose run message sits in the broker: waiting in one of `queues`
+    (any priority) or delivered to a worker and not yet acked. None when the broker
+    cannot be inspected (the embedded transports); then only time tells a lost message.
+
+    One pipelined read of every list and of kombu's `unacked` hash; the job id is the
+    first task argument in each message body.
+    """
+    if not is_redis(get_settings().broker_url):
+        return None
+    publisher = _redis_publisher()
+    sep = publisher.channel.sep
+    pipe = publisher.client.pipeline(transaction=True)
+    for name in queues:
+        for step in PRIORITY_STEPS:
+            pipe.lrange(f"{name}{sep}{step}" if step else name, 0, -1)
+    pipe.hvals(publisher.channel.unacked_key)
+    *lists, unacked = pipe.execute()
+    messages = [orjson.loads(raw) for found in lists for raw in found]
+    messages += [orjson.loads(raw)[0] for raw in unacked]
+    return {_job_id(message) for message in messages} - {None}  # type: ignore[operator]
+
+
+def _job_id(message: dict[str, Any]) -> str | None:
+    """The job a `dgpo.run_job` message names (None for any other task's message)."""
+    if message.get("headers", {}).get("task") != RUN_JOB_TASK:
+        return None
+    args = orjson.loads(base64.b64decode(message["body"]))[0]
+    return str(args[0]) if args else None
 
 
 def reset() -> None:

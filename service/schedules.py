@@ -58,16 +58,21 @@ def baseline_out(stored: dict[str, Any]) -> str | dict[str, Any]:
     return "previous" if stored.get("previous") else stored
 
 
-def create(session: Session, request: ScheduleRequest) -> Schedule:
+def create(
+    session: Session, request: ScheduleRequest, owner: str, visible_owner: str | None
+) -> Schedule:
+    """A schedule of `owner`; its baseline job must be visible to the caller."""
     if isinstance(request.baseline, JobBaseline):
         try:
-            get_job(session, request.baseline.job_id)
+            get_job(session, request.baseline.job_id, owner=visible_owner)
         except NotFound as exc:
             raise BadRequest(
-                f'baseline: {exc}; name an existing eval job or use "previous"'
+                f'baseline: {exc}; name an existing eval job or use "previous"',
+                ("body", "baseline", "job_id"),
             ) from exc
     now = utcnow()
     schedule = Schedule(
+        owner=owner,
         name=request.name,
         cron=request.cron,
         spec=request.eval.model_dump(mode="json"),
@@ -89,8 +94,13 @@ def create(session: Session, request: ScheduleRequest) -> Schedule:
     return schedule
 
 
-def get(session: Session, schedule_id: str, *, for_update: bool = False) -> Schedule:
+def get(
+    session: Session, schedule_id: str, owner: str | None = None, *, for_update: bool = False
+) -> Schedule:
+    """The schedule, if it exists and `owner` (None: anyone) owns it; else NotFound."""
     stmt = select(Schedule).where(Schedule.id == schedule_id)
+    if owner is not None:
+        stmt = stmt.where(Schedule.owner == owner)
     schedule = None
     if len(schedule_id) <= 36 and "\x00" not in schedule_id:
         schedule = session.scalar(stmt.with_for_update() if for_update else stmt)
@@ -99,13 +109,18 @@ def get(session: Session, schedule_id: str, *, for_update: bool = False) -> Sche
     return schedule
 
 
-def list_all(session: Session) -> list[Schedule]:
-    return list(session.scalars(select(Schedule).order_by(Schedule.name)))
+def list_all(session: Session, owner: str | None = None) -> list[Schedule]:
+    stmt = select(Schedule).order_by(Schedule.name, Schedule.owner)
+    if owner is not None:
+        stmt = stmt.where(Schedule.owner == owner)
+    return list(session.scalars(stmt))
 
 
-def update(session: Session, schedule_id: str, patch: SchedulePatch) -> Schedule:
+def update(
+    session: Session, schedule_id: str, patch: SchedulePatch, owner: str | None = None
+) -> Schedule:
     """Apply the fields present in `patch`; (re-)enabling or a new cron re-plans the next run."""
-    schedule = get(session, schedule_id, for_update=True)
+    schedule = get(session, schedule_id, owner, for_update=True)
     given = patch.model_fields_set
     if "cron" in given and patch.cron is not None:
         schedule.cron = patch.cron
@@ -120,15 +135,17 @@ def update(session: Session, schedule_id: str, patch: SchedulePatch) -> Schedule
     return schedule
 
 
-def delete(session: Session, schedule_id: str) -> None:
+def delete(session: Session, schedule_id: str, owner: str | None = None) -> None:
     """Drop the schedule and its runs; the eval jobs it submitted stay."""
-    session.delete(get(session, schedule_id))
+    session.delete(get(session, schedule_id, owner))
     session.commit()
 
 
-def runs(session: Session, schedule_id: str, limit: int) -> list[ScheduleRun]:
+def runs(
+    session: Session, schedule_id: str, limit: int, owner: str | None = None
+) -> list[ScheduleRun]:
     """Newest first."""
-    get(session, schedule_id)
+    get(session, schedule_id, owner)
     stmt = (
         select(ScheduleRun)
         .where(ScheduleRun.schedule_id == schedule_id)
@@ -138,8 +155,9 @@ def runs(session: Session, schedule_id: str, limit: int) -> list[ScheduleRun]:
     return list(session.scalars(stmt))
 
 
-def resolve_target(session: Session, target: ScheduleTarget) -> EvalModel:
-    """The model a run evaluates; a checkpoint target is pinned to a concrete step."""
+def resolve_target(session: Session, target: ScheduleTarget, owner: str) -> EvalModel:
+    """The model a run evaluates; a checkpoint target is pinned to a concrete step of one
+    of `owner`'s train jobs (a schedule never evaluates another principal's model)."""
     if target.model_path is not None:
         return EvalModel(path=target.model_path)
     assert target.latest_checkpoint_of is not None
@@ -147,7 +165,7 @@ def resolve_target(session: Session, target: ScheduleTarget) -> EvalModel:
     stmt = (
         select(Job.id, Checkpoint.step)
         .join(Checkpoint, Checkpoint.job_id == Job.id)
-        .where(Job.kind == "train", Job.status == JobStatus.SUCCEEDED)
+        .where(Job.kind == "train", Job.status == JobStatus.SUCCEEDED, Job.owner == owner)
     )
     stmt = _metadata_filter(session, stmt, wanted)
     row = session.execute(
@@ -174,7 +192,9 @@ def fire(session: Session, schedule: Schedule) -> ScheduleRun:
     session.add(run)
     session.flush()
     try:
-        model = resolve_target(session, ScheduleTarget.model_validate(schedule.target))
+        model = resolve_target(
+            session, ScheduleTarget.model_validate(schedule.target), schedule.owner
+        )
     except TargetUnresolved as exc:
         run.comparison = {"error": str(exc)}
         run.finished_at = now
@@ -188,7 +208,7 @@ def fire(session: Session, schedule: Schedule) -> ScheduleRun:
             "metadata": {SCHEDULE_KEY: schedule.id, RUN_KEY: str(run.id)},
         }
     )
-    job, _ = submit(session, request, None)  # commits the run and the job together
+    job, _ = submit(session, request, None, schedule.owner)  # commits run and job together
     run.job_id = job.id
     session.commit()
     hand_off(session, [job])

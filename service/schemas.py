@@ -33,6 +33,8 @@ class JobOut(_Out):
     gpu_type: str
     resources: dict[str, Any]
     metadata: dict[str, str] = Field(validation_alias="metadata_")
+    owner: str
+    """The principal whose token submitted it."""
     spec: dict[str, Any]
     idempotency_key: str | None
     attempt: int

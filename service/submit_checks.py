@@ -12,14 +12,17 @@ from service.models import TERMINAL_STATUSES, Checkpoint, Job, Worker, WorkerSta
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 
-def check_checkpoint_ref(session: Session, request: TrainJobRequest | EvalJobRequest) -> None:
-    """An eval's `model.checkpoint` must name a train job and, for a numbered step, one
-    of its checkpoints; `latest` of an unfinished job is fine (it may checkpoint yet)."""
+def check_checkpoint_ref(
+    session: Session, request: TrainJobRequest | EvalJobRequest, owner: str | None
+) -> None:
+    """An eval's `model.checkpoint` must name a train job that `owner` can see (None: an
+    admin, who sees all) and, for a numbered step, one of its checkpoints; `latest` of an
+    unfinished job is fine (it may checkpoint yet). Another owner's job reads as missing."""
     ref = request.model.checkpoint if isinstance(request, EvalJobRequest) else None
     if ref is None:
         return
     job = session.get(Job, ref.job_id) if len(ref.job_id) <= 36 else None
-    if job is None:
+    if job is None or (owner is not None and job.owner != owner):
         _refuse("job_id", ref.job_id, f"no job with id {ref.job_id!r}")
     if job.kind != "train":
         _refuse("job_id", ref.job_id, f"job {job.id} is an eval job; name a train job")

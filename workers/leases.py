@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.core.db import get_sessionmaker
+from service.core.db import get_sessionmaker, retrying
 from service.lifecycle import append_event, check_transition
 from service.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 
@@ -43,9 +43,14 @@ def claim(job_id: str, owner: str, lease_s: float) -> Lease | None:
     """Take a queued job for `owner`, or return None (already leased, finished, cancelled).
 
     One conditional UPDATE ... RETURNING: of two workers racing on the same message,
-    exactly one sees a row.
+    exactly one sees a row. A lost database connection is retried (`retrying`); if the
+    database stays away the error propagates and the message must not be acked.
     """
     check_transition(job_id, JobStatus.QUEUED, JobStatus.RUNNING)
+    return retrying(lambda: _claim(job_id, owner, lease_s), f"job {job_id}: claim")
+
+
+def _claim(job_id: str, owner: str, lease_s: float) -> Lease | None:
     now = utcnow()
     stmt = (
         update(Job)

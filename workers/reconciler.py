@@ -3,25 +3,42 @@
 1. A running job whose lease expired lost its worker: re-queue it (and publish a new
    message) while attempts remain, else fail it with an error that says why. A job in
    `cancelling` whose worker died is simply cancelled.
-2. A queued job whose message is older than the threshold may have lost it (broker
-   flushed or restarted without persistence): publish again. A duplicate is harmless,
-   the claim lets only one message run the job.
+2. A queued job whose message is not in the broker lost it (never published after a
+   crash between commit and publish, broker flushed or restarted without persistence):
+   publish again, in batches. On Redis the queues are read once to see which messages
+   are really missing, so a job waiting for capacity is never re-sent; on brokers that
+   cannot be inspected, a job never dispatched (`enqueued_at` None) or dispatched longer
+   ago than `requeue_lost_after_s` is. A duplicate is harmless: the claim lets only one
+   message run the job.
 3. A worker whose heartbeat stopped is marked dead.
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, insert, select, update
 
 from service import queue
 from service.core.db import get_sessionmaker
-from service.lifecycle import append_event, transition
-from service.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
+from service.lifecycle import transition
+from service.models import (
+    ACTIVE_STATUSES,
+    Job,
+    JobEvent,
+    JobStatus,
+    Worker,
+    WorkerStatus,
+    utcnow,
+)
 from workers.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
+
+REPUBLISH_BATCH = 1000
+"""Messages per broker round trip and per stamping transaction."""
 
 
 @dataclass
@@ -93,37 +110,73 @@ def _recover_expired_leases(report: ReconcileReport) -> None:
 
 
 def _republish_lost_messages(settings: WorkerSettings, report: ReconcileReport) -> None:
-    cutoff = utcnow() - timedelta(seconds=settings.requeue_lost_after_s)
+    # The database first: a message published before this read is in the broker below.
     with get_sessionmaker()() as session:
-        stale = session.scalars(
-            select(Job.id).where(
-                Job.status == JobStatus.QUEUED,
-                or_(Job.enqueued_at.is_(None), Job.enqueued_at <= cutoff),
-                Job.id.not_in(report.requeued),
+        waiting = session.execute(
+            select(Job.id, Job.queue, Job.priority, Job.enqueued_at).where(
+                Job.status == JobStatus.QUEUED, Job.id.not_in(report.requeued)
             )
         ).all()
-    for job_id in stale:
-        if republish(job_id):
-            report.republished.append(job_id)
+    if not waiting:
+        return
+    present = queue.waiting_job_ids({row.queue for row in waiting})
+    if present is not None:
+        lost = [row for row in waiting if row.id not in present]
+    else:
+        cutoff = utcnow() - timedelta(seconds=settings.requeue_lost_after_s)
+        lost = [row for row in waiting if row.enqueued_at is None or row.enqueued_at <= cutoff]
+    for start in range(0, len(lost), REPUBLISH_BATCH):
+        sent = _republish_rows(lost[start : start + REPUBLISH_BATCH])
+        report.republished.extend(sent)
+        if not sent:  # the broker refuses; the next pass retries
+            return
 
 
 def republish(job_id: str) -> bool:
     """Send the run message and stamp `enqueued_at`; False if the broker refused."""
     with get_sessionmaker()() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status != JobStatus.QUEUED:
-            return False
-        target, priority = job.queue, job.priority
+        row = session.execute(
+            select(Job.id, Job.queue, Job.priority).where(
+                Job.id == job_id, Job.status == JobStatus.QUEUED
+            )
+        ).one_or_none()
+    return row is not None and bool(_republish_rows([row]))
+
+
+def _republish_rows(rows: Sequence[Row[Any]]) -> list[str]:
+    """Publish one message per job in one round trip, then stamp `enqueued_at` and log an
+    `enqueued` event for those still queued, in one transaction; the ids stamped."""
     try:
-        queue.enqueue([queue.RunMessage(job_id, target, priority)])
-    except Exception as exc:  # the next reconcile retries; the job stays queued
-        log.warning("re-enqueue of job %s failed: %s", job_id, exc)
-        return False
+        queue.enqueue([queue.RunMessage(row.id, row.queue, row.priority) for row in rows])
+    except Exception as exc:  # the next reconcile retries; the jobs stay queued
+        log.warning("re-enqueue of %d job(s) failed: %s", len(rows), exc)
+        return []
+    now = utcnow()
+    where = {row.id: row.queue for row in rows}
     with get_sessionmaker()() as session, session.begin():
-        job = session.get_one(Job, job_id)
-        job.enqueued_at = utcnow()
-        append_event(session, job, "enqueued", f"re-sent to queue {target} by the reconciler")
-    return True
+        stamped = session.execute(
+            update(Job)
+            .where(Job.id.in_(where), Job.status == JobStatus.QUEUED)
+            .values(enqueued_at=now)
+            .returning(Job.id, Job.attempt)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if stamped:
+            session.execute(
+                insert(JobEvent),
+                [
+                    {
+                        "job_id": job_id,
+                        "ts": now,
+                        "kind": "enqueued",
+                        "message": f"re-sent to queue {where[job_id]} by the reconciler",
+                        "attempt": attempt,
+                        "data": {},
+                    }
+                    for job_id, attempt in stamped
+                ],
+            )
+    return [job_id for job_id, _ in stamped]
 
 
 def _mark_dead_workers(settings: WorkerSettings, report: ReconcileReport) -> None:

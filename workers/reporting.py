@@ -11,17 +11,19 @@ checkpoint covers is durable before anyone can resume from it.
 """
 
 import dataclasses
+import functools
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.core.db import retrying
 from service.lifecycle import append_event
 from service.models import Checkpoint, EvalResult, Job, JobEvent, JobStatus, Metric, utcnow
 from trainer.callbacks import Callback, CheckpointInfo
@@ -31,6 +33,9 @@ from workers.leases import Lease, LeaseKeeper, LeaseLost, fenced
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _finite(value: float) -> float | None:
@@ -106,8 +111,20 @@ def record_eval(
     append_event_once(session, job, "eval", message, summary, key)
 
 
+def _survives_reconnects(hook: Callable[P, R]) -> Callable[P, R]:
+    """Retry a hook whose database write hit a lost connection (each try is one fenced
+    transaction, and every hook is safe to repeat: upserts, or an event at worst twice)."""
+
+    @functools.wraps(hook)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return retrying(lambda: hook(*args, **kwargs), f"reporting {hook.__name__}")
+
+    return wrapper
+
+
 class DbReporter(Callback):
-    """Reports one attempt of a train job; every write is fenced by the attempt's lease."""
+    """Reports one attempt of a train job; every write is fenced by the attempt's lease
+    and retried across lost database connections."""
 
     def __init__(
         self,
@@ -146,6 +163,7 @@ class DbReporter(Callback):
 
     # ---- trainer hooks -------------------------------------------------------------
 
+    @_survives_reconnects
     def on_train_start(self, start_step: int, total_steps: int, *, key: str | None = None) -> None:
         t = time.perf_counter()
         self._start_step, self._total_steps, self._last_step = start_step, total_steps, start_step
@@ -159,6 +177,7 @@ class DbReporter(Callback):
             append_event_once(session, job, "train_started", msg, data, key)
         self.seconds_reporting += time.perf_counter() - t
 
+    @_survives_reconnects
     def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
         t = time.perf_counter()
         self._check_lease()
@@ -172,8 +191,10 @@ class DbReporter(Callback):
         if due:
             with fenced(self.lease) as (session, job):
                 self._flush(session, job)
+            self._buffer.clear()
         self.seconds_reporting += time.perf_counter() - t
 
+    @_survives_reconnects
     def on_checkpoint(self, info: CheckpointInfo, *, key: str | None = None) -> None:
         t = time.perf_counter()
         with fenced(self.lease) as (session, job):
@@ -197,8 +218,10 @@ class DbReporter(Callback):
                 {"step": info.step, "sha256": info.sha256, "size_bytes": info.size_bytes},
                 key,
             )
+        self._buffer.clear()
         self.seconds_reporting += time.perf_counter() - t
 
+    @_survives_reconnects
     def on_eval(
         self, step: int, results: Sequence[BenchmarkResult], *, key: str | None = None
     ) -> None:
@@ -207,10 +230,12 @@ class DbReporter(Callback):
             record_eval(session, job, step, results, f"evaluated at step {step}", key)
         self.seconds_reporting += time.perf_counter() - t
 
+    @_survives_reconnects
     def on_event(self, kind: str, message: str, *, key: str | None = None) -> None:
         with fenced(self.lease) as (session, job):
             append_event_once(session, job, kind, message, None, key)
 
+    @_survives_reconnects
     def should_stop(self) -> bool:
         """True once the API asked to cancel; raises LeaseLost if another attempt took over."""
         self._check_lease()
@@ -224,24 +249,27 @@ class DbReporter(Callback):
 
     # ---- helpers -------------------------------------------------------------------
 
+    @_survives_reconnects
     def flush(self) -> None:
         """Write buffered metrics now (end of run, or before a final status change)."""
         if self._buffer:
             with fenced(self.lease) as (session, job):
                 self._flush(session, job)
+            self._buffer.clear()
 
     def _check_lease(self) -> None:
         if self.keeper is not None and self.keeper.lost.is_set():
             raise LeaseLost(f"job {self.lease.job_id}: attempt {self.lease.attempt} lost its lease")
 
     def _flush(self, session: Session, job: Job) -> None:
+        """Upsert the buffered metrics; the caller empties the buffer once that committed
+        (a retry after a lost connection then writes them again)."""
         now = utcnow()
         rows = [
             {"job_id": job.id, "step": step, "values": values, "ts": now}
             for step, values in sorted(self._buffer.items())
         ]
         upsert(session, Metric, rows, ["job_id", "step"], ["values", "ts"])
-        self._buffer.clear()
         self._last_flush = time.monotonic()
         done = self._last_step - self._start_step
         if self._total_steps:

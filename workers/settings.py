@@ -20,7 +20,9 @@ class WorkerSettings(BaseSettings):
     worker_dead_after_s: float = Field(default=60.0, gt=0)
     """A worker whose heartbeat is older than this is marked dead by the reconciler."""
     requeue_lost_after_s: float = Field(default=300.0, ge=0)
-    """A queued job older than this is re-published (its message may have been lost)."""
+    """On a broker that cannot be inspected (the embedded ones), a queued job dispatched
+    longer ago than this is re-published (its message may have been lost). On Redis the
+    reconciler sees which messages are missing and re-sends exactly those, at once."""
     reconcile_every_s: float = Field(default=30.0, gt=0)
     visibility_timeout_s: int = Field(default=3600, gt=0)
     """Redis redelivers unacked messages after this; the lease makes redelivery a no-op."""

@@ -12,11 +12,15 @@ import os
 import traceback
 from typing import Any
 
+from celery.exceptions import Reject
+
+from service.core.db import is_transient, retrying
 from service.lifecycle import transition
 from service.logs import job_log_context
 from service.models import JobStatus
 from workers.celery_app import app
 from workers.failures import ChildFailed
+from workers.faults import requeue_after_fault
 from workers.leases import Lease, LeaseKeeper, LeaseLost, claim, fenced
 from workers.reconciler import reconcile, republish
 from workers.routing import RECONCILE_TASK
@@ -31,7 +35,12 @@ RUN_JOB_TASK = "dgpo.run_job"
 
 @app.task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
 def run_job(self: Any, job_id: str) -> str:
-    return execute(job_id, owner=self.request.hostname or f"pid{os.getpid()}")
+    try:
+        return execute(job_id, owner=self.request.hostname or f"pid{os.getpid()}")
+    except Exception as exc:
+        if is_transient(exc):  # the database stayed away: redeliver, never ack and lose it
+            raise Reject(exc, requeue=True) from exc
+        raise
 
 
 @app.task(name=RECONCILE_TASK, ignore_result=True)
@@ -57,7 +66,7 @@ def execute(job_id: str, owner: str) -> str:
     ):
         try:
             ending = run_attempt(lease, keeper, settings)
-            _finish(lease, ending)
+            retrying(lambda: _finish(lease, ending), f"job {job_id}: finish")
         except LeaseLost as exc:
             log.warning("%s; the newer attempt owns the job", exc)
             return "lease_lost"
@@ -77,7 +86,10 @@ def _finish(lease: Lease, ending: Ending) -> None:
 
 
 def _fail(lease: Lease, exc: BaseException) -> None:
-    """The attempt failed: re-queue a crashed child while attempts remain, else fail."""
+    """The attempt failed: re-queue a crashed child while attempts remain, else fail
+    (an infrastructure fault re-queues it without counting the attempt)."""
+    if requeue_after_fault(lease, exc):
+        return
     if isinstance(exc, ChildFailed):
         error, data = exc.cause, {"exit_code": exc.returncode, "output_tail": exc.tail}
     else:

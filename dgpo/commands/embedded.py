@@ -194,6 +194,7 @@ def prepare_home(home: Path | None) -> Path:
     resolved = (home or Path(os.environ.get("DGPO_HOME", "~/.dgpo"))).expanduser().resolve()
     resolved.mkdir(parents=True, exist_ok=True)
     os.environ["DGPO_HOME"] = str(resolved)
+    os.environ["DGPO_EMBEDDED"] = "1"  # SQLite database and broker unless URLs are set
     from service.core import db
     from service.core.config import get_settings
 

@@ -1,8 +1,10 @@
 """Service settings from the environment (prefix `DGPO_`), with embedded-mode defaults.
 
-With nothing set, everything lives under `DGPO_HOME` (~/.dgpo): a SQLite database and a
-server-less kombu broker, so `dgpo up` needs no Postgres or Redis. Production sets
-`DGPO_DATABASE_URL` (Postgres) and `DGPO_BROKER_URL` (Redis).
+In the embedded mode (`dgpo up`, which sets `DGPO_EMBEDDED=1`) everything lives under
+`DGPO_HOME` (~/.dgpo): a SQLite database and a server-less kombu broker, so it needs no
+Postgres or Redis. Every other start must name `DGPO_DATABASE_URL` (Postgres) and
+`DGPO_BROKER_URL` (Redis): a service that silently opened an empty SQLite file instead
+would answer every request with "no such table".
 """
 
 from functools import lru_cache
@@ -17,6 +19,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DGPO_", extra="ignore")
 
     home: Path = Path("~/.dgpo")
+    embedded: bool = False
+    """One machine, no services: default the database and broker to SQLite under `home`."""
     database_url: str = ""
     """SQLAlchemy URL; default `sqlite:///$DGPO_HOME/dgpo.sqlite`."""
     broker_url: str = ""
@@ -24,8 +28,12 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
-    db_pool_pre_ping: bool = False
-    """Ping on every checkout: survives database restarts silently, costs a round trip."""
+    db_pool_pre_ping: bool = True
+    """Ping on every checkout: a connection the server dropped (restart, failover,
+    `pg_terminate_backend`) is replaced instead of failing the next statement."""
+    db_retry_budget_s: float = Field(default=30.0, ge=0)
+    """How long a worker retries a write that failed on a lost connection (with backoff)
+    before giving up; covers a database restart or failover."""
     db_pool_recycle_s: int = Field(default=1800, ge=-1)
     token_prefix: str = "dgpo_"
     token_bytes: int = Field(default=32, ge=16)
@@ -63,6 +71,14 @@ class Settings(BaseSettings):
         if not self.data_roots:
             self.data_roots = [self.home / name for name in ("models", "datasets", "demo")]
         self.data_roots = [root.expanduser() for root in self.data_roots]
+        missing = [name for name in ("database_url", "broker_url") if not getattr(self, name)]
+        if missing and not self.embedded:
+            names = " and ".join(f"DGPO_{name.upper()}" for name in missing)
+            raise ValueError(
+                f"{names} not set: point them at Postgres and Redis "
+                "(postgresql+psycopg://..., redis://...), or run `dgpo up` (or set "
+                "DGPO_EMBEDDED=1) for the single-machine mode with SQLite under DGPO_HOME"
+            )
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'dgpo.sqlite'}"
         if not self.broker_url:

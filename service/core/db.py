@@ -1,13 +1,22 @@
-"""One engine and session factory per process, built lazily from the settings."""
+"""One engine and session factory per process, built lazily from the settings, and the
+retry of work that a lost database connection interrupted."""
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.config import get_settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -60,3 +69,34 @@ def reset() -> None:
         get_engine().dispose()
     get_sessionmaker.cache_clear()
     get_engine.cache_clear()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A lost or refused connection (restart, failover, terminated backend): worth a retry.
+
+    Anything else (a constraint, a bad value, a bug) fails the same way again.
+    """
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def retrying(fn: Callable[[], T], what: str, budget_s: float | None = None) -> T:
+    """`fn()`, called again with exponential backoff while it fails transiently.
+
+    `fn` must open its own session (each try then gets a fresh, pre-pinged connection)
+    and be safe to repeat. Gives up, re-raising, once `budget_s` (default
+    `db_retry_budget_s`) has passed.
+    """
+    budget = get_settings().db_retry_budget_s if budget_s is None else budget_s
+    deadline = time.monotonic() + budget
+    delay = 0.05
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database connection lost (%s); retrying in %.2fs", what, exc, delay)
+        time.sleep(delay)
+        delay = min(2 * delay, 2.0)

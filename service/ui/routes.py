@@ -25,6 +25,15 @@ COOKIE = "dgpo_ui_token"
 PAGE_SIZE = 100
 EVENTS_SHOWN = 500
 
+SECURITY_HEADERS = {
+    # Pages are static HTML with inline CSS and SVG: no script, frame or outside fetch.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
 
@@ -63,6 +72,11 @@ def ui_token(request: Request, session: SessionDep) -> TokenInfo:
 UiToken = Annotated[TokenInfo, Depends(ui_token)]
 
 
+def _page(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
+    """A rendered template that no other site can frame or inject scripts into."""
+    return templates.TemplateResponse(request, name, context, headers=SECURITY_HEADERS)
+
+
 def _progress(job: Job) -> dict[str, Any]:
     return {
         "percent": round(progress_percent(job.status, job.progress), 1),
@@ -76,10 +90,12 @@ def jobs_page(
 ) -> HTMLResponse:
     """Jobs (newest first) with status and progress, then the queue and the workers."""
     query = select(Job).order_by(desc(Job.created_at), desc(Job.id)).limit(PAGE_SIZE)
+    if token.visible_owner is not None:
+        query = query.where(Job.owner == token.visible_owner)
     if status:
         query = query.where(Job.status == status)
     jobs = session.scalars(query).all()
-    return templates.TemplateResponse(
+    return _page(
         request,
         "jobs.html",
         {
@@ -97,12 +113,12 @@ def jobs_page(
 def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken) -> HTMLResponse:
     """One job: metric curves, checkpoints, eval results and its event log."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or token.visible_owner not in (None, job.owner):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
     _, points = job_data.metric_series(session, job_id, max_points=MAX_POINTS)
     series = series_by_name([(p["step"], p["values"]) for p in points])
     charts = [line_chart(title, members) for title, members in grouped_charts(series)]
-    return templates.TemplateResponse(
+    return _page(
         request,
         "job.html",
         {

@@ -80,7 +80,7 @@ def test_no_shared_benchmark_or_problem_or_results_is_422(client, tokens, sessio
     }
     for (x, y), message in cases.items():
         r = compare(client, tokens["read"], a=x, b=y)
-        assert r.status_code == 422 and message in r.json()["detail"], r.text
+        assert r.status_code == 422 and message in r.json()["detail"][0]["msg"], r.text
 
 
 def test_train_job_compares_at_its_latest_periodic_eval(client, tokens, session):

@@ -53,7 +53,8 @@ def test_invalid_schedule_is_422_naming_the_field(client, tokens, session):
         assert r.status_code == 422, (override, r.text)
         assert loc in [tuple(e["loc"]) for e in r.json()["detail"]], (override, r.text)
     r = post(client, tokens["submit"], schedule_body(baseline={"job_id": "missing"}))
-    assert r.status_code == 422 and "baseline" in r.json()["detail"]
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "baseline", "job_id"]
 
 
 def test_duplicate_name_is_409(client, tokens):

@@ -35,7 +35,7 @@ def test_every_endpoint_but_health_needs_a_token(client, tokens):
             assert r.status_code == 401, (method, path, headers)
             assert r.headers["WWW-Authenticate"] == "Bearer"
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").json() == {"status": "ready"}
+    assert client.get("/readyz").json()["status"] == "ready"
 
 
 def test_read_token_cannot_submit_or_cancel(client, tokens):

@@ -9,13 +9,14 @@ from sqlalchemy import func, select, text
 
 from service import intake, jobs
 from service.errors import IdempotencyMismatch
-from service.models import Job, JobEvent
+from service.models import DEFAULT_PRINCIPAL, Job, JobEvent
 from tests.service.helpers import broker_messages, train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 
 
 def _new(key: str | None = None, **envelope: object) -> jobs.NewJob:
-    return jobs.new_job(JOB_REQUEST_ADAPTER.validate_python(train_body(**envelope)), key)
+    request = JOB_REQUEST_ADAPTER.validate_python(train_body(**envelope))
+    return jobs.new_job(request, key, DEFAULT_PRINCIPAL)
 
 
 def test_concurrent_submissions_share_transactions_and_each_get_their_job(
@@ -29,7 +30,7 @@ def test_concurrent_submissions_share_transactions_and_each_get_their_job(
             JOB_REQUEST_ADAPTER.validate_python(train_body(metadata={"n": str(n)}))
             for n in range(40)
         ]
-        return await asyncio.gather(*(batcher.submit(r, None) for r in requests))
+        return await asyncio.gather(*(batcher.submit(r, None, DEFAULT_PRINCIPAL) for r in requests))
 
     answers = asyncio.run(submit_all())
     jobs_out = [json.loads(body) for body, replayed in answers if not replayed]

@@ -33,7 +33,10 @@ def test_same_key_different_body_is_422(client, tokens, session):
     first = client.post("/jobs", json=train_body(), headers=headers).json()
     r = client.post("/jobs", json=train_body(total_steps=4), headers=headers)
     assert r.status_code == 422
-    assert "k2" in r.json()["detail"] and first["id"] in r.json()["detail"]
+    (error,) = r.json()["detail"]  # the shape of a validation error
+    assert error["loc"] == ["header", "Idempotency-Key"]
+    assert error["type"] == "idempotency_key_reused"
+    assert "k2" in error["msg"] and first["id"] in error["msg"]
     assert session.scalar(select(func.count()).select_from(Job)) == 1
 
 

@@ -48,3 +48,45 @@ def test_upgrade_downgrade_upgrade_on_sqlite(tmp_path):
 def test_models_match_the_migrations(postgres_url):
     """`alembic check`: a model change without a migration fails here."""
     command.check(alembic_config(postgres_url))
+
+
+def test_owners_migration_gives_existing_rows_the_default_principal(tmp_path):
+    """Rows written under 0001 (no owners) belong to `default` after 0002."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'dgpo.sqlite'}"
+    migrate(url, "0001")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO api_tokens (name, token_hash, scope, created_at) "
+                    "VALUES ('t', 'h', 'read', '2026-01-01')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, kind, status, spec, priority, resources, queue, gpus,"
+                    " gpu_type, metadata, idempotency_key, attempt, max_attempts,"
+                    " fencing_token, progress, created_at, updated_at) VALUES ('j', 'train',"
+                    " 'queued', '{}', 0, '{}', 'cpu', 0, 'any', '{}', 'k', 0, 3, 0, 0,"
+                    " '2026-01-01', '2026-01-01')"
+                )
+            )
+        migrate(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT principal FROM api_tokens")).scalar() == "default"
+            assert conn.execute(text("SELECT owner FROM jobs")).scalar() == "default"
+    finally:
+        engine.dispose()
+
+
+def test_readyz_schema_revision_is_the_alembic_head(postgres_url):
+    from alembic.script import ScriptDirectory
+
+    from service.models import SCHEMA_REVISION
+
+    assert ScriptDirectory.from_config(alembic_config(postgres_url)).get_current_head() == (
+        SCHEMA_REVISION
+    )

@@ -19,7 +19,7 @@ def test_submit_filter_page_and_cancel_on_sqlite(tmp_path):
     engine = make_engine(url)
     with Session(engine, expire_on_commit=False) as session:
         made = [
-            jobs.submit(session, JOB_REQUEST_ADAPTER.validate_python(body), key)[0]
+            jobs.submit(session, JOB_REQUEST_ADAPTER.validate_python(body), key, "team-a")[0]
             for body, key in [
                 (train_body(metadata={"team": "x"}), "a"),
                 (eval_body(metadata={"team": "y"}), None),
@@ -27,7 +27,10 @@ def test_submit_filter_page_and_cancel_on_sqlite(tmp_path):
             ]
         ]
         again, replayed = jobs.submit(
-            session, JOB_REQUEST_ADAPTER.validate_python(train_body(metadata={"team": "x"})), "a"
+            session,
+            JOB_REQUEST_ADAPTER.validate_python(train_body(metadata={"team": "x"})),
+            "a",
+            "team-a",
         )
         assert replayed and again.id == made[0].id
 
@@ -52,7 +55,7 @@ def test_a_group_commit_on_sqlite_inserts_skips_used_keys_and_logs_events(tmp_pa
     migrate(url)
     engine = make_engine(url)
     batch = [
-        jobs.new_job(JOB_REQUEST_ADAPTER.validate_python(train_body(total_steps=n)), key)
+        jobs.new_job(JOB_REQUEST_ADAPTER.validate_python(train_body(total_steps=n)), key, "t")
         for n, key in [(1, "a"), (2, None), (1, "a"), (3, "a")]
     ]
     with Session(engine, expire_on_commit=False) as session:

@@ -1,5 +1,8 @@
 """A broker or database that is down: submission still succeeds, readiness says so."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +12,7 @@ from service import queue
 from service.app import create_app
 from service.core import db
 from service.core.config import get_settings
-from tests.conftest import bearer, free_port
+from tests.conftest import REPO_ROOT, bearer, free_port
 from tests.service.helpers import train_body
 
 
@@ -49,3 +52,24 @@ def test_readyz_is_503_when_database_unreachable_but_healthz_is_ok(clean_db, rec
         r = c.get("/readyz")
         assert r.status_code == 503 and "database unreachable" in r.json()["detail"]
         assert c.get("/healthz").status_code == 200
+
+
+def test_readyz_is_503_while_the_schema_is_missing(clean_db, reconfigure, tmp_path):
+    reconfigure("DGPO_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    with TestClient(create_app()) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and "never migrated" in r.json()["detail"], r.text
+
+
+def test_a_start_without_a_database_url_fails_loudly_unless_embedded(tmp_path):
+    """No silent fallback to an empty SQLite file outside `dgpo up`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DGPO_DATABASE_URL", "DGPO_EMBEDDED")}
+    env["DGPO_HOME"] = str(tmp_path)
+    start = [sys.executable, "-c", "import service.app"]
+    failed = subprocess.run(start, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert "DGPO_DATABASE_URL not set" in failed.stderr and "dgpo up" in failed.stderr
+    embedded = subprocess.run(
+        start, env={**env, "DGPO_EMBEDDED": "1"}, cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert embedded.returncode == 0, embedded.stderr

@@ -8,6 +8,7 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service import queue
 from service.models import Job, JobEvent, JobStatus, Metric, Worker, WorkerStatus, utcnow
 from workers.leases import LeaseLost, claim, fenced, renew
 from workers.reconciler import reconcile
@@ -18,7 +19,9 @@ SETTINGS = WorkerSettings(lease_s=30, lease_renew_s=5, metrics_batch=1, requeue_
 
 
 def make_job(session: Session, **fields: object) -> str:
-    job = Job(kind="train", spec={}, resources={}, queue="cpu", enqueued_at=utcnow(), **fields)
+    job = Job(
+        kind="train", spec={}, resources={}, queue="cpu", **{"enqueued_at": utcnow(), **fields}
+    )
     session.add(job)
     session.commit()
     return job.id
@@ -97,22 +100,20 @@ def test_a_cancelling_job_whose_worker_died_ends_cancelled(session: Session) -> 
     assert session.get_one(Job, job_id).status == JobStatus.CANCELLED
 
 
-def test_queued_jobs_whose_message_is_old_are_published_again(
+def test_queued_jobs_whose_message_is_missing_are_published_again(
     session: Session, redis_url: str
 ) -> None:
-    fresh = make_job(session)
+    waiting = make_job(session, enqueued_at=utcnow() - timedelta(hours=1))
     lost = make_job(session)
-    session.execute(
-        update(Job).where(Job.id == lost).values(enqueued_at=utcnow() - timedelta(hours=1))
-    )
-    session.commit()
     broker = redis.Redis.from_url(redis_url)
     broker.flushdb()
+    queue.enqueue([queue.RunMessage(waiting, "cpu", 0)])  # still in the broker: left alone
     assert reconcile(SETTINGS).republished == [lost]
     queued = b"".join(b"".join(broker.lrange(key, 0, -1)) for key in broker.keys("cpu*"))
-    assert lost.encode() in queued and fresh.encode() not in queued
+    assert queued.count(lost.encode()) == 1 and queued.count(waiting.encode()) == 1
     events = session.scalars(select(JobEvent.kind).where(JobEvent.job_id == lost)).all()
     assert "enqueued" in events
+    assert reconcile(SETTINGS).republished == []
 
 
 def test_a_worker_whose_heartbeat_stopped_is_marked_dead(session: Session) -> None:

@@ -47,19 +47,21 @@ class CompareOut(BaseModel):
     response_model=CompareOut,
     responses={
         404: {"model": ErrorOut, "description": "unknown job id"},
-        422: {"model": ErrorOut, "description": "no results, or no shared benchmark/problem"},
+        422: {"description": "invalid parameters, no results, or no shared benchmark/problem"},
     },
 )
 def compare(
     a: JobId,
     b: JobId,
     session: SessionDep,
-    _: ReadToken,
+    token: ReadToken,
     benchmark: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")] = None,
     threshold: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
 ) -> CompareOut:
     """Per benchmark both jobs scored: b minus a, with a 95% paired bootstrap CI over problems."""
-    rows, overall = evals.compare_jobs(session, a, b, benchmark=benchmark, threshold=threshold)
+    rows, overall = evals.compare_jobs(
+        session, a, b, benchmark=benchmark, threshold=threshold, owner=token.visible_owner
+    )
     return CompareOut(
         a=a,
         b=b,

@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import ReadToken
 from service.core.db import get_sessionmaker
+from service.models import SCHEMA_REVISION
 
 router = APIRouter(tags=["health"])
 
@@ -18,17 +19,24 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "database unreachable"}})
+@router.get("/readyz", responses={503: {"description": "database unreachable or not migrated"}})
 def readyz() -> JSONResponse:
-    """The database answers; a load balancer should route here only then."""
+    """The database answers with the schema this code needs; route here only then."""
     try:
         with get_sessionmaker()() as session:
-            session.execute(text("SELECT 1"))
+            revision = session.scalar(text("SELECT version_num FROM alembic_version"))
     except SQLAlchemyError as exc:
-        return JSONResponse(
-            {"status": "unavailable", "detail": f"database unreachable: {exc}"}, 503
+        return _unavailable(f"database unreachable or never migrated: {exc}")
+    if revision != SCHEMA_REVISION:
+        return _unavailable(
+            f"database schema is at revision {revision!r}, this code needs "
+            f"{SCHEMA_REVISION!r}: run `alembic upgrade head`"
         )
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready", "schema": revision})
+
+
+def _unavailable(detail: str) -> JSONResponse:
+    return JSONResponse({"status": "unavailable", "detail": detail}, 503)
 
 
 @router.get("/metrics", response_class=Response)

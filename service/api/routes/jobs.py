@@ -47,27 +47,30 @@ async def submit_job(
     # The discriminator is repeated here: FastAPI's Body() replaces the one in JobRequest,
     # and without it a 422 lists both kinds' errors under `function-after[...]` names.
     request: Annotated[TrainJobRequest | EvalJobRequest, Body(discriminator="kind")],
-    _: SubmitToken,
+    token: SubmitToken,
     http: Request,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> Response:
-    """Queue a train or eval job; with an Idempotency-Key, retries return the same job.
+    """Queue a train or eval job owned by the token's principal; with an Idempotency-Key
+    (unique per principal), retries return the same job.
 
     The 201 body's `warnings` say when no live worker serves the job's queue."""
     spec_policy.raise_if(spec_policy.check_spec(request, get_settings()))
     if isinstance(request, EvalJobRequest) and request.model.checkpoint is not None:
-        await run_in_threadpool(_check_checkpoint_ref, request)
-    body, replayed = await http.app.state.submissions.submit(request, idempotency_key)
+        await run_in_threadpool(_check_checkpoint_ref, request, token.visible_owner)
+    body, replayed = await http.app.state.submissions.submit(
+        request, idempotency_key, token.principal
+    )
     if replayed:
         return Response(body, status.HTTP_200_OK, {REPLAY_HEADER: "true"}, JSON)
     return Response(body, status.HTTP_201_CREATED, media_type=JSON)
 
 
-def _check_checkpoint_ref(request: EvalJobRequest) -> None:
+def _check_checkpoint_ref(request: EvalJobRequest, owner: str | None) -> None:
     with get_sessionmaker()() as session:
-        submit_checks.check_checkpoint_ref(session, request)
+        submit_checks.check_checkpoint_ref(session, request, owner)
 
 
 def _metadata_query(request: Request, pairs: list[str]) -> dict[str, str]:
@@ -76,13 +79,15 @@ def _metadata_query(request: Request, pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition(":")
         if not sep or not key:
-            raise BadRequest(f"metadata filter {pair!r} must look like key:value")
+            raise BadRequest(
+                f"metadata filter {pair!r} must look like key:value", ("query", "metadata")
+            )
         wanted[key] = value
     for name, value in request.query_params.multi_items():
         if name.startswith("metadata.") and len(name) > len("metadata."):
             wanted[name.removeprefix("metadata.")] = value
     if any("\x00" in s for item in wanted.items() for s in item):
-        raise BadRequest("metadata filters cannot contain NUL characters")
+        raise BadRequest("metadata filters cannot contain NUL characters", ("query", "metadata"))
     return wanted
 
 
@@ -90,7 +95,7 @@ def _metadata_query(request: Request, pairs: list[str]) -> dict[str, str]:
 def list_jobs(
     request: Request,
     session: SessionDep,
-    _: ReadToken,
+    token: ReadToken,
     status_: Annotated[list[JobStatus], Query(alias="status")] = [],  # noqa: B006
     kind: Annotated[list[Literal["train", "eval"]], Query()] = [],  # noqa: B006
     metadata: Annotated[
@@ -99,9 +104,11 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobPage:
-    """Jobs newest first, filtered by status, kind and metadata; page with `cursor`."""
+    """The principal's jobs (an admin's: everyone's) newest first, filtered by status, kind
+    and metadata; page with `cursor`."""
     items, next_cursor = jobs.list_jobs(
         session,
+        owner=token.visible_owner,
         statuses=status_,
         kinds=kind,
         metadata=_metadata_query(request, metadata),
@@ -112,8 +119,8 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
-def get_job(job_id: str, session: SessionDep, _: ReadToken) -> JobOut:
-    return JobOut.model_validate(jobs.get_job(session, job_id))
+def get_job(job_id: str, session: SessionDep, token: ReadToken) -> JobOut:
+    return JobOut.model_validate(jobs.get_job(session, job_id, owner=token.visible_owner))
 
 
 @router.post(
@@ -121,21 +128,21 @@ def get_job(job_id: str, session: SessionDep, _: ReadToken) -> JobOut:
     response_model=JobOut,
     responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "job already finished"}},
 )
-def cancel_job(job_id: str, session: SessionDep, _: SubmitToken) -> JobOut:
+def cancel_job(job_id: str, session: SessionDep, token: SubmitToken) -> JobOut:
     """Queued → cancelled now; running → cancelling (stops at the next step). Idempotent."""
-    return JobOut.model_validate(jobs.cancel(session, job_id))
+    return JobOut.model_validate(jobs.cancel(session, job_id, token.visible_owner))
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
 def job_events(
     job_id: str,
     session: SessionDep,
-    _: ReadToken,
+    token: ReadToken,
     after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[EventOut]:
     """The job's append-only log, oldest first; poll with `after_id` = last id seen."""
-    jobs.get_job(session, job_id)
+    jobs.get_job(session, job_id, owner=token.visible_owner)
     return [EventOut.model_validate(e) for e in job_data.events(session, job_id, after_id, limit)]
 
 
@@ -143,14 +150,14 @@ def job_events(
 def job_metrics(
     job_id: str,
     session: SessionDep,
-    _: ReadToken,
+    token: ReadToken,
     names: Annotated[list[str], Query(description="metric names to keep (default all)")] = [],  # noqa: B006
     min_step: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     max_step: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
 ) -> MetricSeries:
     """Per-step metrics in a step range, evenly downsampled to at most `max_points`."""
-    jobs.get_job(session, job_id)
+    jobs.get_job(session, job_id, owner=token.visible_owner)
     names = [n for part in names for n in part.split(",") if n]
     total, points = job_data.metric_series(
         session, job_id, names=names, min_step=min_step, max_step=max_step, max_points=max_points
@@ -161,8 +168,8 @@ def job_metrics(
 
 
 @router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut], responses=NOT_FOUND)
-def job_checkpoints(job_id: str, session: SessionDep, _: ReadToken) -> list[CheckpointOut]:
-    jobs.get_job(session, job_id)
+def job_checkpoints(job_id: str, session: SessionDep, token: ReadToken) -> list[CheckpointOut]:
+    jobs.get_job(session, job_id, owner=token.visible_owner)
     return [CheckpointOut.model_validate(c) for c in job_data.checkpoints(session, job_id)]
 
 
@@ -170,9 +177,9 @@ def job_checkpoints(job_id: str, session: SessionDep, _: ReadToken) -> list[Chec
 def job_results(
     job_id: str,
     session: SessionDep,
-    _: ReadToken,
+    token: ReadToken,
     benchmark: SafeStr | None = None,
 ) -> list[ResultOut]:
     """Eval scores per benchmark (periodic evals of a train job carry their step)."""
-    jobs.get_job(session, job_id)
+    jobs.get_job(session, job_id, owner=token.visible_owner)
     return [ResultOut.model_validate(r) for r in job_data.results(session, job_id, benchmark)]

@@ -20,6 +20,7 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown schedule id"}}
 
 class ScheduleOut(BaseModel):
     id: str
+    owner: str
     name: str
     cron: str
     eval: dict[str, Any]
@@ -72,9 +73,9 @@ def _webhook_violations(url: object, settings: Settings) -> list[spec_policy.Vio
     responses={409: {"model": ErrorOut, "description": "name already used"}},
 )
 def create_schedule(
-    request: Annotated[ScheduleRequest, Body()], session: SessionDep, _: SubmitToken
+    request: Annotated[ScheduleRequest, Body()], session: SessionDep, token: SubmitToken
 ) -> ScheduleOut:
-    """Store a schedule; beat fires it at each cron time (UTC)."""
+    """Store a schedule of the token's principal; beat fires it at each cron time (UTC)."""
     settings = get_settings()
     violations = _webhook_violations(request.webhook_url, settings)
     if request.target.model_path is not None:
@@ -82,19 +83,21 @@ def create_schedule(
         violations += spec_policy.check_model_path(loc, request.target.model_path, settings)
     spec_policy.raise_if(violations)
     try:
-        return ScheduleOut.of(schedules.create(session, request))
+        return ScheduleOut.of(
+            schedules.create(session, request, token.principal, token.visible_owner)
+        )
     except schedules.NameTaken as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
 @router.get("", response_model=list[ScheduleOut])
-def list_schedules(session: SessionDep, _: ReadToken) -> list[ScheduleOut]:
-    return [ScheduleOut.of(s) for s in schedules.list_all(session)]
+def list_schedules(session: SessionDep, token: ReadToken) -> list[ScheduleOut]:
+    return [ScheduleOut.of(s) for s in schedules.list_all(session, token.visible_owner)]
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
-def get_schedule(schedule_id: str, session: SessionDep, _: ReadToken) -> ScheduleOut:
-    return ScheduleOut.of(schedules.get(session, schedule_id))
+def get_schedule(schedule_id: str, session: SessionDep, token: ReadToken) -> ScheduleOut:
+    return ScheduleOut.of(schedules.get(session, schedule_id, token.visible_owner))
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
@@ -102,17 +105,17 @@ def patch_schedule(
     schedule_id: str,
     patch: Annotated[SchedulePatch, Body()],
     session: SessionDep,
-    _: SubmitToken,
+    token: SubmitToken,
 ) -> ScheduleOut:
     """Enable/disable, or change the cron, threshold or webhook; absent fields stay."""
     spec_policy.raise_if(_webhook_violations(patch.webhook_url, get_settings()))
-    return ScheduleOut.of(schedules.update(session, schedule_id, patch))
+    return ScheduleOut.of(schedules.update(session, schedule_id, patch, token.visible_owner))
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-def delete_schedule(schedule_id: str, session: SessionDep, _: SubmitToken) -> None:
+def delete_schedule(schedule_id: str, session: SessionDep, token: SubmitToken) -> None:
     """Delete the schedule and its run history (the eval jobs it submitted stay)."""
-    schedules.delete(session, schedule_id)
+    schedules.delete(session, schedule_id, token.visible_owner)
 
 
 @router.post(
@@ -121,9 +124,9 @@ def delete_schedule(schedule_id: str, session: SessionDep, _: SubmitToken) -> No
     response_model=ScheduleRunOut,
     responses=NOT_FOUND,
 )
-def trigger_schedule(schedule_id: str, session: SessionDep, _: SubmitToken) -> ScheduleRunOut:
+def trigger_schedule(schedule_id: str, session: SessionDep, token: SubmitToken) -> ScheduleRunOut:
     """Fire now (enabled or not), outside the cron times; the verdict follows the job."""
-    run = schedules.fire(session, schedules.get(session, schedule_id))
+    run = schedules.fire(session, schedules.get(session, schedule_id, token.visible_owner))
     return ScheduleRunOut.model_validate(run)
 
 
@@ -131,8 +134,9 @@ def trigger_schedule(schedule_id: str, session: SessionDep, _: SubmitToken) -> S
 def schedule_runs(
     schedule_id: str,
     session: SessionDep,
-    _: ReadToken,
+    token: ReadToken,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ScheduleRunOut]:
     """Runs newest first, each with its eval job, verdict and comparison."""
-    return [ScheduleRunOut.model_validate(r) for r in schedules.runs(session, schedule_id, limit)]
+    found = schedules.runs(session, schedule_id, limit, token.visible_owner)
+    return [ScheduleRunOut.model_validate(r) for r in found]
