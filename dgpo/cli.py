@@ -1,5 +1,6 @@
 """The `dgpo` command: one typer app composed of sub-apps (token, jobs, worker, ...)."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,8 @@ def token_create(
     from service.core.config import get_settings
     from service.core.db import get_sessionmaker
 
+    if not os.environ.get("DGPO_DATABASE_URL"):
+        os.environ["DGPO_EMBEDDED"] = "1"  # no server database named: the one in DGPO_HOME
     settings = get_settings()
     sqlite_file = Path(settings.database_url.removeprefix("sqlite:///"))
     if settings.is_sqlite and not sqlite_file.is_file():

@@ -34,6 +34,15 @@ def group_worker(start_worker: Callable[..., WorkerProcess]) -> Iterator[WorkerP
     worker.stop()
 
 
+@pytest.fixture(scope="module")
+def solo_worker(start_worker: Callable[..., WorkerProcess]) -> Iterator[WorkerProcess]:
+    """The 1-process side of the comparison; stopped with this module too (the session's
+    shared `cpu_worker` would go on consuming the `cpu` queue under later modules)."""
+    worker = start_worker("solo", "cpu")
+    yield worker
+    worker.stop()
+
+
 def rank_pids(job_id: str, rank: int) -> list[int]:
     """Training processes of `job_id` whose torchrun RANK is `rank` (not torchrun itself)."""
     found = []
@@ -75,7 +84,7 @@ def reported(session: Session, api: Api, job_id: str) -> dict[str, Any]:
 
 def test_a_group_reports_evals_and_trainer_events_exactly_like_one_process(
     group_worker: WorkerProcess,
-    cpu_worker: WorkerProcess,
+    solo_worker: WorkerProcess,
     client: TestClient,
     tokens: dict[str, str],
     session: Session,
@@ -87,7 +96,7 @@ def test_a_group_reports_evals_and_trainer_events_exactly_like_one_process(
     api = Api(client, tokens)
     seed = train_request(total_steps=1, every_steps=1)
     seed["checkpoint"]["output_dir"] = str(tmp_path / "seed")
-    assert api.wait(api.submit(seed), cpu_worker)["status"] == "succeeded"
+    assert api.wait(api.submit(seed), solo_worker)["status"] == "succeeded"
     (checkpoint,) = (tmp_path / "seed").glob("step-*")
     jobs = {}
     for name, resources in (("solo", {"gpus": 0}), ("group", GROUP)):
@@ -99,7 +108,7 @@ def test_a_group_reports_evals_and_trainer_events_exactly_like_one_process(
         body["checkpoint"]["output_dir"] = str(out)
         body["eval"] = {"every_steps": 1, "benchmarks": ["amc23"], "k": 1, "max_problems": 1}
         jobs[name] = api.submit(body)
-    for name, worker in (("solo", cpu_worker), ("group", group_worker)):
+    for name, worker in (("solo", solo_worker), ("group", group_worker)):
         job = api.wait(jobs[name], worker)
         assert job["status"] == "succeeded", job["error"]
     solo, group = (reported(session, api, jobs[name]) for name in ("solo", "group"))

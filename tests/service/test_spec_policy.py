@@ -77,7 +77,7 @@ def test_output_dir_outside_the_jobs_own_directory_is_422(client, tokens, output
 def test_relative_sub_path_is_accepted_and_resolved_inside_the_job_directory(
     client, tokens
 ) -> None:  # type: ignore[no-untyped-def]
-    from workers.tasks import job_output_dir
+    from workers.supervisor import job_output_dir
 
     r = _submit(client, tokens, train_body(checkpoint={"output_dir": "sweep/lr-1e-6"}))
     assert r.status_code == 201, r.text
@@ -92,7 +92,7 @@ def test_uri_under_an_operator_prefix_is_accepted_and_gets_the_job_id(
     client, tokens, operator_settings
 ) -> None:  # type: ignore[no-untyped-def]
     from trainer.spec import TrainSpec
-    from workers.tasks import job_output_dir
+    from workers.supervisor import job_output_dir
 
     operator_settings.setenv("DGPO_STORAGE_PREFIXES", '["memory://dgpo-bucket/runs"]')
     r = _submit(

@@ -61,9 +61,10 @@ def _train_job(session: Session, status: JobStatus, steps: list[int]) -> str:
 
 def submit_train(session: Session, status: JobStatus) -> str:
     from service.jobs import new_job
+    from service.models import DEFAULT_PRINCIPAL
     from trainer.spec import TrainJobRequest
 
-    new = new_job(TrainJobRequest.model_validate(train_body()), None)
+    new = new_job(TrainJobRequest.model_validate(train_body()), None, DEFAULT_PRINCIPAL)
     session.add(Job(**{**new.values, "metadata_": new.values.pop("metadata"), "status": status}))
     session.commit()
     return new.id

@@ -47,7 +47,7 @@ def test_another_principals_job_is_404_on_every_job_route(client, people):
     ref = eval_body(model={"checkpoint": {"job_id": jid}})
     r = client.post("/jobs", json=ref, headers=people["bob"])
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["loc"] == ["body", "model", "checkpoint", "job_id"]
+    assert r.json()["detail"][0]["loc"] == ["body", "eval", "model", "checkpoint", "job_id"]
     assert r.json()["detail"][0]["msg"] == f"no job with id {jid!r}"  # as if it did not exist
     # alice herself still sees and cancels it
     for suffix in JOB_READS:
