@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.models import Checkpoint, EvalResult
-from tests.workers.conftest import WorkerProcess, wait_for
+from tests.workers.conftest import WorkerProcess, job_dir, submit_seeded, wait_for
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
 
 GROUP = {"gpus": 2}
@@ -89,25 +89,25 @@ def test_a_group_reports_evals_and_trainer_events_exactly_like_one_process(
     tokens: dict[str, str],
     session: Session,
     train_request: Callable[..., dict],
-    tmp_path: Path,
 ) -> None:
     """Both runs resume from the same checkpoint past a corrupt newer one, then train and
     evaluate steps 2 and 3: the same rows and events must reach Postgres."""
     api = Api(client, tokens)
     seed = train_request(total_steps=1, every_steps=1)
-    seed["checkpoint"]["output_dir"] = str(tmp_path / "seed")
-    assert api.wait(api.submit(seed), solo_worker)["status"] == "succeeded"
-    (checkpoint,) = (tmp_path / "seed").glob("step-*")
-    jobs = {}
-    for name, resources in (("solo", {"gpus": 0}), ("group", GROUP)):
-        out = tmp_path / name
+    seed_id = api.submit(seed)
+    assert api.wait(seed_id, solo_worker)["status"] == "succeeded"
+    (checkpoint,) = job_dir(seed_id, seed).glob("step-*")
+
+    def resumable_past_a_corrupt_checkpoint(out: Path) -> None:
         shutil.copytree(checkpoint, out / checkpoint.name)
         shutil.copytree(checkpoint, out / "step-00000009")
         (out / "step-00000009" / "config.json").write_text("{}")
+
+    jobs = {}
+    for name, resources in (("solo", {"gpus": 0}), ("group", GROUP)):
         body = train_request(total_steps=3, every_steps=1, resources=resources)
-        body["checkpoint"]["output_dir"] = str(out)
         body["eval"] = {"every_steps": 1, "benchmarks": ["amc23"], "k": 1, "max_problems": 1}
-        jobs[name] = api.submit(body)
+        jobs[name] = submit_seeded(body, resumable_past_a_corrupt_checkpoint)
     for name, worker in (("solo", solo_worker), ("group", group_worker)):
         job = api.wait(jobs[name], worker)
         assert job["status"] == "succeeded", job["error"]

@@ -119,6 +119,32 @@ def start_worker(
         worker.stop()
 
 
+def job_dir(job_id: str, body: dict[str, Any]) -> Path:
+    """Where the worker puts job `job_id`'s checkpoints (its own directory)."""
+    from trainer.spec.jobs import JOB_REQUEST_ADAPTER
+    from workers.supervisor import job_output_dir
+
+    return Path(job_output_dir(job_id, JOB_REQUEST_ADAPTER.validate_python(body).spec()))
+
+
+def submit_seeded(body: dict[str, Any], seed: Callable[[Path], object]) -> str:
+    """Submit `body` with files already in the job's own output directory, as an earlier
+    attempt would have left them: commit the job, `seed(its directory)`, then publish it
+    (a job can name no other directory to resume from)."""
+    from service import jobs
+    from service.core.db import get_sessionmaker
+    from service.models import DEFAULT_PRINCIPAL
+    from trainer.spec.jobs import JOB_REQUEST_ADAPTER
+    from workers.reconciler import republish
+
+    request = JOB_REQUEST_ADAPTER.validate_python(body)
+    with get_sessionmaker()() as session:
+        ((job, _),) = jobs.insert_jobs(session, [jobs.new_job(request, None, DEFAULT_PRINCIPAL)])
+    seed(job_dir(job.id, body))
+    assert republish(job.id), "the broker refused the run message"
+    return job.id
+
+
 @pytest.fixture
 def single_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     """Jobs submitted by this test get one attempt: a failure is final at once."""

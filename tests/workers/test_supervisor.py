@@ -8,6 +8,7 @@ lease ends the child at once.
 """
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from service.models import Job
-from tests.workers.conftest import WorkerProcess, child_pids, wait_for
+from tests.workers.conftest import WorkerProcess, child_pids, job_dir, submit_seeded, wait_for
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
 from trainer.checkpoints import verify_checkpoint
 
@@ -64,18 +65,17 @@ def test_a_cancel_mid_step_terminates_the_child_after_the_grace_and_keeps_the_ch
     client: TestClient,
     tokens: dict[str, str],
     train_request: Callable[..., dict],
-    tmp_path: Path,
 ) -> None:
     api = Api(client, tokens)
-    out = str(tmp_path / "run")
-    fast = train_request(total_steps=1, every_steps=1)
-    fast["checkpoint"]["output_dir"] = out
-    assert api.wait(api.submit(fast), cpu_worker)["status"] == "succeeded"
-    (previous,) = Path(out).glob("step-*")
+    fast_body = train_request(total_steps=1, every_steps=1)
+    fast = api.submit(fast_body)
+    assert api.wait(fast, cpu_worker)["status"] == "succeeded"
+    (seed,) = job_dir(fast, fast_body).glob("step-*")
 
     slow = slow_step(train_request(total_steps=3, every_steps=1))
-    slow["checkpoint"] |= {"output_dir": out, "cancel_grace_s": 2}
-    job_id = api.submit(slow)
+    slow["checkpoint"] |= {"cancel_grace_s": 2}
+    job_id = submit_seeded(slow, lambda out: shutil.copytree(seed, out / seed.name))
+    out = job_dir(job_id, slow)
     wait_for(
         lambda: any(e["kind"] == "train_started" for e in api.events(job_id)),
         "the slow run to resume and start its step 2",
@@ -90,8 +90,8 @@ def test_a_cancel_mid_step_terminates_the_child_after_the_grace_and_keeps_the_ch
     (ended,) = [e for e in api.events(job_id) if e["data"].get("to") == "cancelled"]
     assert ended["data"]["stopped"] == "terminated", ended
     assert "did not stop within 2 s" in ended["message"]
-    assert [p.name for p in Path(out).glob("step-*")] == [previous.name]
-    assert verify_checkpoint(previous) is not None
+    assert [p.name for p in out.glob("step-*")] == [seed.name]
+    assert verify_checkpoint(out / seed.name) is not None
     assert child_pids(job_id) == []
 
 
