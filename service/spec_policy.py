@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.core.config import Settings
+from trainer.extras import missing_extras
 from trainer.spec import EvalSpec, TrainSpec
 
 HUB_ID = re.compile(
@@ -70,6 +71,12 @@ def check_model_path(loc: tuple[str, ...], path: str, settings: Settings) -> lis
     return _model_source(loc, path, settings)
 
 
+def check_extras(spec: TrainSpec) -> list[Violation]:
+    """Optional packages (trackers, dataset formats) the spec needs and this Python lacks:
+    the worker's check, and the API's in the embedded mode, which shares its environment."""
+    return [Violation(loc, message) for loc, message in missing_extras(spec)]
+
+
 def raise_if(violations: list[Violation]) -> None:
     if violations:
         raise SpecRefused(violations)
@@ -93,6 +100,7 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
     its root with symlinks resolved, and a hub id must not name a local directory."""
     raise_if(check_spec(spec, settings))
     if isinstance(spec, TrainSpec):
+        raise_if(check_extras(spec))
         named = [
             (("model", "path"), spec.model.path),
             (("dataset", "path"), spec.dataset.path),

@@ -1,7 +1,8 @@
 """Standalone command lines: `dgpo-train SPEC.yaml` (here) and `dgpo-eval SPEC.yaml`.
 
 The spec file is either a bare TrainSpec or a job request with `kind: train`; metrics
-go to `<output>/metrics.jsonl` (a log for humans), checkpoints to `<output>/step-*/`. The
+go to `<output>/metrics.jsonl` (a log for humans) and to the trackers `logging` enables
+(`<output>/tensorboard`, `<output>/wandb`), checkpoints to `<output>/step-*/`. The
 output may be an fsspec URI; metrics then go to its local staging directory. Run under
 torchrun (`trainer.launch.torchrun_command`) it trains as one FSDP2 group and rank 0
 alone logs. A supervisor (the Celery worker) adds `--report-file` (every callback,
@@ -9,6 +10,7 @@ alone logs. A supervisor (the Celery worker) adds `--report-file` (every callbac
 """
 
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -90,7 +92,8 @@ def _train(
     ] = None,
 ) -> None:
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
-    from trainer.loggers import JsonlLogger
+    from trainer.extras import missing_extras
+    from trainer.loggers import JsonlLogger, trackers
     from trainer.loop import train
     from trainer.remote_checkpoints import is_remote, staging_dir
     from trainer.report_channel import ReportWriter
@@ -100,6 +103,8 @@ def _train(
     if out is None:
         raise typer.BadParameter("give --output or set checkpoint.output_dir in the spec")
     local = staging_dir(out) if is_remote(out) else Path(out)
+    for loc, message in missing_extras(spec):
+        raise typer.BadParameter(f"{'.'.join(loc)} {message}")
     columns = (
         TextColumn("step {task.completed}/{task.total}"),
         BarColumn(),
@@ -108,8 +113,11 @@ def _train(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console) as progress, ExitStack() as opened:
         hooks: list[Callback] = [ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")]
+        for tracker in trackers(spec, local):
+            opened.callback(tracker.close)
+            hooks.append(tracker)
         if stop_file is not None:
             hooks.append(StopFile(stop_file))
         if report_file is not None:

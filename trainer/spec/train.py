@@ -178,10 +178,30 @@ class PeriodicEvalConfig(SpecModel):
     """Evaluate only the first N problems of each benchmark (fast checks)."""
 
 
+class TensorBoardConfig(SpecModel):
+    enabled: bool = False
+    """Metrics as scalars and samples as text under `<output>/tensorboard`
+    (`pip install 'dgpo[tensorboard]'`)."""
+
+
+class WandbConfig(SpecModel):
+    enabled: bool = False
+    """Metrics and samples (a table) to Weights & Biases (`pip install 'dgpo[wandb]'`); the
+    run's files go under `<output>/wandb`. Online mode needs `WANDB_API_KEY` where it runs."""
+    project: str = Field(default="dgpo", min_length=1, max_length=NAME_MAX)
+    entity: str | None = Field(default=None, max_length=NAME_MAX)
+    mode: Literal["online", "offline"] = "online"
+    """`offline`: write the run locally only (`wandb sync` uploads it later)."""
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
+
+
 class LoggingConfig(SpecModel):
+    tensorboard: TensorBoardConfig = TensorBoardConfig()
+    wandb: WandbConfig = WandbConfig()
     sample_every: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     """Every N steps, log a few prompts with their sampled completions, rewards and answers
-    as a `samples` event (job events, `dgpo jobs watch`, the dgpo-train console); 0: never."""
+    as a `samples` event (job events, `dgpo jobs watch`, the dgpo-train console, and the
+    enabled trackers' text views); 0: never."""
     num_samples: Annotated[int, Field(ge=1, le=64)] = 2
     max_chars: Annotated[int, Field(ge=16, le=100_000)] = 500
     """Longer prompts and completions are cut to this many characters (the ends kept)."""
