@@ -3,6 +3,7 @@ by the worker always, and at submit by the embedded API, which shares its Python
 remote API cannot know what its workers installed, so it accepts)."""
 
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,7 +16,7 @@ from trainer.spec import TrainSpec
 
 
 @pytest.fixture
-def no_wandb(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def no_wandb(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """`wandb` absent for this test: a `None` entry in `sys.modules` is how Python marks a
     module as not importable (`import` raises, `find_spec` returns None)."""
     monkeypatch.setitem(sys.modules, "wandb", None)
@@ -38,9 +39,7 @@ def test_missing_tracker_package_is_refused_by_the_embedded_api_and_the_worker(
     assert r.status_code == 422, r.text
     (entry,) = r.json()["detail"]  # tensorboard is installed: only wandb is named
     assert entry["loc"] == ["body", "logging", "wandb"]
-    assert entry["msg"] == (
-        "needs the 'wandb' package, not installed: pip install 'dgpo[wandb]'"
-    )
+    assert entry["msg"] == ("needs the 'wandb' package, not installed: pip install 'dgpo[wandb]'")
     spec = TrainSpec.model_validate({k: v for k, v in body.items() if k != "kind"})
     with pytest.raises(SpecRefused, match=r"^logging\.wandb: needs the 'wandb' package"):
         check_on_worker(spec, get_settings())

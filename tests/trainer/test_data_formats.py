@@ -28,9 +28,7 @@ def _pairs(cfg: DatasetConfig, tokenizer_dir: str) -> list[tuple[str, str]]:
 EXPECTED = [(f"{i}+1? Answer in \\boxed{{}}.", str(i + 1)) for i in range(3)]
 
 
-def test_parquet_with_nested_answers_and_chat_prompts(
-    tiny_model_dir: str, tmp_path: Path
-) -> None:
+def test_parquet_with_nested_answers_and_chat_prompts(tiny_model_dir: str, tmp_path: Path) -> None:
     pa = require("pyarrow", "data")
     import pyarrow.parquet as pq
 
