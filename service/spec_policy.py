@@ -53,6 +53,7 @@ def check_train(spec: TrainSpec, settings: Settings) -> list[Violation]:
         *_model_source(("model", "path"), spec.model.path, settings),
         *_model_source(("dataset", "path"), spec.dataset.path, settings),
         *_output_dir(spec.checkpoint.output_dir, settings),
+        *_hub_push(spec, settings),
     ]
     if spec.algorithm.reference_model is not None:
         loc = ("algorithm", "reference_model")
@@ -119,6 +120,21 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
         elif Path(path).exists():
             violations.append(Violation(loc, f"hub id {path!r} names a local path; refused"))
     raise_if(violations)
+
+
+def _hub_push(spec: TrainSpec, settings: Settings) -> list[Violation]:
+    """A push writes with the worker's Hub token: only to namespaces the operator lists."""
+    push = spec.checkpoint.push_to_hub
+    if push is None or push.repo_id.split("/")[0] in settings.hub_push_namespaces:
+        return []
+    allowed = settings.hub_push_namespaces
+    return [
+        Violation(
+            ("checkpoint", "push_to_hub", "repo_id"),
+            f"may only name a repo in the operator's hub push namespaces {allowed} "
+            "(DGPO_HUB_PUSH_NAMESPACES)",
+        )
+    ]
 
 
 def _model_source(loc: tuple[str, ...], path: str, settings: Settings) -> list[Violation]:

@@ -93,6 +93,7 @@ def _train(
 ) -> None:
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
     from trainer.extras import missing_extras
+    from trainer.hub_push import HubPush
     from trainer.loggers import JsonlLogger, trackers
     from trainer.loop import train
     from trainer.remote_checkpoints import is_remote, staging_dir
@@ -103,8 +104,11 @@ def _train(
     if out is None:
         raise typer.BadParameter("give --output or set checkpoint.output_dir in the spec")
     local = staging_dir(out) if is_remote(out) else Path(out)
-    for loc, message in missing_extras(spec):
-        raise typer.BadParameter(f"{'.'.join(loc)} {message}")
+    if missing := missing_extras(spec):
+        raise typer.BadParameter("; ".join(f"{'.'.join(loc)} {msg}" for loc, msg in missing))
+    push = spec.checkpoint.push_to_hub
+    if push is not None and is_remote(out):
+        raise typer.BadParameter(f"checkpoint.push_to_hub needs a local output, not {out!r}")
     columns = (
         TextColumn("step {task.completed}/{task.total}"),
         BarColumn(),
@@ -123,6 +127,8 @@ def _train(
         if report_file is not None:
             hooks.append(ReportWriter(report_file))
         callbacks = CallbackList(hooks)
+        if push is not None:
+            callbacks.callbacks.append(HubPush(push, events=callbacks))
         result = train(spec, output_dir=out, callbacks=callbacks, resume=resume)
     where = result.checkpoint.uri if result.checkpoint else "no checkpoint"
     console.print(f"done at step {result.final_step}: {where}")

@@ -155,6 +155,16 @@ class OptimConfig(SpecModel):
         return self
 
 
+class HubPushConfig(SpecModel):
+    repo_id: str = Field(
+        max_length=2 * NAME_MAX, pattern=r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$"
+    )
+    """`namespace/name` of a Hub model repo, created on the first push. In the service only
+    namespaces the operator lists (`DGPO_HUB_PUSH_NAMESPACES`) are accepted."""
+    private: bool = True
+    """Visibility if the repo has to be created (an existing repo keeps its own)."""
+
+
 class CheckpointConfig(SpecModel):
     every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 50
     """0 saves only at the end (and on cancel)."""
@@ -167,6 +177,19 @@ class CheckpointConfig(SpecModel):
     """After a cancel, how long the run may take to reach a step boundary and write its
     final checkpoint before the worker kills it (default: the worker's
     `DGPO_CANCEL_GRACE_S`, 30 s)."""
+    push_to_hub: HubPushConfig | None = None
+    """Upload each checkpoint's model and tokenizer files (not the trainer state) to the
+    Hugging Face Hub once it is complete, one commit per step; `HF_ENDPOINT` and `HF_TOKEN`
+    come from where the job runs. Needs a local output directory."""
+
+    @model_validator(mode="after")
+    def _push_from_local_output(self) -> Self:
+        if self.push_to_hub and self.output_dir and "://" in self.output_dir:
+            raise ValueError(
+                "checkpoint.push_to_hub needs a local output directory; "
+                f"checkpoint.output_dir is {self.output_dir!r}"
+            )
+        return self
 
 
 class PeriodicEvalConfig(SpecModel):
