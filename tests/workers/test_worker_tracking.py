@@ -1,22 +1,20 @@
-"""`logging.tensorboard` / `logging.wandb`: `dgpo-train` (and so every worker-run job, whose
-supervised child is `python -m trainer.cli`) logs each step's metrics and the sampled
-completions to the real trackers, read back from the files they write."""
+"""`logging.tensorboard` / `logging.wandb` in a worker-run job: its supervised child
+(`python -m trainer.cli`, which is `dgpo-train`) logs every step's metrics and the sampled
+completions to the real trackers in the job's own directory, read back from their files."""
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-import yaml
-from typer.testing import CliRunner
+from fastapi.testclient import TestClient
 
+from service.core.config import get_settings
 from tests.optional import require
-from tests.trainer.loop_specs import toy_spec
-from trainer.cli import _train
-from trainer.spec import TrainSpec
+from tests.workers.conftest import WorkerProcess
+from tests.workers.test_worker_e2e import Api
 
 WANDB_BLOCK = 32768
 """The run file (`run-<id>.wandb`) is a LevelDB-style log of protobuf `Record`s."""
@@ -43,37 +41,32 @@ def _wandb_records(path: Path) -> Iterator[Any]:
             chunk = b""
 
 
-def _run_train(tmp_path: Path, logging: dict[str, Any]) -> Path:
-    spec = toy_spec(
-        "tiny",
-        "toy-digits",
-        total_steps=2,
-        checkpoint={"every_steps": 0},
-    )
-    logging = {"sample_every": 2, "num_samples": 1, **logging}
-    spec = TrainSpec.model_validate({**spec.model_dump(), "logging": logging})
-    spec_file, out = tmp_path / "spec.yaml", tmp_path / "run"
-    spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
-    app = typer.Typer()
-    app.command()(_train)
-    result = CliRunner().invoke(app, [str(spec_file), "--output", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def test_dgpo_train_logs_every_step_and_the_samples_to_tensorboard_and_wandb(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_worker_run_job_logs_metrics_and_samples_to_tensorboard_and_wandb(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    train_request: Callable[..., dict[str, Any]],
 ) -> None:
     require("tensorboard", "tensorboard")
     require("wandb", "wandb")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    wandb_cfg = {"enabled": True, "project": "dgpo-test", "mode": "offline", "tags": ["ci"]}
-    out = _run_train(tmp_path, {"tensorboard": {"enabled": True}, "wandb": wandb_cfg})
+    api = Api(client, tokens)
+    logging = {
+        "sample_every": 2,
+        "num_samples": 1,
+        "tensorboard": {"enabled": True},
+        "wandb": {"enabled": True, "project": "dgpo-test", "mode": "offline", "tags": ["ci"]},
+    }
+    job_id = api.submit({**train_request(total_steps=2, every_steps=0), "logging": logging})
+    job = api.wait(job_id, cpu_worker)
+    assert job["status"] == "succeeded", job["error"]
+    storage_root = get_settings().storage_root
+    assert storage_root is not None
+    out = storage_root / job_id
     logged = [json.loads(line) for line in (out / "metrics.jsonl").open()]
     rewards = [r["metrics"]["reward/mean"] for r in logged if r["type"] == "metrics"]
     assert len(rewards) == 2
     _check_tensorboard(out / "tensorboard", rewards)
-    _check_wandb(out / "wandb", rewards)
+    _check_wandb(out / "wandb", job_id, rewards)
 
 
 def _check_tensorboard(log_dir: Path, rewards: list[float]) -> None:
@@ -87,15 +80,15 @@ def _check_tensorboard(log_dir: Path, rewards: list[float]) -> None:
     (text,) = events.Tensors("samples/text_summary")
     assert text.step == 2
     sample = text.tensor_proto.string_val[0].decode()
-    assert sample.startswith("    step 2: 1 of 32 completions") and "prompt: Say " in sample
+    assert sample.startswith("    step 2: 1 of 4 completions") and "prompt: Say " in sample
 
 
-def _check_wandb(wandb_dir: Path, rewards: list[float]) -> None:
+def _check_wandb(wandb_dir: Path, run_name: str, rewards: list[float]) -> None:
     (run_dir,) = wandb_dir.glob("offline-run-*")
     (run_file,) = run_dir.glob("run-*.wandb")
     records = list(_wandb_records(run_file))
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-    assert (run.project, run.display_name, list(run.tags)) == ("dgpo-test", "run", ["ci"])
+    assert (run.project, run.display_name, list(run.tags)) == ("dgpo-test", run_name, ["ci"])
     history = [
         {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
         for r in records
@@ -107,4 +100,4 @@ def _check_wandb(wandb_dir: Path, rewards: list[float]) -> None:
     table = json.loads((run_dir / "files" / history[1]["samples/path"]).read_text())
     assert table["columns"] == ["step", "samples"]
     ((step, sample),) = table["data"]
-    assert step == 2 and sample.startswith("step 2: 1 of 32 completions")
+    assert step == 2 and sample.startswith("step 2: 1 of 4 completions")
