@@ -119,9 +119,7 @@ def _train(
     )
     with Progress(*columns, console=console) as progress, ExitStack() as opened:
         hooks: list[Callback] = [ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")]
-        for tracker in trackers(spec, local):
-            opened.callback(tracker.close)
-            hooks.append(tracker)
+        hooks += [opened.enter_context(tracker) for tracker in trackers(spec, local)]
         if stop_file is not None:
             hooks.append(StopFile(stop_file))
         if report_file is not None:

@@ -10,7 +10,7 @@ import textwrap
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from trainer.callbacks import Callback, CheckpointInfo
 from trainer.spec import TrainSpec
@@ -43,7 +43,7 @@ class WandbLogger(Callback):
     """Metrics to Weights & Biases, and each `samples` event as a table row.
 
     The run opens at `on_train_start`, which only rank 0 of a torchrun group receives, so a
-    multi-GPU job is one W&B run; `close` finishes it.
+    multi-GPU job is one W&B run; leaving it as a context manager finishes the run.
     """
 
     def __init__(self, **init_kwargs: Any) -> None:
@@ -67,9 +67,12 @@ class WandbLogger(Callback):
             table = wandb.Table(columns=["step", "samples"], data=[[self.step, message]])
             self.run.log({"samples": table}, step=self.step)
 
-    def close(self) -> None:
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if self.run is not None:
-            self.run.finish()
+            self.run.finish(exit_code=0 if exc_type is None else 1)  # a failed run shows so
 
 
 class TensorBoardLogger(Callback):
@@ -97,7 +100,10 @@ class TensorBoardLogger(Callback):
             self.writer.add_text("samples", textwrap.indent(message, "    "), self.step)
             self.writer.flush()
 
-    def close(self) -> None:
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
         if self.writer is not None:
             self.writer.close()
 
