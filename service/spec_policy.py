@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.core.config import Settings
+from trainer.extras import missing_extras
 from trainer.spec import EvalSpec, TrainSpec
 
 HUB_ID = re.compile(
@@ -52,6 +53,7 @@ def check_train(spec: TrainSpec, settings: Settings) -> list[Violation]:
         *_model_source(("model", "path"), spec.model.path, settings),
         *_model_source(("dataset", "path"), spec.dataset.path, settings),
         *_output_dir(spec.checkpoint.output_dir, settings),
+        *_hub_push(spec, settings),
     ]
     if spec.algorithm.reference_model is not None:
         loc = ("algorithm", "reference_model")
@@ -68,6 +70,12 @@ def check_eval(spec: EvalSpec, settings: Settings) -> list[Violation]:
 def check_model_path(loc: tuple[str, ...], path: str, settings: Settings) -> list[Violation]:
     """A model path given outside a job spec (a schedule's `target.model_path`)."""
     return _model_source(loc, path, settings)
+
+
+def check_extras(spec: TrainSpec) -> list[Violation]:
+    """Optional packages (trackers, dataset formats) the spec needs and this Python lacks:
+    the worker's check, and the API's in the embedded mode, which shares its environment."""
+    return [Violation(loc, message) for loc, message in missing_extras(spec)]
 
 
 def raise_if(violations: list[Violation]) -> None:
@@ -93,6 +101,7 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
     its root with symlinks resolved, and a hub id must not name a local directory."""
     raise_if(check_spec(spec, settings))
     if isinstance(spec, TrainSpec):
+        raise_if(check_extras(spec))
         named = [
             (("model", "path"), spec.model.path),
             (("dataset", "path"), spec.dataset.path),
@@ -111,6 +120,21 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
         elif Path(path).exists():
             violations.append(Violation(loc, f"hub id {path!r} names a local path; refused"))
     raise_if(violations)
+
+
+def _hub_push(spec: TrainSpec, settings: Settings) -> list[Violation]:
+    """A push writes with the worker's Hub token: only to namespaces the operator lists."""
+    push = spec.checkpoint.push_to_hub
+    if push is None or push.repo_id.split("/")[0] in settings.hub_push_namespaces:
+        return []
+    allowed = settings.hub_push_namespaces
+    return [
+        Violation(
+            ("checkpoint", "push_to_hub", "repo_id"),
+            f"may only name a repo in the operator's hub push namespaces {allowed} "
+            "(DGPO_HUB_PUSH_NAMESPACES)",
+        )
+    ]
 
 
 def _model_source(loc: tuple[str, ...], path: str, settings: Settings) -> list[Violation]:

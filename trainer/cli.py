@@ -1,7 +1,8 @@
 """Standalone command lines: `dgpo-train SPEC.yaml` (here) and `dgpo-eval SPEC.yaml`.
 
 The spec file is either a bare TrainSpec or a job request with `kind: train`; metrics
-go to `<output>/metrics.jsonl` (a log for humans), checkpoints to `<output>/step-*/`. The
+go to `<output>/metrics.jsonl` (a log for humans) and to the trackers `logging` enables
+(`<output>/tensorboard`, `<output>/wandb`), checkpoints to `<output>/step-*/`. The
 output may be an fsspec URI; metrics then go to its local staging directory. Run under
 torchrun (`trainer.launch.torchrun_command`) it trains as one FSDP2 group and rank 0
 alone logs. A supervisor (the Celery worker) adds `--report-file` (every callback,
@@ -9,6 +10,7 @@ alone logs. A supervisor (the Celery worker) adds `--report-file` (every callbac
 """
 
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -90,7 +92,9 @@ def _train(
     ] = None,
 ) -> None:
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
-    from trainer.loggers import JsonlLogger
+    from trainer.extras import missing_extras
+    from trainer.hub_push import HubPush
+    from trainer.loggers import JsonlLogger, trackers
     from trainer.loop import train
     from trainer.remote_checkpoints import is_remote, staging_dir
     from trainer.report_channel import ReportWriter
@@ -100,6 +104,11 @@ def _train(
     if out is None:
         raise typer.BadParameter("give --output or set checkpoint.output_dir in the spec")
     local = staging_dir(out) if is_remote(out) else Path(out)
+    if missing := missing_extras(spec):
+        raise typer.BadParameter("; ".join(f"{'.'.join(loc)} {msg}" for loc, msg in missing))
+    push = spec.checkpoint.push_to_hub
+    if push is not None and is_remote(out):
+        raise typer.BadParameter(f"checkpoint.push_to_hub needs a local output, not {out!r}")
     columns = (
         TextColumn("step {task.completed}/{task.total}"),
         BarColumn(),
@@ -108,13 +117,16 @@ def _train(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console) as progress, ExitStack() as opened:
         hooks: list[Callback] = [ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")]
+        hooks += [opened.enter_context(tracker) for tracker in trackers(spec, local)]
         if stop_file is not None:
             hooks.append(StopFile(stop_file))
         if report_file is not None:
             hooks.append(ReportWriter(report_file))
         callbacks = CallbackList(hooks)
+        if push is not None:
+            callbacks.callbacks.append(HubPush(push, events=callbacks))
         result = train(spec, output_dir=out, callbacks=callbacks, resume=resume)
     where = result.checkpoint.uri if result.checkpoint else "no checkpoint"
     console.print(f"done at step {result.final_step}: {where}")

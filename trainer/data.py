@@ -23,7 +23,8 @@ class Example:
 
 
 def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
-    """Rows of a local .jsonl/.parquet file, or of a Hugging Face dataset split."""
+    """Rows of a local .jsonl/.parquet file, a saved `datasets` directory, or a Hugging
+    Face hub dataset split."""
     path = Path(cfg.path)
     if path.suffix == ".jsonl":
         if not path.is_file():
@@ -34,17 +35,10 @@ def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
         try:
             import pyarrow.parquet as pq
         except ImportError as exc:
-            raise ImportError("reading .parquet needs pyarrow: `pip install pyarrow`") from exc
+            raise ImportError("reading .parquet needs `pip install 'dgpo[data]'`") from exc
         rows = pq.read_table(path).to_pylist()
     else:
-        try:
-            import datasets
-        except ImportError as exc:
-            raise ImportError(
-                f"dataset.path {cfg.path!r} is not a local .jsonl/.parquet file; loading it "
-                "as a Hugging Face dataset needs `pip install datasets`"
-            ) from exc
-        rows = list(datasets.load_dataset(cfg.path, split=cfg.split))
+        rows = _hf_rows(cfg)
     missing = [f for f in (cfg.prompt_field, cfg.answer_field) if rows and not _has(rows[0], f)]
     if missing:
         raise KeyError(
@@ -53,6 +47,29 @@ def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
             f"(available: {sorted(rows[0])})"
         )
     return rows[: cfg.max_samples] if cfg.max_samples else rows
+
+
+def _hf_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    """A directory written by `save_to_disk` (a Dataset, or a DatasetDict and its
+    `cfg.split`), else a hub dataset id through `datasets.load_dataset`."""
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ImportError(
+            f"dataset.path {cfg.path!r} is not a local .jsonl/.parquet file; loading it "
+            "as a Hugging Face dataset needs `pip install 'dgpo[data]'`"
+        ) from exc
+    if Path(cfg.path).is_dir():
+        loaded = datasets.load_from_disk(cfg.path)
+        if isinstance(loaded, datasets.DatasetDict):
+            if cfg.split not in loaded:
+                raise KeyError(
+                    f"dataset {cfg.path!r} has no split {cfg.split!r} (dataset.split); "
+                    f"it has {sorted(loaded)}"
+                )
+            loaded = loaded[cfg.split]
+        return loaded.to_list()
+    return datasets.load_dataset(cfg.path, split=cfg.split).to_list()
 
 
 def field(row: Any, path: str) -> Any:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     storage_prefixes: list[str] = Field(default_factory=list)
     """Remote roots (`s3://bucket/dgpo`) a spec's `checkpoint.output_dir` may name; their
     protocols are the only fsspec protocols a job uses. Empty: local storage only."""
+    hub_push_namespaces: list[str] = Field(default_factory=list)
+    """Hub namespaces (users or orgs) a spec's `checkpoint.push_to_hub` may push to, with
+    the worker's `HF_TOKEN`. Empty: no pushes."""
     outbound_hosts: list[str] = Field(default_factory=lambda: ["*"])
     """Hosts webhooks may reach: exact names or `*.example.com`; `*` is any host whose
     every address is public. Loopback, private, link-local (cloud metadata) and other

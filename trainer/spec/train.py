@@ -155,6 +155,16 @@ class OptimConfig(SpecModel):
         return self
 
 
+class HubPushConfig(SpecModel):
+    repo_id: str = Field(
+        max_length=2 * NAME_MAX, pattern=r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$"
+    )
+    """`namespace/name` of a Hub model repo, created on the first push. In the service only
+    namespaces the operator lists (`DGPO_HUB_PUSH_NAMESPACES`) are accepted."""
+    private: bool = True
+    """Visibility if the repo has to be created (an existing repo keeps its own)."""
+
+
 class CheckpointConfig(SpecModel):
     every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 50
     """0 saves only at the end (and on cancel)."""
@@ -167,6 +177,19 @@ class CheckpointConfig(SpecModel):
     """After a cancel, how long the run may take to reach a step boundary and write its
     final checkpoint before the worker kills it (default: the worker's
     `DGPO_CANCEL_GRACE_S`, 30 s)."""
+    push_to_hub: HubPushConfig | None = None
+    """Upload each checkpoint's model and tokenizer files (not the trainer state) to the
+    Hugging Face Hub once it is complete, one commit per step; `HF_ENDPOINT` and `HF_TOKEN`
+    come from where the job runs. Needs a local output directory."""
+
+    @model_validator(mode="after")
+    def _push_from_local_output(self) -> Self:
+        if self.push_to_hub and self.output_dir and "://" in self.output_dir:
+            raise ValueError(
+                "checkpoint.push_to_hub needs a local output directory; "
+                f"checkpoint.output_dir is {self.output_dir!r}"
+            )
+        return self
 
 
 class PeriodicEvalConfig(SpecModel):
@@ -178,10 +201,30 @@ class PeriodicEvalConfig(SpecModel):
     """Evaluate only the first N problems of each benchmark (fast checks)."""
 
 
+class TensorBoardConfig(SpecModel):
+    enabled: bool = False
+    """Metrics as scalars and samples as text under `<output>/tensorboard`
+    (`pip install 'dgpo[tensorboard]'`)."""
+
+
+class WandbConfig(SpecModel):
+    enabled: bool = False
+    """Metrics and samples (a table) to Weights & Biases (`pip install 'dgpo[wandb]'`); the
+    run's files go under `<output>/wandb`. Online mode needs `WANDB_API_KEY` where it runs."""
+    project: str = Field(default="dgpo", min_length=1, max_length=NAME_MAX)
+    entity: str | None = Field(default=None, max_length=NAME_MAX)
+    mode: Literal["online", "offline"] = "online"
+    """`offline`: write the run locally only (`wandb sync` uploads it later)."""
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
+
+
 class LoggingConfig(SpecModel):
+    tensorboard: TensorBoardConfig = TensorBoardConfig()
+    wandb: WandbConfig = WandbConfig()
     sample_every: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     """Every N steps, log a few prompts with their sampled completions, rewards and answers
-    as a `samples` event (job events, `dgpo jobs watch`, the dgpo-train console); 0: never."""
+    as a `samples` event (job events, `dgpo jobs watch`, the dgpo-train console, and the
+    enabled trackers' text views); 0: never."""
     num_samples: Annotated[int, Field(ge=1, le=64)] = 2
     max_chars: Annotated[int, Field(ge=16, le=100_000)] = 500
     """Longer prompts and completions are cut to this many characters (the ends kept)."""

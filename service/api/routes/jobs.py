@@ -57,7 +57,10 @@ async def submit_job(
     (unique per principal), retries return the same job.
 
     The 201 body's `warnings` say when no live worker serves the job's queue."""
-    spec_policy.raise_if(spec_policy.check_spec(request, get_settings()))
+    settings = get_settings()
+    spec_policy.raise_if(spec_policy.check_spec(request, settings))
+    if settings.embedded and isinstance(request, TrainJobRequest):
+        spec_policy.raise_if(spec_policy.check_extras(request))
     if isinstance(request, EvalJobRequest) and request.model.checkpoint is not None:
         await run_in_threadpool(_check_checkpoint_ref, request, token.visible_owner)
     body, replayed = await http.app.state.submissions.submit(

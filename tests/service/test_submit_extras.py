@@ -1,0 +1,45 @@
+"""A tracker or dataset format whose package is missing is refused before anything runs:
+by the worker always, and at submit by the embedded API, which shares its Python (a
+remote API cannot know what its workers installed, so it accepts)."""
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from service.core.config import get_settings
+from service.spec_policy import SpecRefused, check_on_worker
+from tests.conftest import bearer
+from tests.optional import require
+from tests.service.helpers import train_body
+from trainer.spec import TrainSpec
+
+
+@pytest.fixture
+def no_wandb(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """`wandb` absent for this test: a `None` entry in `sys.modules` is how Python marks a
+    module as not importable (`import` raises, `find_spec` returns None)."""
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    get_settings.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_missing_tracker_package_is_refused_by_the_embedded_api_and_the_worker(
+    client, tokens, no_wandb
+) -> None:  # type: ignore[no-untyped-def]
+    require("tensorboard", "tensorboard")
+    body = train_body(logging={"wandb": {"enabled": True}, "tensorboard": {"enabled": True}})
+    r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    assert r.status_code == 201, r.text
+    no_wandb.setenv("DGPO_EMBEDDED", "1")
+    get_settings.cache_clear()
+    r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    assert r.status_code == 422, r.text
+    (entry,) = r.json()["detail"]  # tensorboard is installed: only wandb is named
+    assert entry["loc"] == ["body", "logging", "wandb"]
+    assert entry["msg"] == ("needs the 'wandb' package, not installed: pip install 'dgpo[wandb]'")
+    spec = TrainSpec.model_validate({k: v for k, v in body.items() if k != "kind"})
+    with pytest.raises(SpecRefused, match=r"^logging\.wandb: needs the 'wandb' package"):
+        check_on_worker(spec, get_settings())
