@@ -10,7 +10,13 @@ import signal
 from pathlib import Path
 
 OOM_EVENTS = Path("/sys/fs/cgroup/memory.events")
-MEMORY_ERRORS = ("MemoryError", "Cannot allocate memory", "can't allocate memory", "bad_alloc")
+MEMORY_ERRORS = (
+    "MemoryError",
+    "Cannot allocate memory",
+    "can't allocate memory",
+    "bad_alloc",
+    "failed to map segment from shared object",  # dlopen's mmap refused (e.g. import torch)
+)
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception|Exit)):? ?(.*)$")
 _RANK_SIGNAL = re.compile(r"Signal (\d+) \((SIG\w+)\) received by PID")
 _RANK = re.compile(r"^\s*rank\s*:\s*(\d+)", re.MULTILINE)

@@ -44,6 +44,10 @@ Root Cause (first observed failure):
         (-6, "terminate called after throwing an instance of 'std::bad_alloc'", 400, False,
          "trainer process exceeded its memory limit of 400 MiB (RLIMIT_AS, "
          "DGPO_CHILD_MEMORY_LIMIT_MB): out of memory"),
+        (1, "ImportError: libtorch_cpu.so: failed to map segment from shared object\n", 400, False,
+         "trainer process exceeded its memory limit of 400 MiB (RLIMIT_AS, "
+         "DGPO_CHILD_MEMORY_LIMIT_MB): ImportError: libtorch_cpu.so: failed to map segment from "
+         "shared object"),
         (1, "RuntimeError: CUDA error: an illegal memory access was encountered\n", None, False,
          "trainer process hit a CUDA error: RuntimeError: CUDA error: an illegal memory access "
          "was encountered"),
