@@ -14,4 +14,6 @@ TEXT_MAX = 16_384
 class SpecModel(BaseModel):
     """A typo in a spec key must fail loudly (422 naming the key), never be ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )

@@ -20,14 +20,18 @@ class CheckpointRef(SpecModel):
     """A checkpoint of a train job known to the service."""
 
     job_id: str = Field(min_length=1, max_length=64)
+    """Id of the train job whose checkpoint to use."""
     step: PositiveInt | Literal["latest"] = "latest"
+    """Training step of the checkpoint, or `latest`: the newest one saved."""
 
 
 class EvalModel(SpecModel):
     """Exactly one of `path` (HF id or directory) or `checkpoint` (a train job's)."""
 
     path: str | None = Field(default=None, min_length=1, max_length=PATH_MAX)
+    """A Hugging Face model id or a local directory in HF format."""
     checkpoint: CheckpointRef | None = None
+    """A saved checkpoint of a train job, resolved by the service."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -40,22 +44,33 @@ class EvalSpec(SpecModel):
     """Score one model on math benchmarks with Avg@k and Pass@k."""
 
     model: EvalModel
+    """The model to score."""
     benchmarks: list[BenchmarkName] = Field(min_length=1, max_length=32)
+    """Benchmarks to score, each reported on its own."""
     k: Annotated[int, Field(ge=1, le=1024)] = 32
     """Samples per problem (Avg@k averages them)."""
     pass_k: list[PositiveInt] | None = Field(default=None, max_length=64)
     """Pass@k is reported for each of these (default: 1 and k); each must be <= k."""
     temperature: Annotated[float, Field(gt=0.0)] = 0.6
+    """Sampling temperature."""
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    """Nucleus sampling: keep the smallest token set with this total probability."""
     max_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 8192
+    """Longest response per sample, in tokens; generation stops there."""
     max_problems: PositiveInt | None = None
     """Evaluate only the first N problems of each benchmark."""
     engine: Literal["hf", "vllm"] = "hf"
+    """Generation backend: `hf` (transformers `generate`) or `vllm`."""
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
+    """HF engine: prompts generated together (memory bound)."""
     gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
+    """vLLM on GPU: fraction of its memory for weights + KV cache."""
     tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
+    """vLLM: GPUs one model is split across."""
     seed: int = 0
+    """Sampling seed: the same spec on the same engine draws the same samples."""
     resources: Resources = Resources()
+    """GPUs the job needs; decides the queue that runs it."""
 
     @model_validator(mode="after")
     def _pass_k_fits(self) -> Self:

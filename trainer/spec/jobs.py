@@ -25,10 +25,13 @@ class _Envelope(SpecModel):
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=32)] = Field(
         default_factory=dict
     )
+    """Free string labels kept with the job (`GET /jobs?metadata=key:value` filters on them;
+    a schedule's `latest_checkpoint_of` finds train jobs by them)."""
 
 
 class TrainJobRequest(TrainSpec, _Envelope):
     kind: Literal["train"]
+    """Which spec follows: `train` (this one) or `eval`."""
 
     def spec(self) -> TrainSpec:
         return TrainSpec.model_validate(self.model_dump(exclude={"kind", "priority", "metadata"}))
@@ -36,6 +39,7 @@ class TrainJobRequest(TrainSpec, _Envelope):
 
 class EvalJobRequest(EvalSpec, _Envelope):
     kind: Literal["eval"]
+    """Which spec follows: `eval` (this one) or `train`."""
 
     def spec(self) -> EvalSpec:
         return EvalSpec.model_validate(self.model_dump(exclude={"kind", "priority", "metadata"}))

@@ -43,6 +43,7 @@ class PolicyLossConfig(SpecModel):
     """
 
     name: PolicyLossName = "dgpo"
+    """The policy loss (docs/losses.md); its recipe fills the keys left unset."""
     clip_ratio_low: Annotated[float, Field(gt=0.0)] = 0.2
     """ε_low: lower trust-region bound is 1-ε_low; below 1 except for cispo (≥ 1: no bound)."""
     clip_ratio_high: ClipRatio = 0.2
@@ -62,6 +63,8 @@ class PolicyLossConfig(SpecModel):
     sapo_tau_neg: Annotated[float, Field(gt=0.0)] = 1.05
     """SAPO gate temperature for negative advantages."""
     loss_agg_mode: LossAggMode = "token-mean"
+    """How token losses become one number (`trainer.aggregation`): `token-mean` over all
+    tokens of the mini-batch, or per sequence then the mean over sequences."""
     loss_scale_factor: Annotated[float, Field(gt=0.0)] | None = None
     """Fixed divisor for `seq-mean-token-sum-norm` (default: rollout.max_response_tokens)."""
 

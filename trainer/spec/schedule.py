@@ -55,13 +55,16 @@ class LatestCheckpointOf(SpecModel):
     metadata: dict[
         Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=256)]
     ] = Field(min_length=1, max_length=32)
+    """Labels the train job must carry (all of them)."""
 
 
 class ScheduleTarget(SpecModel):
     """Exactly one of `model_path` or `latest_checkpoint_of`."""
 
     model_path: str | None = Field(default=None, min_length=1, max_length=PATH_MAX)
+    """A fixed model: a Hugging Face id or a local directory in HF format."""
     latest_checkpoint_of: LatestCheckpointOf | None = None
+    """Follow a training series: each run scores its newest checkpoint."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -74,6 +77,7 @@ class JobBaseline(SpecModel):
     """A fixed eval job to compare every run with."""
 
     job_id: str = Field(min_length=1, max_length=36)
+    """Id of that eval job."""
 
 
 Baseline = Literal["previous"] | JobBaseline
@@ -85,14 +89,21 @@ Threshold = Annotated[float, Field(ge=0.0, le=1.0)]
 
 class ScheduleRequest(SpecModel):
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00]*$")
+    """Display name of the schedule."""
     cron: CronExpression
+    """When to run: 5 fields 'minute hour day-of-month month day-of-week', UTC."""
     eval: ScheduleEvalSpec
+    """The eval job each run submits, without its model."""
     target: ScheduleTarget
+    """The model each run evaluates."""
     baseline: Baseline = "previous"
+    """What each run is compared with: `previous` or a fixed eval job."""
     threshold: Threshold = 0.0
+    """A significant drop in accuracy larger than this is a regression."""
     webhook_url: HttpUrl | None = None
     """POSTed (JSON) when a run is a regression."""
     enabled: bool = True
+    """A disabled schedule keeps its history but starts no runs."""
 
     @field_validator("cron")
     @classmethod
@@ -104,8 +115,11 @@ class SchedulePatch(SpecModel):
     """Fields of a schedule that may change; absent fields stay as they are."""
 
     enabled: bool | None = None
+    """Pause (false) or resume (true) the schedule."""
     cron: CronExpression | None = None
+    """New cron expression."""
     threshold: Threshold | None = None
+    """New regression threshold."""
     webhook_url: HttpUrl | None = None
     """Send null to remove the webhook."""
 

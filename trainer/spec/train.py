@@ -39,6 +39,7 @@ class ModelConfig(SpecModel):
     """Compute dtype (`auto`: bfloat16 on GPU, float32 on CPU); training keeps fp32 master
     weights of a half-precision model, and checkpoints are saved in this dtype."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, slower steps."""
     cpu_offload: bool = False
     """Multi-GPU jobs (FSDP2): keep the sharded parameters and gradients in CPU memory."""
     max_context_length: TokenCount | None = None
@@ -51,13 +52,16 @@ class DatasetConfig(SpecModel):
     path: str = Field(min_length=1, max_length=PATH_MAX)
     """Local .jsonl/.parquet file, or a Hugging Face dataset id."""
     split: str = Field(default="train", max_length=NAME_MAX)
+    """Split of a Hugging Face dataset (ignored for a local file)."""
     prompt_field: str = Field(default="problem", max_length=NAME_MAX)
     """Dotted for nested fields (`extra_info.question`); a list of chat messages
     (`[{role, content}, ...]`, as verl's `prompt` column) is used as the whole prompt."""
     answer_field: str = Field(default="answer", max_length=NAME_MAX)
     """Dotted for nested fields, e.g. verl's `reward_model.ground_truth`."""
     max_samples: PositiveInt | None = None
+    """Use only the first N rows of the dataset."""
     shuffle: bool = True
+    """Reshuffle the prompts each epoch, seeded by the spec's `seed`."""
 
 
 class PromptConfig(SpecModel):
@@ -66,11 +70,15 @@ class PromptConfig(SpecModel):
     use_chat_template: bool = True
     """Wrap the prompt with the tokenizer's chat template when it has one."""
     system_prompt: str | None = Field(default=None, max_length=TEXT_MAX)
+    """System message before the problem (not added to prompts given as chat messages)."""
 
 
 class AlgorithmConfig(SpecModel):
     policy_loss: PolicyLossConfig = PolicyLossConfig()
+    """Which policy loss and its hyper-parameters."""
     advantage: AdvantageEstimator = "grpo"
+    """Group advantage estimator (`trainer.advantages`): `grpo` (r − mean) / std, `dr_grpo`
+    r − mean, `rloo` leave-one-out."""
     group_size: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] = 8
     """n: rollouts per prompt."""
     reward: RewardName = "math"
@@ -83,25 +91,30 @@ class AlgorithmConfig(SpecModel):
     """May a response cut at max_response_tokens earn reward? Unset: the reward decides
     (math: no; the toy `contains` task: yes)."""
     kl_coef: Annotated[float, Field(ge=0.0)] = 0.0
+    """Weight of the KL penalty to the reference policy in the loss (0: no KL term)."""
     kl_type: KLType = "low_var_kl"
     """KL estimator, verl's forms (`trainer.kl`): k3 = low_var_kl is clamped to ±10."""
     reference_model: str | None = Field(default=None, max_length=PATH_MAX)
     """Reference policy for the KL term; defaults to the initial model when kl_coef > 0."""
     entropy_coef: float = 0.0
+    """Entropy bonus: the loss subtracts this times the mean token entropy (0: none)."""
     dynamic_sampling: bool = False
     """DAPO-style: drop groups whose rewards are all equal and keep generating until the step
     has `prompts_per_step` groups, for at most 1 + max_resample_rounds generation batches
     (then the step trains on fewer groups and a `dynamic_sampling_short` event says so)."""
     max_resample_rounds: Annotated[int, Field(ge=0, le=100)] = 9
+    """Dynamic sampling: extra generation batches allowed per step."""
     overlong_filter: bool = False
     """DAPO: mask truncated responses out of the loss."""
     overlong_buffer_len: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
     """DAPO overlong reward shaping: L_cache, the last tokens before max_response_tokens over
     which a linear penalty grows to -overlong_penalty_factor (0 disables it)."""
     overlong_penalty_factor: Annotated[float, Field(ge=0.0)] = 1.0
+    """DAPO: the largest overlong penalty, reached at max_response_tokens."""
     rollout_is_correction: bool = False
     """Multiply the loss by the truncated ratio π_old(train) / π(rollout engine)."""
     rollout_is_cap: Annotated[float, Field(gt=0.0)] = 2.0
+    """Upper clamp of that importance ratio."""
 
     @model_validator(mode="after")
     def _group_estimators_need_groups(self) -> Self:
@@ -115,14 +128,20 @@ class AlgorithmConfig(SpecModel):
 
 class RolloutConfig(SpecModel):
     engine: Literal["hf", "vllm"] = "hf"
+    """Rollout backend: `hf` (transformers `generate`) or `vllm`."""
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
+    """Sampling temperature (also divides the logits when log-probs are computed)."""
     top_p: Probability = 1.0
+    """Nucleus sampling: keep the smallest token set with this total probability."""
     max_prompt_tokens: TokenCount = 1024
+    """Longer prompts are dropped from the dataset (tokenized, template included)."""
     max_response_tokens: TokenCount = 2048
+    """Generation stops here; such a response counts as truncated."""
     gpu_memory_utilization: Probability = 0.5
     """vLLM on GPU: fraction of its memory for weights + KV cache (colocated with training).
     vLLM on CPU sizes a small KV cache itself (`trainer.engines.vllm`)."""
     tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
+    """vLLM: GPUs one model is split across."""
     enable_sleep_mode: bool = True
     """vLLM: release KV cache and weights while the update runs."""
     batch_size: PromptCount = 64
@@ -131,17 +150,25 @@ class RolloutConfig(SpecModel):
 
 class OptimConfig(SpecModel):
     lr: Annotated[float, Field(gt=0.0)] = 1e-6
+    """Peak AdamW learning rate."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """Shape after warmup: constant, or a linear / cosine decay to 0 at total_steps."""
     warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
+    """Training steps of linear warmup from lr/warmup_steps to lr."""
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    """AdamW decoupled weight decay, on weight matrices only (not norms or biases)."""
     grad_clip: Annotated[float, Field(gt=0.0)] | None = 1.0
+    """Clip the global gradient norm to this value; null: no clipping."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW (β1, β2)."""
     prompts_per_step: PromptCount = 32
+    """Prompts sampled per training step (each makes group_size rollouts)."""
     mini_batch_prompts: PromptCount = 32
     """Prompts per optimizer step; must divide prompts_per_step."""
     micro_batch_size: PromptCount = 8
     """Sequences per forward/backward pass (gradient accumulation unit)."""
     epochs_per_batch: Annotated[int, Field(ge=1, le=100)] = 1
+    """Passes over each step's rollouts (PPO epochs)."""
     max_consecutive_skips: PositiveInt = 5
     """Abort after this many non-finite updates in a row."""
 
@@ -169,6 +196,7 @@ class CheckpointConfig(SpecModel):
     every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 50
     """0 saves only at the end (and on cancel)."""
     keep_last: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Older checkpoints are deleted once a newer one is complete."""
     output_dir: str | None = Field(default=None, max_length=PATH_MAX)
     """Standalone (`dgpo-train`): a local path or fsspec URI. In the service: a relative
     sub-path of the job's own directory, or a URI under an operator storage prefix (see
@@ -196,7 +224,9 @@ class PeriodicEvalConfig(SpecModel):
     every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     """0 disables evaluation during training."""
     benchmarks: list[BenchmarkName] = Field(default_factory=list, max_length=32)
+    """Benchmarks scored at each periodic evaluation."""
     k: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] = 4
+    """Samples per problem (Avg@k)."""
     max_problems: PositiveInt | None = None
     """Evaluate only the first N problems of each benchmark (fast checks)."""
 
@@ -212,20 +242,26 @@ class WandbConfig(SpecModel):
     """Metrics and samples (a table) to Weights & Biases (`pip install 'dgpo[wandb]'`); the
     run's files go under `<output>/wandb`. Online mode needs `WANDB_API_KEY` where it runs."""
     project: str = Field(default="dgpo", min_length=1, max_length=NAME_MAX)
+    """W&B project of the run."""
     entity: str | None = Field(default=None, max_length=NAME_MAX)
+    """W&B team or user (default: the API key's default entity)."""
     mode: Literal["online", "offline"] = "online"
     """`offline`: write the run locally only (`wandb sync` uploads it later)."""
     tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
+    """Tags on the W&B run."""
 
 
 class LoggingConfig(SpecModel):
     tensorboard: TensorBoardConfig = TensorBoardConfig()
+    """TensorBoard logging."""
     wandb: WandbConfig = WandbConfig()
+    """Weights & Biases logging."""
     sample_every: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     """Every N steps, log a few prompts with their sampled completions, rewards and answers
     as a `samples` event (job events, `dgpo jobs watch`, the dgpo-train console, and the
     enabled trackers' text views); 0: never."""
     num_samples: Annotated[int, Field(ge=1, le=64)] = 2
+    """Prompts per `samples` event."""
     max_chars: Annotated[int, Field(ge=16, le=100_000)] = 500
     """Longer prompts and completions are cut to this many characters (the ends kept)."""
 
@@ -234,17 +270,29 @@ class TrainSpec(SpecModel):
     """A complete DGPO (or baseline) RL fine-tuning run."""
 
     model: ModelConfig
+    """The policy to fine-tune."""
     dataset: DatasetConfig
+    """The training prompts and their ground-truth answers."""
     prompt: PromptConfig = PromptConfig()
+    """How a dataset row becomes the prompt."""
     algorithm: AlgorithmConfig = AlgorithmConfig()
+    """Loss, advantages, reward and their DAPO/KL options."""
     rollout: RolloutConfig = RolloutConfig()
+    """How rollouts are generated."""
     optim: OptimConfig = OptimConfig()
+    """Optimizer, learning-rate schedule and batch sizes."""
     total_steps: StepCount = 100
+    """Training steps (one batch of prompts_per_step prompts each) before the run ends."""
     checkpoint: CheckpointConfig = CheckpointConfig()
+    """When and where checkpoints are saved."""
     eval: PeriodicEvalConfig = PeriodicEvalConfig()
+    """Benchmark evaluation during training."""
     logging: LoggingConfig = LoggingConfig()
+    """Trackers and sample logging."""
     seed: int = 0
+    """Seeds Python, NumPy and torch, the prompt order and each step's sampling."""
     resources: Resources = Resources()
+    """GPUs the job needs; decides the queue that runs it."""
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:

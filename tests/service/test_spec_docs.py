@@ -1,0 +1,57 @@
+"""Every field a client can send in a job or schedule body is documented in `/openapi.json`.
+
+The spec models' attribute docstrings become field descriptions
+(`use_attribute_docstrings` on `SpecModel`); a new field without one fails here.
+"""
+
+from typing import Any
+
+from trainer.spec import EvalJobRequest, SchedulePatch, ScheduleRequest, TrainJobRequest
+
+REQUEST_BODIES = [("post", "/jobs"), ("post", "/schedules"), ("patch", "/schedules/{schedule_id}")]
+
+
+def _refs(node: Any) -> list[str]:
+    """Component names referenced anywhere inside `node`."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        found = [ref.rsplit("/", 1)[1]] if isinstance(ref, str) else []
+        return found + [name for value in node.values() for name in _refs(value)]
+    if isinstance(node, list):
+        return [name for value in node for name in _refs(value)]
+    return []
+
+
+def _reachable(openapi: dict[str, Any]) -> set[str]:
+    components = openapi["components"]["schemas"]
+    todo = [
+        name
+        for method, path in REQUEST_BODIES
+        for name in _refs(openapi["paths"][path][method]["requestBody"])
+    ]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_refs(components[name]))
+    return seen
+
+
+def test_every_request_spec_field_has_a_description(client):
+    openapi = client.get("/openapi.json").json()
+    reached = _reachable(openapi)
+    nested = {
+        name
+        for model in (TrainJobRequest, EvalJobRequest, ScheduleRequest, SchedulePatch)
+        for name in [model.__name__, *model.model_json_schema().get("$defs", {})]
+    }
+    assert nested <= reached, f"walk missed {sorted(nested - reached)}"
+    components = openapi["components"]["schemas"]
+    missing = [
+        f"{name}.{field}"
+        for name in sorted(reached)
+        for field, prop in components[name].get("properties", {}).items()
+        if not prop.get("description", "").strip()
+    ]
+    assert not missing, f"undocumented spec fields: {missing}"
