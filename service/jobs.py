@@ -137,6 +137,7 @@ class Publishable(Protocol):
     priority: int
     attempt: int
     enqueued_at: datetime | None
+    updated_at: datetime
 
 
 def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | Exception]:
@@ -225,15 +226,17 @@ def hand_off(session: Session, new_jobs: Sequence[Publishable]) -> None:
         session.commit()
         return
     now = utcnow()
+    # `updated_at` is set here, not left to the column's `onupdate`, so that the jobs given
+    # (the 201 body of `POST /jobs`) carry the very value the row now holds.
     session.execute(
         update(Job)
         .where(Job.id.in_([job.id for job in new_jobs]), Job.status == JobStatus.QUEUED)
-        .values(enqueued_at=now)
+        .values(enqueued_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     session.commit()
     for job in new_jobs:
-        job.enqueued_at = now
+        job.enqueued_at = job.updated_at = now
 
 
 def cancel(session: Session, job_id: str, owner: str | None = None) -> Job:

@@ -202,3 +202,16 @@ def test_checkpoints_and_results_are_listed(client, tokens, session):
     ]
     none = client.get(f"/jobs/{job['id']}/results", params={"benchmark": "aime24"}, headers=h)
     assert none.json() == []
+
+
+def test_201_body_equals_a_later_get(client, tokens):
+    """What submit answers is what a read of the job returns: nothing serves this queue, so
+    nothing may change the job between the two. Only `warnings` differs, by design: it is
+    the submit's advice about that moment (here: no worker serves the queue), not stored."""
+    body = train_body(metadata={"team": "math"}, resources={"gpus": 1, "gpu_type": "nobody"})
+    created = submit(client, tokens["submit"], body)
+    assert created.status_code == 201, created.text
+    read = client.get(f"/jobs/{created.json()['id']}", headers=bearer(tokens["read"]))
+    assert read.status_code == 200, read.text
+    assert created.json()["warnings"] and read.json()["warnings"] == []
+    assert created.json() == {**read.json(), "warnings": created.json()["warnings"]}
