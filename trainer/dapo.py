@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import torch
 
+from trainer.batch import RolloutBatch
 from trainer.engines.base import Completion
-from trainer.update import RolloutBatch
 
 
 def overlong_penalty(length: int, max_len: int, buffer_len: int, factor: float) -> float:

@@ -39,7 +39,7 @@ from torch.distributed.fsdp import (
 )
 
 from trainer.aggregation import step_counts
-from trainer.update import RolloutBatch
+from trainer.batch import RolloutBatch
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from trainer.advantages import compute_advantages
+from trainer.batch import make_batch
 from trainer.builtins import resolve_train_spec
 from trainer.callbacks import Callback, CheckpointInfo
 from trainer.checkpoints import NonFiniteModelError
@@ -27,7 +28,7 @@ from trainer.run_state import RunState, build_run_state, load_model
 from trainer.samples import sample_text
 from trainer.spec import TrainSpec
 from trainer.spec.eval import EvalSpec
-from trainer.update import batched_logprobs, make_batch, policy_update
+from trainer.update import batched_logprobs, policy_update
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ from trainer.remote_checkpoints import is_remote, save_remote
 from trainer.spec import TrainSpec
 
 if TYPE_CHECKING:
+    from trainer.batch import RolloutBatch
     from trainer.run_state import RunState
-    from trainer.update import RolloutBatch
 
 T = TypeVar("T")
 
