@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 BODY = {
     "kind": "train",
     "model": {"path": "tiny-qwen2"},
-    "dataset": {"path": "prompts.jsonl"},
+    "dataset": {"path": "toy-digits"},  # a built-in name: the spec policy refuses bare files
     "metadata": {"team": "bench"},
     "total_steps": 3,
 }

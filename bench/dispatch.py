@@ -202,8 +202,9 @@ def measure(args: argparse.Namespace, home: Path) -> None:
     try:
         from trainer.tiny import build_tiny_model, write_toy_dataset
 
-        model = str(build_tiny_model(Path(home) / "model"))
-        data = str(write_toy_dataset(Path(home) / "toy.jsonl"))
+        # Under the operator's default data roots ($DGPO_HOME/models, .../datasets).
+        model = str(build_tiny_model(Path(home) / "models" / "tiny"))
+        data = str(write_toy_dataset(Path(home) / "datasets" / "toy.jsonl"))
         worker = subprocess.Popen(
             [sys.executable, "-m", "dgpo", "worker", "--queues", f"gpu.{QUEUE_TYPE}",
              "--slots", "1", "--name", f"bench-{os.getpid()}@bench", "--loglevel", "WARNING"],
