@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, func, select, tuple_, type_coerce, update
+from sqlalchemy import Select, and_, func, select, tuple_, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -228,11 +228,11 @@ def hand_off(session: Session, new_jobs: Sequence[Publishable]) -> None:
     now = utcnow()
     # `updated_at` is set here, not left to the column's `onupdate`, so that the jobs given
     # (the 201 body of `POST /jobs`) carry the very value the row now holds.
-    session.execute(
-        update(Job)
-        .where(Job.id.in_([job.id for job in new_jobs]), Job.status == JobStatus.QUEUED)
+    jobs = Job.__table__  # a Core statement: the ORM's bulk-update path costs more CPU
+    session.execute(  # than the round trip on this hot path
+        jobs.update()
+        .where(jobs.c.id.in_([job.id for job in new_jobs]), jobs.c.status == JobStatus.QUEUED)
         .values(enqueued_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
     )
     session.commit()
     for job in new_jobs:

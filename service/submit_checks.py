@@ -52,7 +52,10 @@ def _refuse(field: str, value: Any, message: str) -> NoReturn:
 
 def served_queues(session: Session) -> set[str]:
     """Every queue some live worker consumes."""
-    rows = session.scalars(select(Worker.queues).where(Worker.status == WorkerStatus.ALIVE))
+    workers = Worker.__table__  # Core, not ORM: it runs once per group commit of POST /jobs
+    rows = session.execute(
+        select(workers.c.queues).where(workers.c.status == WorkerStatus.ALIVE)
+    ).scalars()
     return {queue for queues in rows for queue in queues}
 
 
