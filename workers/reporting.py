@@ -135,8 +135,6 @@ class DbReporter(Callback):
     ) -> None:
         self.lease, self.settings, self.keeper = lease, settings, keeper
         self.stop_requested = False
-        self.seconds_reporting = 0.0
-        """Wall time spent inside the hooks (the overhead `bench/dispatch.py` reports)."""
         self._buffer: dict[int, dict[str, Any]] = {}
         self._last_flush = time.monotonic()
         self._last_poll = 0.0
@@ -165,7 +163,6 @@ class DbReporter(Callback):
 
     @_survives_reconnects
     def on_train_start(self, start_step: int, total_steps: int, *, key: str | None = None) -> None:
-        t = time.perf_counter()
         self._start_step, self._total_steps, self._last_step = start_step, total_steps, start_step
         self._t0 = time.monotonic()
         with fenced(self.lease) as (session, job):
@@ -175,11 +172,9 @@ class DbReporter(Callback):
             msg = f"attempt {self.lease.attempt}: steps {start_step + 1}..{total_steps}"
             data = {"start_step": start_step, "total_steps": total_steps}
             append_event_once(session, job, "train_started", msg, data, key)
-        self.seconds_reporting += time.perf_counter() - t
 
     @_survives_reconnects
     def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
-        t = time.perf_counter()
         self._check_lease()
         self._buffer[step] = {k: _finite(v) for k, v in metrics.items()}
         self._last_step = step
@@ -192,11 +187,9 @@ class DbReporter(Callback):
             with fenced(self.lease) as (session, job):
                 self._flush(session, job)
             self._buffer.clear()
-        self.seconds_reporting += time.perf_counter() - t
 
     @_survives_reconnects
     def on_checkpoint(self, info: CheckpointInfo, *, key: str | None = None) -> None:
-        t = time.perf_counter()
         with fenced(self.lease) as (session, job):
             self._flush(session, job)
             row = {
@@ -219,16 +212,13 @@ class DbReporter(Callback):
                 key,
             )
         self._buffer.clear()
-        self.seconds_reporting += time.perf_counter() - t
 
     @_survives_reconnects
     def on_eval(
         self, step: int, results: Sequence[BenchmarkResult], *, key: str | None = None
     ) -> None:
-        t = time.perf_counter()
         with fenced(self.lease) as (session, job):
             record_eval(session, job, step, results, f"evaluated at step {step}", key)
-        self.seconds_reporting += time.perf_counter() - t
 
     @_survives_reconnects
     def on_event(self, kind: str, message: str, *, key: str | None = None) -> None:
