@@ -134,9 +134,9 @@ def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, flo
     step seconds without them, and mean seconds per step of relaying into Postgres."""
     from service.core.db import get_sessionmaker
     from service.models import Job
-    from trainer.callbacks import Callback
-    from trainer.loop import train
-    from trainer.report_channel import ReportWriter
+    from trainer.reporting.callbacks import Callback
+    from trainer.reporting.channel import ReportWriter
+    from trainer.rl.loop import train
     from trainer.spec import TrainSpec
     from workers.leases import claim
     from workers.relay import ReportRelay, report_file
@@ -200,7 +200,7 @@ def measure(args: argparse.Namespace, home: Path) -> None:
     """Start a worker on a queue of its own, then time dispatch and reporting."""
     worker = None
     try:
-        from trainer.tiny import build_tiny_model, write_toy_dataset
+        from trainer.data.tiny import build_tiny_model, write_toy_dataset
 
         # Under the operator's default data roots ($DGPO_HOME/models, .../datasets).
         model = str(build_tiny_model(Path(home) / "models" / "tiny"))

@@ -33,15 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from transformers import AutoModelForCausalLM
 
 from bench.train_step import plain_logprobs
-from trainer.batch import make_batch
-from trainer.distributed import DistEnv, StepSync, shard_policy
+from trainer.data.tiny import tiny_config
+from trainer.distributed.group import DistEnv, StepSync, shard_policy
+from trainer.distributed.ranks import Solo
 from trainer.engines import Completion
-from trainer.optim import build_optimizer
-from trainer.precision import autocast
-from trainer.ranks import Solo
+from trainer.rl.batch import make_batch
+from trainer.rl.optim import build_optimizer
+from trainer.rl.precision import autocast
+from trainer.rl.update import SkipGuard, batched_logprobs, policy_update
 from trainer.spec import TrainSpec
-from trainer.tiny import tiny_config
-from trainer.update import SkipGuard, batched_logprobs, policy_update
 
 PEAK_FLOPS = 790e12
 QWEN_15B = {

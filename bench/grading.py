@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.benchmarks import load_local
-from trainer.grading import Grader
+from trainer.rewards.grading import Grader
 
 
 def rate(num_workers: int, responses: list[str], golds: list[str]) -> tuple[float, int]:

@@ -43,7 +43,7 @@ def run_path(path: str, tokens: int, hidden_size: int, vocab: int, chunk_size: i
     """One forward + backward of one path in this process; returns peak growth and seconds."""
     import torch
 
-    from trainer.logprobs import fused_token_logprobs
+    from trainer.rl.logprobs import fused_token_logprobs
 
     torch.manual_seed(0)
     hidden = torch.randn(tokens, hidden_size).mul_(0.5).requires_grad_()

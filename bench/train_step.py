@@ -21,14 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from transformers import Qwen2ForCausalLM
 
-from trainer.batch import RolloutBatch, make_batch
+from trainer.data.tiny import tiny_config
 from trainer.engines import Completion, SamplingConfig
 from trainer.engines.hf import HFEngine
-from trainer.losses import compute_policy_loss
-from trainer.optim import build_optimizer
+from trainer.losses.registry import compute_policy_loss
+from trainer.rl.batch import RolloutBatch, make_batch
+from trainer.rl.optim import build_optimizer
+from trainer.rl.update import response_logprobs
 from trainer.spec import OptimConfig, PolicyLossConfig
-from trainer.tiny import tiny_config
-from trainer.update import response_logprobs
 
 H100_BF16_PEAK = 989e12
 QWEN_05B = {

@@ -24,7 +24,7 @@ HUB_ID = re.compile(
 )
 """`name` or `org/name` as the Hugging Face hub spells them: no `..`, no third segment."""
 LOCAL_DATA_SUFFIXES = (".jsonl", ".parquet")
-"""`trainer.data.load_rows` reads these from the local file system, never from the hub."""
+"""`trainer.data.prompts.load_rows` reads these from the local file system, never from the hub."""
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,7 @@ def operator_dir(root: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> str:
     """A random-init tiny Qwen2 model + byte-level tokenizer in HF format."""
-    from trainer.tiny import build_tiny_model
+    from trainer.data.tiny import build_tiny_model
 
     return str(build_tiny_model(operator_dir("models")))
 
@@ -246,6 +246,6 @@ def tiny_model_dir() -> str:
 @pytest.fixture(scope="session")
 def toy_dataset() -> str:
     """JSONL prompts of the toy task (`Say 7` -> answer `7`, for the `contains` reward)."""
-    from trainer.tiny import write_toy_dataset
+    from trainer.data.tiny import write_toy_dataset
 
     return str(write_toy_dataset(operator_dir("datasets") / "toy.jsonl"))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import bearer
-from trainer.launch import torchrun_command
+from trainer.distributed.launch import torchrun_command
 from trainer.spec import EvalJobRequest, TrainJobRequest, load_job_file
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

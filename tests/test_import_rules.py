@@ -31,9 +31,9 @@ SERVICE_MAY_IMPORT = {
 @dataclass(frozen=True)
 class Import:
     module: str
-    """The importing module, e.g. `trainer.update`."""
+    """The importing module, e.g. `trainer.rl.update`."""
     target: str
-    """The imported module, e.g. `trainer.batch` (`from a import b` names `a.b` if that
+    """The imported module, e.g. `trainer.rl.batch` (`from a import b` names `a.b` if that
     is a module of ours, else `a`)."""
     line: int
     top_level: bool
@@ -165,13 +165,13 @@ def test_each_service_exception_is_still_used():
 @pytest.mark.parametrize(
     ("module", "source", "rule"),
     [
-        ("trainer.loop", "from service.models import Job", "trainer/ never imports"),
-        ("trainer.loop", "def f():\n    import workers.tasks", "trainer/ never imports"),
+        ("trainer.rl.loop", "from service.models import Job", "trainer/ never imports"),
+        ("trainer.rl.loop", "def f():\n    import workers.tasks", "trainer/ never imports"),
         ("service.jobs", "def f():\n    import torch", "service/ never imports torch"),
         ("service.jobs", "from workers.leases import claim", "service/ never imports workers/"),
-        ("service.jobs", "from trainer.loop import train", "service/ imports only trainer.spec"),
+        ("service.jobs", "from trainer.rl.loop import train", "service/ imports only trainer.spec"),
         ("service.jobs", "from trainer import losses", "service/ imports only trainer.spec"),
-        ("trainer.batch", "from trainer.update import policy_update", "import cycle"),
+        ("trainer.rl.batch", "from trainer.rl.update import policy_update", "import cycle"),
         ("trainer.spec.base", "from .. import spec", "import cycle"),
     ],
 )

@@ -4,9 +4,9 @@ The spec file is either a bare TrainSpec or a job request with `kind: train`; me
 go to `<output>/metrics.jsonl` (a log for humans) and to the trackers `logging` enables
 (`<output>/tensorboard`, `<output>/wandb`), checkpoints to `<output>/step-*/`. The
 output may be an fsspec URI; metrics then go to its local staging directory. Run under
-torchrun (`trainer.launch.torchrun_command`) it trains as one FSDP2 group and rank 0
+torchrun (`trainer.distributed.launch.torchrun_command`) it trains as one FSDP2 group and rank 0
 alone logs. A supervisor (the Celery worker) adds `--report-file` (every callback,
-`trainer.report_channel`) and `--stop-file` (stop at the next step boundary).
+`trainer.reporting.channel`) and `--stop-file` (stop at the next step boundary).
 """
 
 from collections.abc import Mapping, Sequence
@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from trainer.callbacks import Callback, CallbackList, CheckpointInfo
+from trainer.reporting.callbacks import Callback, CallbackList, CheckpointInfo
 from trainer.results import BenchmarkResult
 from trainer.spec import TrainSpec
 
@@ -92,12 +92,12 @@ def _train(
     ] = None,
 ) -> None:
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
+    from trainer.checkpoints.hub_push import HubPush
+    from trainer.checkpoints.remote import is_remote, staging_dir
     from trainer.extras import missing_extras
-    from trainer.hub_push import HubPush
-    from trainer.loggers import JsonlLogger, trackers
-    from trainer.loop import train
-    from trainer.remote_checkpoints import is_remote, staging_dir
-    from trainer.report_channel import ReportWriter
+    from trainer.reporting.channel import ReportWriter
+    from trainer.reporting.loggers import JsonlLogger, trackers
+    from trainer.rl.loop import train
 
     spec = load_train_spec(spec_file)
     out = output or spec.checkpoint.output_dir

@@ -9,7 +9,7 @@ remote API cannot know what a worker has installed).
 from importlib.util import find_spec
 from pathlib import Path
 
-from trainer.builtins import BUILTIN_DATASETS
+from trainer.data.builtins import BUILTIN_DATASETS
 from trainer.spec import TrainSpec
 
 

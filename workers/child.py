@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from trainer.launch import torchrun_command
+from trainer.distributed.launch import torchrun_command
 from trainer.supervised import PARENT_ENV
 
 TAIL_CHARS = 4000

@@ -1,4 +1,4 @@
-"""Moves a job's report files (`trainer.report_channel`) into Postgres, each record once.
+"""Moves a job's report files (`trainer.reporting.channel`) into Postgres, each record once.
 
 Each attempt's child appends to `<run dir>/reports/attempt-NNNN.jsonl`. The supervisor
 relays the new complete records through the fenced `DbReporter`, then moves the file's
@@ -14,7 +14,7 @@ cursor (`.cursor`, a byte offset, replaced atomically) past them:
 import os
 from pathlib import Path
 
-from trainer.report_channel import read_reports
+from trainer.reporting.channel import read_reports
 from workers.reporting import DbReporter
 
 

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from service.core.db import retrying
 from service.lifecycle import append_event
 from service.models import Checkpoint, EvalResult, Job, JobEvent, JobStatus, Metric, utcnow
-from trainer.callbacks import Callback, CheckpointInfo
-from trainer.report_channel import Report
+from trainer.reporting.callbacks import Callback, CheckpointInfo
+from trainer.reporting.channel import Report
 from trainer.results import BenchmarkResult
 from workers.leases import Lease, LeaseKeeper, LeaseLost, fenced
 from workers.settings import WorkerSettings

@@ -28,7 +28,7 @@ import yaml
 from service import spec_policy
 from service.core.config import get_settings
 from service.core.db import get_sessionmaker
-from trainer.report_channel import benchmark_result
+from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
 from workers.child import Child, child_command
 from workers.failures import ChildFailed, describe_exit, oom_kills

@@ -3,7 +3,7 @@
 Everything goes through the REST API exactly as a user's tools would: the demo starts
 the embedded stack (`dgpo up`) unless an API already answers at DGPO_API_URL, submits
 a short train job on the built-in tiny model and toy task (`tiny`, `toy-digits`:
-`trainer.builtins`), follows it live, then submits an eval job on the train job's latest
+`trainer.data.builtins`), follows it live, then submits an eval job on the train job's latest
 checkpoint against `gsm8k_mini` (shipped with the package) and prints the results table.
 Nothing outside the repository is needed: no data directory, no hub.
 """

@@ -15,10 +15,9 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.batch import make_batch
-from trainer.checkpoints import load_trainer_state, save_checkpoint, verify_checkpoint
-from trainer.dist_checkpoint import load_optimizer_state, save_sharded_checkpoint
-from trainer.distributed import (
+from trainer.checkpoints.local import load_trainer_state, save_checkpoint, verify_checkpoint
+from trainer.checkpoints.sharded import load_optimizer_state, save_sharded_checkpoint
+from trainer.distributed.group import (
     ShardedPolicy,
     StepSync,
     env_from_torchrun,
@@ -28,9 +27,10 @@ from trainer.distributed import (
     shutdown_distributed,
 )
 from trainer.engines.base import Completion
-from trainer.optim import build_optimizer
+from trainer.rl.batch import make_batch
+from trainer.rl.optim import build_optimizer
+from trainer.rl.update import SkipGuard, batched_logprobs, policy_update
 from trainer.spec import TrainSpec
-from trainer.update import SkipGuard, batched_logprobs, policy_update
 
 GROUP, PROMPTS = 3, 2
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.distributed import harness
-from trainer.launch import torchrun_command
+from trainer.distributed.launch import torchrun_command
 
 TIMEOUT_S = 120
 

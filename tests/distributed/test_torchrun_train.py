@@ -8,8 +8,8 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from trainer.checkpoints import latest_valid_checkpoint
-from trainer.launch import torchrun_command
+from trainer.checkpoints.local import latest_valid_checkpoint
+from trainer.distributed.launch import torchrun_command
 
 TIMEOUT_S = 180
 

@@ -20,11 +20,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tests.engines.conftest import require_vllm
 from tests.trainer.benchmark_data import SHARED_BENCHMARKS
 from tests.trainer.loop_specs import toy_spec
-from trainer.batch import make_batch
 from trainer.engines import Completion, RolloutEngine, SamplingConfig, build_engine
 from trainer.evaluation.runner import engine_options, run_eval
+from trainer.rl.batch import make_batch
+from trainer.rl.update import batched_logprobs
 from trainer.spec.eval import EvalSpec
-from trainer.update import batched_logprobs
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = [[1, 53, 67, 80], [1, 87, 85, 71, 84, 201], [1, 60]]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import bearer
 
-METRIC_NAMES = (  # as trainer.loop reports them
+METRIC_NAMES = (  # as trainer.rl.loop reports them
     "reward/mean",
     "reward/accuracy",
     "response/length_mean",

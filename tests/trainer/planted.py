@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from trainer.checkpoints import MANIFEST
+from trainer.checkpoints.local import MANIFEST
 
 
 class Payload:

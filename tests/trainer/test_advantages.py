@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from trainer.advantages import ADVANTAGE_ESTIMATORS, compute_advantages
+from trainer.rl.advantages import ADVANTAGE_ESTIMATORS, compute_advantages
 from trainer.spec import ADVANTAGE_ESTIMATORS as SPEC_NAMES
 
 REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 1.0])

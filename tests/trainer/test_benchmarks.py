@@ -8,7 +8,7 @@ import pytest
 from tests.trainer.benchmark_data import SHARED_BENCHMARKS as SHARED
 from trainer.benchmarks import BENCHMARK_DIR_ENV, BENCHMARKS, load_benchmark, load_local
 from trainer.benchmarks.registry import _gsm8k_answer, _number_answer, _olympiad_answer
-from trainer.grading import Grader
+from trainer.rewards.grading import Grader
 from trainer.spec.eval import BENCHMARK_NAMES
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.checkpoints import list_checkpoints, save_checkpoint
+from trainer.checkpoints.local import list_checkpoints, save_checkpoint
 
 
 @pytest.fixture

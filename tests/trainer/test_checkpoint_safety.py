@@ -13,9 +13,9 @@ import torch
 
 from tests.trainer.loop_specs import toy_spec
 from tests.trainer.planted import Payload, reseal
-from trainer.checkpoints import TRAINER_STATE, list_checkpoints
-from trainer.dist_checkpoint import OPTIMIZER_DIR
-from trainer.loop import train
+from trainer.checkpoints.local import TRAINER_STATE, list_checkpoints
+from trainer.checkpoints.sharded import OPTIMIZER_DIR
+from trainer.rl.loop import train
 
 
 @pytest.fixture(scope="module")

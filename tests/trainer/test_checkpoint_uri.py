@@ -7,10 +7,10 @@ from pathlib import Path
 import fsspec
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.callbacks import Callback
-from trainer.checkpoints import MANIFEST
-from trainer.loop import train
-from trainer.remote_checkpoints import staging_dir
+from trainer.checkpoints.local import MANIFEST
+from trainer.checkpoints.remote import staging_dir
+from trainer.reporting.callbacks import Callback
+from trainer.rl.loop import train
 
 
 class Events(Callback):

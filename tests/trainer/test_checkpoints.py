@@ -7,15 +7,15 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.callbacks import Callback, CheckpointInfo
-from trainer.checkpoints import (
+from trainer.checkpoints.local import (
     NonFiniteModelError,
     latest_valid_checkpoint,
     list_checkpoints,
     save_checkpoint,
     verify_checkpoint,
 )
-from trainer.loop import train
+from trainer.reporting.callbacks import Callback, CheckpointInfo
+from trainer.rl.loop import train
 
 
 class Recorder(Callback):

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.batch import make_batch
-from trainer.callbacks import Callback
-from trainer.dapo import mask_truncated, overlong_penalty
 from trainer.engines.base import Completion
-from trainer.loop import train
+from trainer.reporting.callbacks import Callback
+from trainer.rl.batch import make_batch
+from trainer.rl.dapo import mask_truncated, overlong_penalty
+from trainer.rl.loop import train
 
 
 def verl_overlong_reward(valid_response_length, max_resp_len, buffer_len, penalty_factor):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from trainer.data import PromptStream, build_examples, load_rows
+from trainer.data.prompts import PromptStream, build_examples, load_rows
 from trainer.spec import DatasetConfig, PromptConfig
 
 

@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.optional import require
-from trainer.data import build_examples, load_rows
+from trainer.data.prompts import build_examples, load_rows
 from trainer.spec import DatasetConfig, PromptConfig
 
 VERL_ROWS = [

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from trainer.grading import Grader, grade_one, last_boxed
 from trainer.results import SampleVerdict
+from trainer.rewards.grading import Grader, grade_one, last_boxed
 
 
 def B(answer: str) -> str:
@@ -91,7 +91,7 @@ CASES = [
     (B("4.5 \\times 10^{33}"), "4.5e33", True),
     (B("3\\times10^{8}"), "3e8", True),
     (B("3\\times10^{9}"), "3e8", False),
-    # magnitude: equal means equal at the numbers' own scale (trainer.magnitude)
+    # magnitude: equal means equal at the numbers' own scale (trainer.rewards.magnitude)
     (B("10^{-20}"), "2\\times 10^{-20}", False),
     (B("0.0000001"), "0.0000002", False),
     (B("e^{-50}"), "e^{-49}", False),

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from trainer.kl import kl_penalty
+from trainer.rl.kl import kl_penalty
 from trainer.spec.train import KL_TYPES
 
 

@@ -6,7 +6,11 @@ import math
 import pytest
 import torch
 
-from trainer.logprobs import entropy_from_logits, fused_token_logprobs, token_logprobs_from_logits
+from trainer.rl.logprobs import (
+    entropy_from_logits,
+    fused_token_logprobs,
+    token_logprobs_from_logits,
+)
 
 N, H, V = 23, 16, 300
 

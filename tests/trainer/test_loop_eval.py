@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 from tests.trainer.benchmark_data import SHARED_BENCHMARKS
 from tests.trainer.loop_specs import toy_spec
 from trainer.benchmarks import BENCHMARK_DIR_ENV
-from trainer.callbacks import Callback
-from trainer.loop import train
+from trainer.reporting.callbacks import Callback
 from trainer.results import BenchmarkResult
+from trainer.rl.loop import train
 
 
 class Recorder(Callback):

@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.callbacks import Callback
-from trainer.loop import train
+from trainer.reporting.callbacks import Callback
+from trainer.rl.loop import train
 
 
 @pytest.fixture(scope="module")

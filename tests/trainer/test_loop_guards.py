@@ -7,10 +7,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.callbacks import Callback
-from trainer.checkpoints import list_checkpoints
-from trainer.loop import train
-from trainer.update import NonFiniteUpdatesError
+from trainer.checkpoints.local import list_checkpoints
+from trainer.reporting.callbacks import Callback
+from trainer.rl.loop import train
+from trainer.rl.update import NonFiniteUpdatesError
 
 
 class Skips(Callback):

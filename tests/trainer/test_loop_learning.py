@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.callbacks import Callback
-from trainer.loop import train
+from trainer.reporting.callbacks import Callback
+from trainer.rl.loop import train
 
 
 class Rewards(Callback):

@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.callbacks import Callback
-from trainer.loop import train
+from trainer.reporting.callbacks import Callback
+from trainer.rl.loop import train
 
 
 class StopAfter(Callback):

@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from trainer.aggregation import aggregate_loss, step_counts
-from trainer.losses import combine_metrics, compute_policy_loss
+from trainer.losses.aggregation import aggregate_loss, step_counts
+from trainer.losses.registry import combine_metrics, compute_policy_loss
 from trainer.spec import LOSS_AGG_MODES, POLICY_LOSS_NAMES, PolicyLossConfig
 
 SPLITS = [slice(0, 2), slice(2, 5), slice(5, 7)]

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from trainer.losses import POLICY_LOSSES, compute_policy_loss
+from trainer.losses.registry import POLICY_LOSSES, compute_policy_loss
 from trainer.spec import LOSS_AGG_MODES, POLICY_LOSS_NAMES, PolicyLossConfig
 
 F64 = torch.float64

@@ -18,7 +18,7 @@ import math
 import pytest
 import torch
 
-from trainer.losses import compute_policy_loss
+from trainer.losses.registry import compute_policy_loss
 from trainer.spec import POLICY_LOSS_NAMES, PolicyLossConfig
 
 F64 = torch.float64

@@ -7,14 +7,14 @@ import torch
 from safetensors import safe_open
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.batch import make_batch
-from trainer.callbacks import Callback
+from trainer.distributed.ranks import Solo
 from trainer.engines import build_engine
-from trainer.loop import _engine_options, collect_rollouts
-from trainer.ranks import Solo
-from trainer.rewards import build_reward
-from trainer.run_state import build_run_state
-from trainer.update import batched_logprobs, policy_update
+from trainer.reporting.callbacks import Callback
+from trainer.rewards.registry import build_reward
+from trainer.rl.batch import make_batch
+from trainer.rl.loop import _engine_options, collect_rollouts
+from trainer.rl.run_state import build_run_state
+from trainer.rl.update import batched_logprobs, policy_update
 
 
 def test_bf16_run_steps_fp32_masters_that_move_at_lr_1e6_and_saves_bf16(

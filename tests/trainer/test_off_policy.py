@@ -11,12 +11,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.batch import make_batch
 from trainer.engines import SamplingConfig
 from trainer.engines.hf import HFEngine
-from trainer.optim import build_optimizer
+from trainer.rl.batch import make_batch
+from trainer.rl.optim import build_optimizer
+from trainer.rl.update import SkipGuard, batched_logprobs, policy_update
 from trainer.spec import TrainSpec
-from trainer.update import SkipGuard, batched_logprobs, policy_update
 
 GROUP, PROMPTS = 4, 4
 

@@ -1,6 +1,6 @@
 """The spec's reward names (validated at submit, torch-free) are exactly the registry's."""
 
-from trainer.rewards import REWARDS
+from trainer.rewards.registry import REWARDS
 from trainer.spec import REWARD_NAMES
 
 

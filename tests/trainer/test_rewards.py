@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from trainer.rewards import MathReward, apply_truncation, build_reward
+from trainer.rewards.registry import MathReward, apply_truncation, build_reward
 from trainer.spec import AlgorithmConfig
 
 RESPONSES = [

@@ -4,9 +4,9 @@ import os
 from pathlib import Path
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.builtins import builtin_root
-from trainer.callbacks import Callback
-from trainer.loop import train
+from trainer.data.builtins import builtin_root
+from trainer.reporting.callbacks import Callback
+from trainer.rl.loop import train
 from trainer.spec import TrainSpec
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.tiny import build_tiny_model
+from trainer.data.tiny import build_tiny_model
 
 
 def test_tiny_model_loads_and_its_tokenizer_round_trips(tiny_model_dir: str) -> None:
@@ -22,7 +22,7 @@ def test_tiny_model_loads_and_its_tokenizer_round_trips(tiny_model_dir: str) -> 
 
 
 def test_same_seed_builds_identical_weights_via_the_command(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "trainer.tiny", str(tmp_path / "a")], check=True)
+    subprocess.run([sys.executable, "-m", "trainer.data.tiny", str(tmp_path / "a")], check=True)
     build_tiny_model(tmp_path / "b")
     a = (tmp_path / "a" / "model.safetensors").read_bytes()
     assert a == (tmp_path / "b" / "model.safetensors").read_bytes()

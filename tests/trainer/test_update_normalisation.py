@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from trainer.batch import make_batch
 from trainer.engines.base import Completion
-from trainer.optim import build_optimizer
+from trainer.rl.batch import make_batch
+from trainer.rl.optim import build_optimizer
+from trainer.rl.update import SkipGuard, batched_logprobs, policy_update
 from trainer.spec import TrainSpec
-from trainer.update import SkipGuard, batched_logprobs, policy_update
 
 GROUP = 4
 

@@ -161,7 +161,7 @@ def cpu_worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
 
 @pytest.fixture(scope="session")
 def tiny_assets() -> dict[str, str]:
-    from trainer.tiny import build_tiny_model, write_toy_dataset
+    from trainer.data.tiny import build_tiny_model, write_toy_dataset
 
     return {
         "model": str(build_tiny_model(operator_dir("models"))),

@@ -5,7 +5,7 @@ import pytest
 from workers.failures import describe_exit
 
 TRACEBACK = """Traceback (most recent call last):
-  File "trainer/data.py", line 30, in load_rows
+  File "trainer/data/prompts.py", line 30, in load_rows
     raise FileNotFoundError(f"dataset.path {cfg.path!r} does not exist")
 FileNotFoundError: dataset.path '/x/no-such.jsonl' does not exist
 """

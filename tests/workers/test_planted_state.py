@@ -17,7 +17,7 @@ from service import queue
 from service.models import Job, JobStatus
 from tests.trainer.planted import Payload, reseal
 from tests.workers.test_worker_e2e import Api
-from trainer.checkpoints import TRAINER_STATE, list_checkpoints
+from trainer.checkpoints.local import TRAINER_STATE, list_checkpoints
 
 
 def test_a_planted_trainer_state_fails_the_attempt_and_never_runs(  # type: ignore[no-untyped-def]

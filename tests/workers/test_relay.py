@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.models import Checkpoint, EvalResult, Job, JobEvent, Metric, utcnow
-from trainer.callbacks import CheckpointInfo
-from trainer.report_channel import ReportWriter
+from trainer.reporting.callbacks import CheckpointInfo
+from trainer.reporting.channel import ReportWriter
 from trainer.results import BenchmarkResult, ProblemResult, SampleVerdict
 from workers.leases import claim
 from workers.reconciler import reconcile

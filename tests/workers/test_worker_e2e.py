@@ -20,7 +20,7 @@ from service import queue
 from service.models import Checkpoint, EvalResult, Metric, utcnow
 from tests.conftest import bearer, operator_dir
 from tests.workers.conftest import WorkerProcess, child_pids, wait_for
-from trainer.checkpoints import MANIFEST
+from trainer.checkpoints.local import MANIFEST
 from workers.reconciler import reconcile
 from workers.settings import WorkerSettings
 

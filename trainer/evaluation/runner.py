@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from trainer.benchmarks import Problem, load_benchmark
-from trainer.builtins import resolve
-from trainer.data import prompt_text
+from trainer.data.builtins import resolve
+from trainer.data.prompts import prompt_text
 from trainer.engines import EngineOptions, RolloutEngine, SamplingConfig, build_engine
 from trainer.evaluation.scores import benchmark_scores
-from trainer.grading import Grader
 from trainer.results import BenchmarkResult, ProblemResult
+from trainer.rewards.grading import Grader
 from trainer.spec import PromptConfig
 from trainer.spec.eval import EvalSpec
 

@@ -1,4 +1,4 @@
-"""Policy-loss configuration (the knobs of every loss in `trainer.losses`)."""
+"""Policy-loss configuration (the knobs of every loss in `trainer.losses.registry`)."""
 
 from typing import Annotated, Any, Literal, Self, get_args
 
@@ -63,7 +63,7 @@ class PolicyLossConfig(SpecModel):
     sapo_tau_neg: Annotated[float, Field(gt=0.0)] = 1.05
     """SAPO gate temperature for negative advantages."""
     loss_agg_mode: LossAggMode = "token-mean"
-    """How token losses become one number (`trainer.aggregation`): `token-mean` over all
+    """How token losses become one number (`trainer.losses.aggregation`): `token-mean` over all
     tokens of the mini-batch, or per sequence then the mean over sequences."""
     loss_scale_factor: Annotated[float, Field(gt=0.0)] | None = None
     """Fixed divisor for `seq-mean-token-sum-norm` (default: rollout.max_response_tokens)."""

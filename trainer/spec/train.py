@@ -16,7 +16,7 @@ KLType = Literal["k1", "k2", "k3", "low_var_kl", "k1+", "k3+", "low_var_kl+"]
 KL_TYPES: tuple[str, ...] = get_args(KLType)
 ADVANTAGE_ESTIMATORS: tuple[str, ...] = get_args(AdvantageEstimator)
 RewardName = Literal["math", "contains"]
-"""The keys of `trainer.rewards.REWARDS` (a test keeps the two equal)."""
+"""The keys of `trainer.rewards.registry.REWARDS` (a test keeps the two equal)."""
 REWARD_NAMES: tuple[str, ...] = get_args(RewardName)
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -77,12 +77,12 @@ class AlgorithmConfig(SpecModel):
     policy_loss: PolicyLossConfig = PolicyLossConfig()
     """Which policy loss and its hyper-parameters."""
     advantage: AdvantageEstimator = "grpo"
-    """Group advantage estimator (`trainer.advantages`): `grpo` (r − mean) / std, `dr_grpo`
+    """Group advantage estimator (`trainer.rl.advantages`): `grpo` (r − mean) / std, `dr_grpo`
     r − mean, `rloo` leave-one-out."""
     group_size: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] = 8
     """n: rollouts per prompt."""
     reward: RewardName = "math"
-    """Key in the reward registry (`trainer.rewards`): `math` (math-verify against the
+    """Key in the reward registry (`trainer.rewards.registry`): `math` (math-verify against the
     ground truth) or `contains` (the answer string occurs; the built-in toy task's)."""
     answer_format: Literal["boxed", "lenient"] = "boxed"
     """math reward: `boxed` grades only the last \\boxed{} (none scores 0), as the DGPO code's
@@ -93,7 +93,7 @@ class AlgorithmConfig(SpecModel):
     kl_coef: Annotated[float, Field(ge=0.0)] = 0.0
     """Weight of the KL penalty to the reference policy in the loss (0: no KL term)."""
     kl_type: KLType = "low_var_kl"
-    """KL estimator, verl's forms (`trainer.kl`): k3 = low_var_kl is clamped to ±10."""
+    """KL estimator, verl's forms (`trainer.rl.kl`): k3 = low_var_kl is clamped to ±10."""
     reference_model: str | None = Field(default=None, max_length=PATH_MAX)
     """Reference policy for the KL term; defaults to the initial model when kl_coef > 0."""
     entropy_coef: float = 0.0

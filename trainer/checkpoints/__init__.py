@@ -1,0 +1,1 @@
+"""Checkpoints: local and sharded files, remote URIs, safe loading, hub pushes."""

@@ -1,0 +1,1 @@
+"""Training data: prompt rows and token ids, built-in names, the tiny offline model."""

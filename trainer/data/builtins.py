@@ -1,0 +1,86 @@
+"""Built-in model and dataset names: runnable specs with no hub and no files to fetch.
+
+`model.path: tiny` names the project's tiny Qwen2 model and `dataset.path: toy-digits`
+its toy prompt set (`trainer.data.tiny`): both are built offline on first use under
+`$DGPO_HOME/builtin/` (default `~/.dgpo`) and reused afterwards, so the examples and the
+demo run as shipped on any machine. Every other path is returned unchanged.
+"""
+
+import fcntl
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from trainer.spec import TrainSpec
+
+
+def builtin_root() -> Path:
+    """Where built-in assets live: `$DGPO_HOME/builtin` (the worker's and the CLI's home)."""
+    return Path(os.environ.get("DGPO_HOME", "~/.dgpo")).expanduser() / "builtin"
+
+
+def _build_once(target: Path, build: Callable[[Path], object]) -> Path:
+    """Build `target` under an exclusive lock, atomically, unless it already exists.
+
+    Concurrent workers (or torchrun ranks) wait for the first builder instead of
+    racing it; a half-built copy never becomes visible under `target`.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f".{target.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            partial = target.parent / f".{target.name}.partial"
+            if partial.is_dir():
+                shutil.rmtree(partial)
+            partial.unlink(missing_ok=True)
+            build(partial)
+            partial.rename(target)
+    return target
+
+
+def _build_tiny(out: Path) -> None:
+    from trainer.data.tiny import build_tiny_model
+
+    build_tiny_model(out)
+
+
+def _build_toy_digits(out: Path) -> None:
+    from trainer.data.tiny import write_toy_dataset
+
+    write_toy_dataset(out)
+
+
+BUILTIN_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "tiny": ("tiny-model", _build_tiny),
+}
+"""Name -> (directory under `builtin_root()`, builder)."""
+BUILTIN_DATASETS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "toy-digits": ("toy-digits.jsonl", _build_toy_digits),
+}
+"""Name -> (file under `builtin_root()`, builder); rows pair with the `contains` reward."""
+_BUILDERS = {**BUILTIN_MODELS, **BUILTIN_DATASETS}
+
+
+def resolve(path: str) -> str:
+    """The local path of a built-in name (built on first use); any other path unchanged."""
+    if path not in _BUILDERS:
+        return path
+    filename, build = _BUILDERS[path]
+    return str(_build_once(builtin_root() / filename, build))
+
+
+def resolve_train_spec(spec: TrainSpec) -> TrainSpec:
+    """`spec` with built-in model, reference-model and dataset names made local paths."""
+    algorithm = spec.algorithm
+    if algorithm.reference_model is not None:
+        algorithm = algorithm.model_copy(
+            update={"reference_model": resolve(algorithm.reference_model)}
+        )
+    return spec.model_copy(
+        update={
+            "model": spec.model.model_copy(update={"path": resolve(spec.model.path)}),
+            "dataset": spec.dataset.model_copy(update={"path": resolve(spec.dataset.path)}),
+            "algorithm": algorithm,
+        }
+    )

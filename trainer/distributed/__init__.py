@@ -1,0 +1,1 @@
+"""Multi-process training: the torchrun group, per-rank behaviour, the launch command."""

@@ -1,0 +1,1 @@
+"""Policy losses: the registry (`registry`), one module per family, and loss aggregation."""

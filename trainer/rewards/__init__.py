@@ -1,0 +1,1 @@
+"""Verifiable rewards: the registry, math grading, and magnitude-aware equality."""

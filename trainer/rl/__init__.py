@@ -1,0 +1,1 @@
+"""The RL loop and its pieces: rollouts -> rewards -> advantages -> policy update."""
