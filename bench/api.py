@@ -151,9 +151,9 @@ def measure(args: argparse.Namespace, db_url: str) -> None:
     """Drive the API, then pgbench, against the scratch database; print the figures."""
     server = None
     try:
-        from service.auth import create_token
-        from service.core.db import get_sessionmaker
-        from service.jobs import JobRequestModel  # noqa: F401  (validates BODY below)
+        from store.db import get_sessionmaker
+        from store.jobs import JobRequestModel  # noqa: F401  (validates BODY below)
+        from store.tokens import create_token
         from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 
         spec_json = json.dumps(

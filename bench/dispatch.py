@@ -59,7 +59,7 @@ def baseline_floor(rounds: int) -> list[float]:
     import redis
     from sqlalchemy import text
 
-    from service.core.db import get_engine
+    from store.db import get_engine
 
     broker = redis.Redis.from_url(REDIS_URL)
     key = f"dgpo-bench-floor-{os.getpid()}"
@@ -78,8 +78,8 @@ def baseline_floor(rounds: int) -> list[float]:
 
 
 def wait_registered(name: str, worker: subprocess.Popen) -> None:
-    from service.core.db import get_sessionmaker
-    from service.models import Worker
+    from store.db import get_sessionmaker
+    from store.models import Worker
 
     for _ in range(600):
         assert worker.poll() is None, "the worker exited; run it by hand to see why"
@@ -96,9 +96,9 @@ def dispatch_latency(model: str, data: str, jobs: int) -> tuple[list[float], lis
     from sqlalchemy import select
 
     from service.app import create_app
-    from service.auth import create_token
-    from service.core.db import get_sessionmaker
-    from service.models import TERMINAL_STATUSES, Job, JobEvent
+    from store.db import get_sessionmaker
+    from store.models import TERMINAL_STATUSES, Job, JobEvent
+    from store.tokens import create_token
 
     with get_sessionmaker()() as session:
         token = create_token(session, "bench", "submit")
@@ -132,8 +132,8 @@ def dispatch_latency(model: str, data: str, jobs: int) -> tuple[list[float], lis
 def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, float]:
     """Mean seconds per step inside the `ReportWriter` hooks (the trainer's cost), median
     step seconds without them, and mean seconds per step of relaying into Postgres."""
-    from service.core.db import get_sessionmaker
-    from service.models import Job
+    from store.db import get_sessionmaker
+    from store.models import Job
     from trainer.reporting.callbacks import Callback
     from trainer.reporting.channel import ReportWriter
     from trainer.rl.loop import train

@@ -38,7 +38,7 @@ def scratch_service() -> Iterator[dict[str, str]]:
         subprocess.run(["alembic", "upgrade", "head"], cwd=REPO, check=True, capture_output=True)
         yield env
     finally:
-        from service.core import db
+        from store import db
 
         db.reset()
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:

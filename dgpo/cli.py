@@ -8,7 +8,7 @@ import typer
 
 from dgpo.commands import demo, embedded, evals, jobs, schedules
 from dgpo.commands._api import err_console
-from service.models import DEFAULT_PRINCIPAL, TokenScope
+from store.models import DEFAULT_PRINCIPAL, TokenScope
 from workers.cli import beat_command, worker_command
 
 app = typer.Typer(help="DGPO training service.", no_args_is_help=True)
@@ -42,9 +42,9 @@ def token_create(
     """
     from sqlalchemy.engine import make_url
 
-    from service.auth import create_token
-    from service.core.config import get_settings
-    from service.core.db import get_sessionmaker
+    from config.settings import get_settings
+    from store.db import get_sessionmaker
+    from store.tokens import create_token
 
     if not os.environ.get("DGPO_DATABASE_URL"):
         os.environ["DGPO_EMBEDDED"] = "1"  # no server database named: the one in DGPO_HOME
@@ -70,8 +70,8 @@ def token_create(
 @token_app.command("revoke")
 def token_revoke(name: Annotated[str, typer.Argument(help="Token name to revoke")]) -> None:
     """Revoke every live token with this name (API processes may trust it up to 5 s more)."""
-    from service.auth import revoke_token
-    from service.core.db import get_sessionmaker
+    from store.db import get_sessionmaker
+    from store.tokens import revoke_token
 
     with get_sessionmaker()() as session:
         count = revoke_token(session, name)

@@ -4,9 +4,9 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from service.core.config import get_settings
-from service.core.db import make_engine
-from service.models import Base
+from config.settings import get_settings
+from store.db import make_engine
+from store.models import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

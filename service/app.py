@@ -3,9 +3,9 @@
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from config.settings import get_settings
 from service import errors, request_guard
 from service.api.routes import evals, fleet, health, jobs, schedules, tokens
-from service.core.config import get_settings
 from service.fleet_metrics import FleetCollector
 from service.intake import SubmitBatcher
 from service.observability import LatencyMiddleware, Telemetry

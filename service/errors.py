@@ -6,42 +6,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 
-from service.lifecycle import IllegalTransition
-from service.spec_policy import SpecRefused
-
-
-class NotFound(Exception):
-    """An unknown id (404)."""
-
-
-Loc = tuple[str | int, ...]
-
-
-class Unprocessable(Exception):
-    """Input that validated but cannot be served (422), answered in the shape FastAPI gives
-    validation errors, `{"detail": [{"loc", "msg", "type"}]}`, so clients parse one shape."""
-
-    type = "value_error"
-
-    def __init__(self, message: str, loc: Loc = ("body",)) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-    def as_detail(self) -> list[dict[str, object]]:
-        return [{"loc": list(self.loc), "msg": str(self), "type": self.type}]
-
-
-class IdempotencyMismatch(Unprocessable):
-    """The Idempotency-Key was already used with a different body (422)."""
-
-    type = "idempotency_key_reused"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, ("header", "Idempotency-Key"))
-
-
-class BadRequest(Unprocessable):
-    """A parameter that parsed but makes no sense, e.g. a malformed cursor (422)."""
+from config.spec_policy import SpecRefused
+from store.errors import NotFound, Unprocessable
+from store.lifecycle import IllegalTransition
 
 
 def _json(status: int, detail: str) -> JSONResponse:

@@ -13,9 +13,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from service import fleet
-from service.core.db import get_sessionmaker
-from service.models import TERMINAL_STATUSES, Job, utcnow
+from store import fleet
+from store.db import get_sessionmaker
+from store.models import TERMINAL_STATUSES, Job, utcnow
 
 DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 72 * 3600)
 

@@ -15,8 +15,8 @@ from prometheus_client import Histogram
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
-from service import jobs, submit_checks
-from service.core.db import get_sessionmaker
+from store import fleet, jobs
+from store.db import get_sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,14 @@ def commit_and_publish(batch: list[jobs.NewJob]) -> list[Rendered | Exception]:
             session.rollback()
             outcomes = [_insert_alone(session, new) for new in batch]
         jobs.hand_off(session, jobs.to_dispatch(outcomes))
-        served = submit_checks.served_queues(session)
+        served = fleet.served_queues(session)
         return [o if isinstance(o, Exception) else _render(o, served) for o in outcomes]
 
 
 def _render(outcome: jobs.Submitted, served: set[str]) -> Rendered:
     """The job as JSON, with a warning when no live worker serves its queue."""
     job, replayed = outcome
-    warnings = submit_checks.queue_warnings([job.queue], served)
+    warnings = fleet.queue_warnings([job.queue], served)
     return job.model_copy(update={"warnings": warnings}).model_dump_json().encode(), replayed
 
 

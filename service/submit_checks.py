@@ -1,14 +1,13 @@
-"""Submit-time checks that need the database, so a job that can only fail or wait forever
-is refused (422 naming the field) or flagged (a warning in the 201 body) at once."""
+"""Submit-time check that needs the database: an eval of a checkpoint that cannot exist is
+refused at once (422 naming the field), not on the worker."""
 
-from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.models import TERMINAL_STATUSES, Checkpoint, Job, Worker, WorkerStatus
+from store.models import TERMINAL_STATUSES, Checkpoint, Job
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 
@@ -48,21 +47,3 @@ def _refuse(field: str, value: Any, message: str) -> NoReturn:
             }
         ]
     )
-
-
-def served_queues(session: Session) -> set[str]:
-    """Every queue some live worker consumes."""
-    workers = Worker.__table__  # Core, not ORM: it runs once per group commit of POST /jobs
-    rows = session.execute(
-        select(workers.c.queues).where(workers.c.status == WorkerStatus.ALIVE)
-    ).scalars()
-    return {queue for queues in rows for queue in queues}
-
-
-def queue_warnings(queues: Iterable[str], served: set[str]) -> list[str]:
-    """One line per queue no live worker serves: its jobs wait until a worker starts."""
-    return [
-        f"no live worker serves queue {queue}; the job waits until one does "
-        f"(start one with `dgpo worker --queues {queue}`)"
-        for queue in sorted(set(queues) - served)
-    ]

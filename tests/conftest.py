@@ -130,7 +130,7 @@ def postgres_url() -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{TEST_DB}"')
     migrate(TEST_DB_URL)
     yield TEST_DB_URL
-    from service.core import db
+    from store import db
 
     db.reset()
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
@@ -159,8 +159,8 @@ def clean_db(postgres_url: str) -> str:
     """Empty every table (schema kept) so each test starts from nothing."""
     from sqlalchemy import text
 
-    from service.core.db import get_engine
-    from service.models import Base
+    from store.db import get_engine
+    from store.models import Base
 
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with get_engine().begin() as conn:
@@ -170,7 +170,7 @@ def clean_db(postgres_url: str) -> str:
 
 @pytest.fixture
 def session(clean_db: str) -> Iterator[Session]:
-    from service.core.db import get_sessionmaker
+    from store.db import get_sessionmaker
 
     with get_sessionmaker()() as s:
         yield s
@@ -179,8 +179,8 @@ def session(clean_db: str) -> Iterator[Session]:
 @pytest.fixture
 def tokens(session: Session) -> dict[str, str]:
     """A fresh raw token per scope: {"read": ..., "submit": ..., "admin": ...}."""
-    from service.auth import create_token
-    from service.models import TokenScope
+    from store.models import TokenScope
+    from store.tokens import create_token
 
     return {
         scope.value: create_token(session, f"test-{scope.value}", scope) for scope in TokenScope
@@ -230,7 +230,7 @@ def live_server(postgres_url: str, redis_url: str) -> Iterator[str]:
 
 def operator_dir(root: str) -> Path:
     """A fresh directory under one of the default data roots (`$DGPO_HOME/models`,
-    `datasets`): where an operator puts what specs may name (`service.spec_policy`)."""
+    `datasets`): where an operator puts what specs may name (`config.spec_policy`)."""
     (TEST_HOME / root).mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=TEST_HOME / root))
 

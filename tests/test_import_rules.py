@@ -21,9 +21,9 @@ ML_LIBRARIES = ("torch", "transformers", "vllm")
 SERVICE_MAY_IMPORT = {
     "trainer.spec": "the job specs: one schema for the API, the CLIs and the trainer",
     # Exceptions to move with issue 16 (torch-free today, but not `trainer.spec`):
-    "trainer.extras": "service/spec_policy.py: which optional extras are installed",
-    "trainer.results": "service/evals.py: ProblemResult, to compare stored eval results",
-    "trainer.evaluation.compare": "service/evals.py: the paired bootstrap and the verdict",
+    "trainer.extras": "config/spec_policy.py: which optional extras are installed",
+    "trainer.results": "store/evals.py: ProblemResult, to compare stored eval results",
+    "trainer.evaluation.compare": "store/evals.py: the paired bootstrap and the verdict",
 }
 """Trainer modules (and their submodules) `service/` may import, and why."""
 
@@ -165,12 +165,12 @@ def test_each_service_exception_is_still_used():
 @pytest.mark.parametrize(
     ("module", "source", "rule"),
     [
-        ("trainer.rl.loop", "from service.models import Job", "trainer/ never imports"),
+        ("trainer.rl.loop", "from store.models import Job", "trainer/ never imports"),
         ("trainer.rl.loop", "def f():\n    import workers.tasks", "trainer/ never imports"),
-        ("service.jobs", "def f():\n    import torch", "service/ never imports torch"),
-        ("service.jobs", "from workers.leases import claim", "service/ never imports workers/"),
-        ("service.jobs", "from trainer.rl.loop import train", "service/ imports only trainer.spec"),
-        ("service.jobs", "from trainer import losses", "service/ imports only trainer.spec"),
+        ("store.jobs", "def f():\n    import torch", "service/ never imports torch"),
+        ("store.jobs", "from workers.leases import claim", "service/ never imports workers/"),
+        ("store.jobs", "from trainer.rl.loop import train", "service/ imports only trainer.spec"),
+        ("store.jobs", "from trainer import losses", "service/ imports only trainer.spec"),
         ("trainer.rl.batch", "from trainer.rl.update import policy_update", "import cycle"),
         ("trainer.spec.base", "from .. import spec", "import cycle"),
     ],

@@ -11,9 +11,9 @@ from typing import ClassVar
 
 from celery import Celery, bootsteps, signals
 
-from service.core.config import get_settings
-from service.logs import configure_logging
-from service.queue import redis_transport_options
+from config.logs import configure_logging
+from config.settings import get_settings
+from store.broker import redis_transport_options
 from workers import routing
 from workers.beat import beat_schedule
 from workers.settings import get_worker_settings
@@ -108,7 +108,7 @@ def _init_pool_process(**_: object) -> None:
     """In each forked slot: pin its GPUs, and drop the parent's database connections."""
     from billiard.process import current_process
 
-    from service.core import db
+    from store import db
     from workers.registry import pin_slot
 
     if db.get_engine.cache_info().currsize:

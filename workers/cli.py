@@ -49,7 +49,7 @@ def beat_command(
 ) -> None:
     """Run the periodic reconciler (exactly one per deployment): beat plus the process
     that serves its maintenance queue, so it never waits behind a training job."""
-    from service.core.config import get_settings
+    from config.settings import get_settings
 
     home = get_settings().home
     home.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,9 @@ next attempt resumes from its latest checkpoint.
 
 import logging
 
-from service.core.db import is_transient, retrying
-from service.lifecycle import transition
-from service.models import JobStatus
+from store.db import is_transient, retrying
+from store.lifecycle import transition
+from store.models import JobStatus
 from workers.leases import Lease, LeaseLost, fenced
 from workers.reconciler import republish
 

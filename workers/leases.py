@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.core.db import get_sessionmaker, retrying
-from service.lifecycle import append_event, check_transition
-from service.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
+from store.db import get_sessionmaker, retrying
+from store.lifecycle import append_event, check_transition
+from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 

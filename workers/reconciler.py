@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import Row, insert, select, update
 
-from service import queue
-from service.core.db import get_sessionmaker
-from service.lifecycle import transition
-from service.models import (
+from store import broker
+from store.db import get_sessionmaker
+from store.lifecycle import transition
+from store.models import (
     ACTIVE_STATUSES,
     Job,
     JobEvent,
@@ -119,7 +119,7 @@ def _republish_lost_messages(settings: WorkerSettings, report: ReconcileReport) 
         ).all()
     if not waiting:
         return
-    present = queue.waiting_job_ids({row.queue for row in waiting})
+    present = broker.waiting_job_ids({row.queue for row in waiting})
     if present is not None:
         lost = [row for row in waiting if row.id not in present]
     else:
@@ -147,7 +147,7 @@ def _republish_rows(rows: Sequence[Row[Any]]) -> list[str]:
     """Publish one message per job in one round trip, then stamp `enqueued_at` and log an
     `enqueued` event for those still queued, in one transaction; the ids stamped."""
     try:
-        queue.enqueue([queue.RunMessage(row.id, row.queue, row.priority) for row in rows])
+        broker.enqueue([broker.RunMessage(row.id, row.queue, row.priority) for row in rows])
     except Exception as exc:  # the next reconcile retries; the jobs stay queued
         log.warning("re-enqueue of %d job(s) failed: %s", len(rows), exc)
         return []

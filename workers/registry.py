@@ -9,8 +9,8 @@ import socket
 
 from sqlalchemy import select
 
-from service.core.db import get_sessionmaker
-from service.models import ACTIVE_STATUSES, Job, Worker, WorkerStatus, utcnow
+from store.db import get_sessionmaker
+from store.models import ACTIVE_STATUSES, Job, Worker, WorkerStatus, utcnow
 from workers import gpus
 from workers.settings import get_worker_settings
 

@@ -23,9 +23,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.core.db import retrying
-from service.lifecycle import append_event
-from service.models import Checkpoint, EvalResult, Job, JobEvent, JobStatus, Metric, utcnow
+from store.db import retrying
+from store.lifecycle import append_event
+from store.models import Checkpoint, EvalResult, Job, JobEvent, JobStatus, Metric, utcnow
 from trainer.reporting.callbacks import Callback, CheckpointInfo
 from trainer.reporting.channel import Report
 from trainer.results import BenchmarkResult

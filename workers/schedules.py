@@ -17,14 +17,14 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import outbound
-from service.core.config import get_settings
-from service.core.db import get_sessionmaker
-from service.errors import BadRequest, NotFound
-from service.evals import compare_jobs, summarize
-from service.lifecycle import append_event
-from service.models import TERMINAL_STATUSES, Job, JobStatus, Schedule, ScheduleRun, utcnow
-from service.schedules import RUN_KEY, fire, next_fire
+from config import outbound
+from config.settings import get_settings
+from store.db import get_sessionmaker
+from store.errors import BadRequest, NotFound
+from store.evals import compare_jobs, summarize
+from store.lifecycle import append_event
+from store.models import TERMINAL_STATUSES, Job, JobStatus, Schedule, ScheduleRun, utcnow
+from store.schedules import RUN_KEY, fire, next_fire
 
 log = logging.getLogger(__name__)
 

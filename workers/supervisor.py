@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from service import spec_policy
-from service.core.config import get_settings
-from service.core.db import get_sessionmaker
+from config import spec_policy
+from config.settings import get_settings
+from store.db import get_sessionmaker
 from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
 from workers.child import Child, child_command

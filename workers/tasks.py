@@ -14,10 +14,10 @@ from typing import Any
 
 from celery.exceptions import Reject
 
-from service.core.db import is_transient, retrying
-from service.lifecycle import transition
-from service.logs import job_log_context
-from service.models import JobStatus
+from config.logs import job_log_context
+from store.db import is_transient, retrying
+from store.lifecycle import transition
+from store.models import JobStatus
 from workers.celery_app import app
 from workers.failures import ChildFailed
 from workers.faults import requeue_after_fault

@@ -55,8 +55,8 @@ def local_token(home: Path) -> str:
     path = home / LOCAL_TOKEN_FILE
     if path.is_file():
         return path.read_text().strip()
-    from service.auth import create_token
-    from service.core.db import get_sessionmaker
+    from store.db import get_sessionmaker
+    from store.tokens import create_token
 
     with get_sessionmaker()() as session:
         token = create_token(session, "local-admin", "admin")
@@ -136,8 +136,8 @@ class EmbeddedStack:
 
     def _worker_ready(self) -> bool:
         """The worker registers once it has imported torch and joined its queue."""
-        from service.core.db import get_sessionmaker
-        from service.models import Worker, WorkerStatus
+        from store.db import get_sessionmaker
+        from store.models import Worker, WorkerStatus
 
         with get_sessionmaker()() as session:
             worker = session.get(Worker, self.worker_name)
@@ -195,8 +195,8 @@ def prepare_home(home: Path | None) -> Path:
     resolved.mkdir(parents=True, exist_ok=True)
     os.environ["DGPO_HOME"] = str(resolved)
     os.environ["DGPO_EMBEDDED"] = "1"  # SQLite database and broker unless URLs are set
-    from service.core import db
-    from service.core.config import get_settings
+    from config.settings import get_settings
+    from store import db
 
     get_settings.cache_clear()
     db.reset()

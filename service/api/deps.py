@@ -9,9 +9,9 @@ from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from service.auth import TokenInfo, cached_token, verify_token
-from service.core.db import get_sessionmaker
-from service.models import TokenScope
+from store.db import get_sessionmaker
+from store.models import TokenScope
+from store.tokens import TokenInfo, cached_token, verify_token
 
 
 def get_session() -> Iterator[Session]:

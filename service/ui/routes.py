@@ -14,12 +14,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import desc, select
 
-from service import fleet, job_data
 from service.api.deps import SessionDep
-from service.auth import TokenInfo, verify_token
-from service.models import Job, utcnow
 from service.schemas import progress_percent, progress_text
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
+from store import fleet, job_data
+from store.models import Job, utcnow
+from store.tokens import TokenInfo, verify_token
 
 COOKIE = "dgpo_ui_token"
 PAGE_SIZE = 100

@@ -4,7 +4,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.models import Checkpoint, EvalResult, Job, JobStatus, utcnow
+from store.models import Checkpoint, EvalResult, Job, JobStatus, utcnow
 
 Counts = list[tuple[str, int, int]]
 """(problem_id, num_samples, num_correct) per problem."""

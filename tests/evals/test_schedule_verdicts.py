@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from sqlalchemy import select, update
 
-from service.core.config import get_settings
-from service.models import Job, JobEvent, Schedule
+from config.settings import get_settings
+from store.models import Job, JobEvent, Schedule
 from tests.conftest import bearer, free_port
 from tests.evals.helpers import add_results, counts, make_job
 from workers.schedules import settle_job, tick

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from service.models import Job
+from store.models import Job
 from tests.conftest import bearer
 from tests.evals.helpers import add_checkpoint, make_job
 from tests.service.helpers import broker_messages

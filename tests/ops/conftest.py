@@ -43,7 +43,7 @@ def submit(client: Any, token: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def finish_job(session: Session, job_id: str, status: str = "succeeded") -> None:
     """Make `job_id` look like a train run a worker completed: metrics, checkpoints, results."""
-    from service.models import Checkpoint, EvalResult, Job, JobEvent, Metric, utcnow
+    from store.models import Checkpoint, EvalResult, Job, JobEvent, Metric, utcnow
 
     job = session.get(Job, job_id)
     assert job is not None

@@ -5,7 +5,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from service.logs import JsonFormatter, job_log_context
+from config.logs import JsonFormatter, job_log_context
 from tests.conftest import bearer
 from tests.ops.conftest import submit
 from tests.service.helpers import train_body
@@ -64,7 +64,7 @@ def test_job_context_does_not_leak_between_concurrent_threads():
 def test_prometheus_exposes_queue_wait_per_gpu_type_durations_and_heartbeats(
     client, tokens, session
 ):
-    from service.models import Job, Worker, utcnow
+    from store.models import Job, Worker, utcnow
 
     queued = submit(client, tokens["submit"], train_body(resources={"gpus": 4, "gpu_type": "a100"}))
     done = submit(client, tokens["submit"], train_body())

@@ -7,8 +7,8 @@ import sys
 
 from sqlalchemy import select
 
-from service.auth import revoke_token
-from service.models import ApiToken
+from store.models import ApiToken
+from store.tokens import revoke_token
 from tests.conftest import REPO_ROOT, bearer
 from tests.service.helpers import train_body
 

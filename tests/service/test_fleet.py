@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from service.models import Job, JobStatus, Worker, utcnow
+from store.models import Job, JobStatus, Worker, utcnow
 from tests.conftest import bearer
 from tests.service.helpers import eval_body, train_body
 

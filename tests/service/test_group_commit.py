@@ -7,9 +7,10 @@ from collections import Counter
 from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import func, select, text
 
-from service import intake, jobs
-from service.errors import IdempotencyMismatch
-from service.models import DEFAULT_PRINCIPAL, Job, JobEvent
+from service import intake
+from store import jobs
+from store.errors import IdempotencyMismatch
+from store.models import DEFAULT_PRINCIPAL, Job, JobEvent
 from tests.service.helpers import broker_messages, train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 

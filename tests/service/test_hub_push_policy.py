@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.core.config import get_settings
+from config.settings import get_settings
 from tests.conftest import bearer
 from tests.service.helpers import train_body
 

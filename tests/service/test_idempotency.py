@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from sqlalchemy import func, select
 
-from service.models import Job
+from store.models import Job
 from tests.conftest import bearer
 from tests.service.helpers import train_body
 

@@ -2,7 +2,7 @@
 
 from sqlalchemy import update
 
-from service.models import Checkpoint, EvalResult, Job, JobStatus, Metric
+from store.models import Checkpoint, EvalResult, Job, JobStatus, Metric
 from tests.conftest import bearer
 from tests.service.helpers import broker_messages, eval_body, train_body
 

@@ -3,8 +3,8 @@
 import pytest
 from sqlalchemy import select
 
-from service.lifecycle import ALLOWED, IllegalTransition, check_transition, transition
-from service.models import Job, JobEvent, JobStatus
+from store.lifecycle import ALLOWED, IllegalTransition, check_transition, transition
+from store.models import Job, JobEvent, JobStatus
 from tests.service.helpers import train_body
 
 S = JobStatus

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from service import job_rows, jobs
-from service.models import new_id
+from store import job_rows, jobs
+from store.models import new_id
 from tests.service.helpers import eval_body, train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 

@@ -6,7 +6,7 @@ import psycopg
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
-from service.models import Base
+from store.models import Base
 from tests.conftest import PG_ADMIN_DSN, TEST_DB_URL, alembic_config, ensure_postgres, migrate
 
 TABLES = {t.name for t in Base.metadata.sorted_tables}
@@ -85,7 +85,7 @@ def test_owners_migration_gives_existing_rows_the_default_principal(tmp_path):
 def test_readyz_schema_revision_is_the_alembic_head(postgres_url):
     from alembic.script import ScriptDirectory
 
-    from service.models import SCHEMA_REVISION
+    from store.models import SCHEMA_REVISION
 
     assert ScriptDirectory.from_config(alembic_config(postgres_url)).get_current_head() == (
         SCHEMA_REVISION

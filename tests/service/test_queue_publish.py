@@ -6,8 +6,8 @@ import secrets
 
 import redis
 
-from service import queue
-from service.jobs import ENVELOPE_FIELDS
+from store import broker
+from store.jobs import ENVELOPE_FIELDS
 from tests.service.helpers import train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 
@@ -24,21 +24,21 @@ def _without_ids(message: dict) -> dict:
 
 
 def test_enqueue_publishes_the_same_message_as_celery_send_task(redis_url):
-    broker = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url)
     name = f"gpu.publish-{secrets.token_hex(4)}"  # a list no other test writes to
-    queue.reset()
-    queue._producer_app().send_task(
-        queue.RUN_JOB_TASK,
+    broker.reset()
+    broker._producer_app().send_task(
+        broker.RUN_JOB_TASK,
         args=["job-1"],
         queue=name,
-        priority=queue.broker_priority(7),
+        priority=broker.broker_priority(7),
         retry=False,
     )
-    queue.enqueue([queue.RunMessage("job-1", name, 7)])
-    key = f"{name}\x06\x16{queue.broker_priority(7)}"
-    assert broker.llen(key) == 2, broker.keys("*")
-    ours, celerys = (json.loads(m) for m in broker.lrange(key, 0, 1))
-    broker.delete(key)
+    broker.enqueue([broker.RunMessage("job-1", name, 7)])
+    key = f"{name}\x06\x16{broker.broker_priority(7)}"
+    assert client.llen(key) == 2, client.keys("*")
+    ours, celerys = (json.loads(m) for m in client.lrange(key, 0, 1))
+    client.delete(key)
     assert ours["headers"]["id"] != celerys["headers"]["id"]
     assert ours["headers"]["id"] == ours["properties"]["correlation_id"]
     assert _without_ids(ours) == _without_ids(celerys)
@@ -46,12 +46,12 @@ def test_enqueue_publishes_the_same_message_as_celery_send_task(redis_url):
 
 
 def test_top_priority_job_goes_to_the_plain_queue_list(redis_url):
-    broker = redis.Redis.from_url(redis_url)
-    queue.reset()
+    client = redis.Redis.from_url(redis_url)
+    broker.reset()
     name = f"cpu.publish-{secrets.token_hex(4)}"
     # Broker priority 0: kombu's list without a suffix.
-    queue.enqueue([queue.RunMessage("job-9", name, 9)])
-    message = json.loads(broker.lpop(name))
+    broker.enqueue([broker.RunMessage("job-9", name, 9)])
+    message = json.loads(client.lpop(name))
     assert message["headers"]["task"] == "dgpo.run_job"
     assert message["properties"]["priority"] == 0
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.core.config import get_settings
+from config.settings import get_settings
 from tests.conftest import bearer
 from tests.service.helpers import eval_body, train_body
 
@@ -155,7 +155,7 @@ def test_the_worker_refuses_a_symlink_out_of_a_data_root_and_a_hub_id_naming_a_l
     tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     """The submit check reads text; the worker's reads the file system it will open."""
-    from service.spec_policy import SpecRefused, check_on_worker
+    from config.spec_policy import SpecRefused, check_on_worker
     from trainer.spec import TrainSpec
 
     link = get_settings().data_roots[0] / f"escape-{tmp_path.name}"

@@ -3,11 +3,11 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import jobs
-from service.core.db import make_engine
-from service.errors import IdempotencyMismatch
-from service.lifecycle import transition
-from service.models import JobEvent, JobStatus
+from store import jobs
+from store.db import make_engine
+from store.errors import IdempotencyMismatch
+from store.lifecycle import transition
+from store.models import JobEvent, JobStatus
 from tests.conftest import migrate
 from tests.service.helpers import eval_body, train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from service.models import Checkpoint, Job, JobStatus, Worker, WorkerStatus
+from store.models import Checkpoint, Job, JobStatus, Worker, WorkerStatus
 from tests.conftest import bearer
 from tests.service.helpers import eval_body, train_body
 
@@ -60,8 +60,8 @@ def _train_job(session: Session, status: JobStatus, steps: list[int]) -> str:
 
 
 def submit_train(session: Session, status: JobStatus) -> str:
-    from service.jobs import new_job
-    from service.models import DEFAULT_PRINCIPAL
+    from store.jobs import new_job
+    from store.models import DEFAULT_PRINCIPAL
     from trainer.spec import TrainJobRequest
 
     new = new_job(TrainJobRequest.model_validate(train_body()), None, DEFAULT_PRINCIPAL)

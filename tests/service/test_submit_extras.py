@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.core.config import get_settings
-from service.spec_policy import SpecRefused, check_on_worker
+from config.settings import get_settings
+from config.spec_policy import SpecRefused, check_on_worker
 from tests.conftest import bearer
 from tests.optional import require
 from tests.service.helpers import train_body

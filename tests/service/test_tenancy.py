@@ -4,8 +4,8 @@ see everyone's; Idempotency-Keys are per principal; token management is admin-on
 import pytest
 from typer.testing import CliRunner
 
-from service.auth import create_token
-from service.models import ApiToken
+from store.models import ApiToken
+from store.tokens import create_token
 from tests.conftest import bearer
 from tests.evals.test_schedules_api import schedule_body
 from tests.service.helpers import eval_body, train_body

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from service import queue
+from config.settings import get_settings
 from service.app import create_app
-from service.core import db
-from service.core.config import get_settings
+from store import broker, db
 from tests.conftest import REPO_ROOT, bearer, free_port
 from tests.service.helpers import train_body
 
@@ -23,13 +22,13 @@ def reconfigure(monkeypatch) -> Iterator:  # type: ignore[no-untyped-def]
     def apply(name: str, value: str) -> None:
         monkeypatch.setenv(name, value)
         get_settings.cache_clear()
-        queue.reset()
+        broker.reset()
         db.reset()
 
     yield apply
     monkeypatch.undo()
     get_settings.cache_clear()
-    queue.reset()
+    broker.reset()
     db.reset()
 
 

@@ -70,8 +70,8 @@ class WorkerProcess:
         )  # fmt: skip
 
     def wait_ready(self) -> None:
-        from service.core.db import get_sessionmaker
-        from service.models import Worker
+        from store.db import get_sessionmaker
+        from store.models import Worker
 
         def registered() -> bool:
             assert self.proc.poll() is None, f"worker exited:\n{self.output()}"
@@ -131,9 +131,9 @@ def submit_seeded(body: dict[str, Any], seed: Callable[[Path], object]) -> str:
     """Submit `body` with files already in the job's own output directory, as an earlier
     attempt would have left them: commit the job, `seed(its directory)`, then publish it
     (a job can name no other directory to resume from)."""
-    from service import jobs
-    from service.core.db import get_sessionmaker
-    from service.models import DEFAULT_PRINCIPAL
+    from store import jobs
+    from store.db import get_sessionmaker
+    from store.models import DEFAULT_PRINCIPAL
     from trainer.spec.jobs import JOB_REQUEST_ADAPTER
     from workers.reconciler import republish
 
@@ -148,7 +148,7 @@ def submit_seeded(body: dict[str, Any], seed: Callable[[Path], object]) -> str:
 @pytest.fixture
 def single_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     """Jobs submitted by this test get one attempt: a failure is final at once."""
-    from service.core.config import get_settings
+    from config.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "default_max_attempts", 1)
 

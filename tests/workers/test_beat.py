@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from service.models import Worker, WorkerStatus, utcnow
+from store.models import Worker, WorkerStatus, utcnow
 from tests.conftest import REPO_ROOT
 from tests.workers.conftest import wait_for
 

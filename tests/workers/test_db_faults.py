@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.models import Metric
+from store.models import Metric
 from tests.conftest import PG_ADMIN_DSN, TEST_DB, free_port
 from tests.workers.conftest import WorkerProcess, wait_for
 from tests.workers.test_worker_e2e import Api, steps_recorded
@@ -91,9 +91,9 @@ def test_a_claim_that_cannot_reach_the_database_is_rejected_not_acked(monkeypatc
     `Reject(requeue=True)`: the broker gets the message back instead of an ack."""
     from celery.exceptions import Reject
 
-    from service.core import db
-    from service.core.config import get_settings
-    from service.models import new_id
+    from config.settings import get_settings
+    from store import db
+    from store.models import new_id
     from workers.tasks import run_job
 
     monkeypatch.setenv(

@@ -8,8 +8,7 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service import queue
-from service.models import Job, JobEvent, JobStatus, Metric, Worker, WorkerStatus, utcnow
+from store.models import Job, JobEvent, JobStatus, Metric, Worker, WorkerStatus, utcnow
 from workers.leases import LeaseLost, claim, fenced, renew
 from workers.reconciler import reconcile
 from workers.reporting import DbReporter
@@ -107,7 +106,7 @@ def test_queued_jobs_whose_message_is_missing_are_published_again(
     lost = make_job(session)
     broker = redis.Redis.from_url(redis_url)
     broker.flushdb()
-    queue.enqueue([queue.RunMessage(waiting, "cpu", 0)])  # still in the broker: left alone
+    broker.enqueue([broker.RunMessage(waiting, "cpu", 0)])  # still in the broker: left alone
     assert reconcile(SETTINGS).republished == [lost]
     queued = b"".join(b"".join(broker.lrange(key, 0, -1)) for key in broker.keys("cpu*"))
     assert queued.count(lost.encode()) == 1 and queued.count(waiting.encode()) == 1

@@ -7,8 +7,8 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from service import jobs
-from service.models import DEFAULT_PRINCIPAL
+from store import jobs
+from store.models import DEFAULT_PRINCIPAL
 from tests.conftest import bearer
 from tests.service.helpers import broker_messages
 from tests.workers.conftest import WorkerProcess

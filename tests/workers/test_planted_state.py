@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from sqlalchemy import update
 
-from service import queue
-from service.models import Job, JobStatus
+from store import broker
+from store.models import Job, JobStatus
 from tests.trainer.planted import Payload, reseal
 from tests.workers.test_worker_e2e import Api
 from trainer.checkpoints.local import TRAINER_STATE, list_checkpoints
@@ -36,7 +36,7 @@ def test_a_planted_trainer_state_fails_the_attempt_and_never_runs(  # type: igno
         update(Job).where(Job.id == job_id).values(status=JobStatus.QUEUED, finished_at=None)
     )
     session.commit()
-    queue.enqueue([queue.RunMessage(job_id, "cpu", 0)])
+    broker.enqueue([broker.RunMessage(job_id, "cpu", 0)])
     job = api.wait(job_id, cpu_worker, {"failed"})
     assert "other than plain data" in (job["error"] or ""), job["error"]
     assert not marker.exists()

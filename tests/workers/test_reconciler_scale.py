@@ -7,8 +7,8 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import job_rows, jobs, queue
-from service.models import DEFAULT_PRINCIPAL, JobEvent, new_id, utcnow
+from store import broker, job_rows, jobs
+from store.models import DEFAULT_PRINCIPAL, JobEvent, new_id, utcnow
 from tests.service.helpers import train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 from workers.reconciler import reconcile
@@ -20,9 +20,9 @@ QUEUE = "gpu.scale"
 """A queue no test worker serves: every message stays put."""
 
 
-def _messages(broker: redis.Redis) -> list[tuple[bytes, bytes]]:
+def _messages(client: redis.Redis) -> list[tuple[bytes, bytes]]:
     """(list key, raw message) for every message waiting on QUEUE."""
-    return [(key, raw) for key in broker.keys(f"{QUEUE}*") for raw in broker.lrange(key, 0, -1)]
+    return [(key, raw) for key in client.keys(f"{QUEUE}*") for raw in client.lrange(key, 0, -1)]
 
 
 def _waiting_jobs(session: Session, count: int) -> list[str]:
@@ -34,14 +34,14 @@ def _waiting_jobs(session: Session, count: int) -> list[str]:
         chunk = rows[start : start + 1000]
         job_rows.insert_rows(session, chunk)
         session.commit()
-        queue.enqueue([queue.RunMessage(row["id"], row["queue"], 0) for row in chunk])
+        broker.enqueue([broker.RunMessage(row["id"], row["queue"], 0) for row in chunk])
     return [row["id"] for row in rows]
 
 
 def test_a_pass_over_10k_waiting_jobs_resends_only_the_missing_messages(
     session: Session, redis_url: str
 ) -> None:
-    broker = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url)
     ids = _waiting_jobs(session, WAITING)
     settings = WorkerSettings(requeue_lost_after_s=0)  # the old rule would re-send them all
     start = time.perf_counter()
@@ -49,16 +49,16 @@ def test_a_pass_over_10k_waiting_jobs_resends_only_the_missing_messages(
     elapsed = time.perf_counter() - start
     assert report.republished == []
     assert elapsed < 5, f"one reconcile pass over {WAITING} waiting jobs took {elapsed:.2f}s"
-    assert len(_messages(broker)) == WAITING
+    assert len(_messages(client)) == WAITING
 
     # Lose 25 messages (a partial flush): exactly those come back, once.
     lost = set(ids[::400])
-    for key, raw in _messages(broker):
+    for key, raw in _messages(client):
         if any(job_id.encode() in raw for job_id in lost):
-            broker.lrem(key, 1, raw)
-    assert len(_messages(broker)) == WAITING - len(lost)
+            client.lrem(key, 1, raw)
+    assert len(_messages(client)) == WAITING - len(lost)
     assert set(reconcile(settings).republished) == lost
-    assert len(_messages(broker)) == WAITING
+    assert len(_messages(client)) == WAITING
     resent = select(func.count()).where(JobEvent.kind == "enqueued")
     assert session.scalar(resent) == len(lost)
     assert reconcile(settings).republished == []

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.models import Checkpoint, EvalResult, Job, JobEvent, Metric, utcnow
+from store.models import Checkpoint, EvalResult, Job, JobEvent, Metric, utcnow
 from trainer.reporting.callbacks import CheckpointInfo
 from trainer.reporting.channel import ReportWriter
 from trainer.results import BenchmarkResult, ProblemResult, SampleVerdict

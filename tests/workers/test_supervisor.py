@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service.models import Job
+from store.models import Job
 from tests.workers.conftest import WorkerProcess, child_pids, job_dir, submit_seeded, wait_for
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
 from trainer.checkpoints.local import verify_checkpoint

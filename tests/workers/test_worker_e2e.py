@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import queue
-from service.models import Checkpoint, EvalResult, Metric, utcnow
+from store import broker
+from store.models import Checkpoint, EvalResult, Metric, utcnow
 from tests.conftest import bearer, operator_dir
 from tests.workers.conftest import WorkerProcess, child_pids, wait_for
 from trainer.checkpoints.local import MANIFEST
@@ -184,7 +184,7 @@ def test_a_message_delivered_twice_runs_the_job_once(
 ) -> None:
     api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=2, every_steps=0))
-    queue.enqueue([queue.RunMessage(job_id, "cpu", 0)] * 2)
+    broker.enqueue([broker.RunMessage(job_id, "cpu", 0)] * 2)
     assert api.wait(job_id, cpu_worker)["status"] == "succeeded"
     # A later job on the same FIFO queue finishing proves the duplicates were consumed.
     sentinel = api.submit(train_request(total_steps=1, every_steps=0))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.core.config import get_settings
+from config.settings import get_settings
 from tests.optional import require
 from tests.workers.conftest import WorkerProcess
 from tests.workers.test_worker_e2e import Api

@@ -200,7 +200,7 @@ class CheckpointConfig(SpecModel):
     output_dir: str | None = Field(default=None, max_length=PATH_MAX)
     """Standalone (`dgpo-train`): a local path or fsspec URI. In the service: a relative
     sub-path of the job's own directory, or a URI under an operator storage prefix (see
-    `service.spec_policy`); unset, the job's own directory."""
+    `config.spec_policy`); unset, the job's own directory."""
     cancel_grace_s: Annotated[float, Field(ge=0, le=3600)] | None = None
     """After a cancel, how long the run may take to reach a step boundary and write its
     final checkpoint before the worker kills it (default: the worker's

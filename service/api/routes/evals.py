@@ -5,9 +5,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from service import evals
 from service.api.deps import ReadToken, SessionDep
 from service.schemas import ErrorOut
+from store import evals
 
 router = APIRouter(prefix="/evals", tags=["evals"])
 

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service import fleet
 from service.api.deps import ReadToken, SessionDep
-from service.models import WorkerStatus
 from service.schemas import QueueOut, WorkerOut
+from store import fleet
+from store.models import WorkerStatus
 
 router = APIRouter(tags=["fleet"])
 
@@ -15,7 +15,7 @@ router = APIRouter(tags=["fleet"])
 @router.get("/queue", response_model=QueueOut)
 def queue(session: SessionDep, _: ReadToken) -> QueueOut:
     """Per queue and GPU type: queued jobs, requested GPUs, oldest wait, running jobs."""
-    return fleet.queue_summary(session)
+    return QueueOut.model_validate(fleet.queue_summary(session), from_attributes=True)
 
 
 @router.get("/workers", response_model=list[WorkerOut])

@@ -7,8 +7,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import ReadToken
-from service.core.db import get_sessionmaker
-from service.models import SCHEMA_REVISION
+from store.db import get_sessionmaker
+from store.models import SCHEMA_REVISION
 
 router = APIRouter(tags=["health"])
 

@@ -5,12 +5,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from service import job_data, jobs, spec_policy, submit_checks
+from config import spec_policy
+from config.settings import get_settings
+from service import submit_checks
 from service.api.deps import ReadToken, SessionDep, SubmitToken
-from service.core.config import get_settings
-from service.core.db import get_sessionmaker
-from service.errors import BadRequest
-from service.models import JobStatus
 from service.schemas import (
     CheckpointOut,
     ErrorOut,
@@ -21,6 +19,10 @@ from service.schemas import (
     MetricSeries,
     ResultOut,
 )
+from store import job_data, jobs
+from store.db import get_sessionmaker
+from store.errors import BadRequest
+from store.models import JobStatus
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict
 
-from service import outbound, schedules, spec_policy
+from config import outbound, spec_policy
+from config.settings import Settings, get_settings
 from service.api.deps import ReadToken, SessionDep, SubmitToken
-from service.core.config import Settings, get_settings
-from service.models import Schedule
 from service.schemas import ErrorOut
+from store import schedules
+from store.models import Schedule
 from trainer.spec import SchedulePatch, ScheduleRequest
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])

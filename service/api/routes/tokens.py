@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from service.api.deps import AdminToken, SessionDep
-from service.auth import issue_token, revoke_token
-from service.errors import NotFound
-from service.models import DEFAULT_PRINCIPAL, ApiToken, TokenScope
+from store.errors import NotFound
+from store.models import DEFAULT_PRINCIPAL, ApiToken, TokenScope
+from store.tokens import issue_token, revoke_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 

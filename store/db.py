@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.core.config import get_settings
+from config.settings import get_settings
 
 log = logging.getLogger(__name__)
 

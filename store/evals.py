@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.errors import BadRequest
-from service.jobs import get_job
-from service.models import EvalResult
+from store.errors import BadRequest
+from store.jobs import get_job
+from store.models import EvalResult
 
 CONFIDENCE = 0.95
 RESAMPLES = 10_000

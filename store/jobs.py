@@ -13,13 +13,13 @@ from sqlalchemy import Select, and_, func, select, tuple_, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from service import job_rows, queue
-from service.core.config import get_settings
-from service.core.serialize import dumps
-from service.errors import BadRequest, IdempotencyMismatch, NotFound
-from service.lifecycle import append_event, transition
-from service.models import Job, JobStatus, new_id, utcnow
+from config.settings import get_settings
 from service.schemas import JobOut
+from store import broker, job_rows
+from store.errors import BadRequest, IdempotencyMismatch, NotFound
+from store.lifecycle import append_event, transition
+from store.models import Job, JobStatus, new_id, utcnow
+from store.serialize import dumps
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def hand_off(session: Session, new_jobs: Sequence[Publishable]) -> None:
     if not new_jobs:
         return
     try:
-        queue.enqueue([queue.RunMessage(job.id, job.queue, job.priority) for job in new_jobs])
+        broker.enqueue([broker.RunMessage(job.id, job.queue, job.priority) for job in new_jobs])
     except Exception as exc:  # any transport error: the jobs are safe in the database
         log.warning("enqueue of %d job(s) failed: %s", len(new_jobs), exc)
         for job in new_jobs:

@@ -1,7 +1,7 @@
 """Schedules: stored cron rules that submit eval jobs; the database side of `/schedules`.
 
 `fire` is the one way a run starts, for `POST /schedules/{id}/trigger` and for the beat
-task alike: resolve the target to a model, submit the eval job through `service.jobs`
+task alike: resolve the target to a model, submit the eval job through `store.jobs`
 (the same path as `POST /jobs`), and record the run. The job's metadata names its run,
 so the completion hook finds the run even if the process died right after submitting.
 """
@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.errors import BadRequest, NotFound
-from service.jobs import _metadata_filter, get_job, hand_off, submit
-from service.models import Checkpoint, Job, JobStatus, Schedule, ScheduleRun, utcnow
+from store.errors import BadRequest, NotFound
+from store.jobs import _metadata_filter, get_job, hand_off, submit
+from store.models import Checkpoint, Job, JobStatus, Schedule, ScheduleRun, utcnow
 from trainer.spec import (
     CheckpointRef,
     EvalJobRequest,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.core.config import get_settings
-from service.models import DEFAULT_PRINCIPAL, ApiToken, TokenScope, utcnow
+from config.settings import get_settings
+from store.models import DEFAULT_PRINCIPAL, ApiToken, TokenScope, utcnow
 
 SCOPE_RANK = {TokenScope.READ: 0, TokenScope.SUBMIT: 1, TokenScope.ADMIN: 2}
 

@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 from kombu.utils.json import dumps
 
-from service.core.config import get_settings
+from config.settings import get_settings
 
 log = logging.getLogger(__name__)
 

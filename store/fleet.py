@@ -1,17 +1,38 @@
 """What the GPU-fleet scheduler reads: demand per queue and GPU type, and the workers."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
-from service.schemas import QueueOut, QueueRow
-from service.submit_checks import queue_warnings, served_queues
+from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
 
 
-def queue_summary(session: Session) -> QueueOut:
+@dataclass
+class QueueLoad:
+    """Demand and load of one (queue, GPU type)."""
+
+    queue: str
+    gpu_type: str
+    queued: int = 0
+    queued_gpus: int = 0
+    oldest_wait_seconds: float | None = None
+    running: int = 0
+    running_gpus: int = 0
+
+
+@dataclass
+class FleetLoad:
+    queues: list[QueueLoad]
+    workers_alive: int
+    slots_alive: int
+    warnings: list[str] = field(default_factory=list)
+    """Queues with waiting jobs that no live worker serves."""
+
+
+def queue_summary(session: Session) -> FleetLoad:
     """Queued jobs and requested GPUs per (queue, GPU type), oldest wait, running load."""
     active = [JobStatus.QUEUED, *ACTIVE_STATUSES]
     rows = session.execute(
@@ -27,20 +48,9 @@ def queue_summary(session: Session) -> QueueOut:
         .group_by(Job.queue, Job.gpu_type, Job.status)
     ).all()
     now = utcnow()
-    table: dict[tuple[str, str], QueueRow] = {}
+    table: dict[tuple[str, str], QueueLoad] = {}
     for queue, gpu_type, status, count, gpus, oldest in rows:
-        row = table.setdefault(
-            (queue, gpu_type),
-            QueueRow(
-                queue=queue,
-                gpu_type=gpu_type,
-                queued=0,
-                queued_gpus=0,
-                oldest_wait_seconds=None,
-                running=0,
-                running_gpus=0,
-            ),
-        )
+        row = table.setdefault((queue, gpu_type), QueueLoad(queue, gpu_type))
         if status == JobStatus.QUEUED:
             row.queued, row.queued_gpus = count, int(gpus)
             row.oldest_wait_seconds = _age(now, oldest)
@@ -53,7 +63,7 @@ def queue_summary(session: Session) -> QueueOut:
         )
     ).one()
     waiting = [row.queue for row in table.values() if row.queued]
-    return QueueOut(
+    return FleetLoad(
         queues=sorted(table.values(), key=lambda r: (r.queue, r.gpu_type)),
         workers_alive=alive[0],
         slots_alive=int(alive[1]),
@@ -74,3 +84,21 @@ def list_workers(session: Session, status: str | None) -> Sequence[Worker]:
     if status is not None:
         stmt = stmt.where(Worker.status == status)
     return session.scalars(stmt).all()
+
+
+def served_queues(session: Session) -> set[str]:
+    """Every queue some live worker consumes."""
+    workers = Worker.__table__  # Core, not ORM: it runs once per group commit of POST /jobs
+    rows = session.execute(
+        select(workers.c.queues).where(workers.c.status == WorkerStatus.ALIVE)
+    ).scalars()
+    return {queue for queues in rows for queue in queues}
+
+
+def queue_warnings(queues: Iterable[str], served: set[str]) -> list[str]:
+    """One line per queue no live worker serves: its jobs wait until a worker starts."""
+    return [
+        f"no live worker serves queue {queue}; the job waits until one does "
+        f"(start one with `dgpo worker --queues {queue}`)"
+        for queue in sorted(set(queues) - served)
+    ]

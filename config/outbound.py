@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from service.core.config import Settings
+from config.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

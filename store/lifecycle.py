@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from service.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
+from store.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
 
 S = JobStatus
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {

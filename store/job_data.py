@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.models import Checkpoint, EvalResult, JobEvent, Metric
+from store.models import Checkpoint, EvalResult, JobEvent, Metric
 
 
 def events(session: Session, job_id: str, after_id: int, limit: int) -> Sequence[JobEvent]:

@@ -15,8 +15,8 @@ from sqlalchemy import JSON, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.core.serialize import dumps
-from service.models import Job, JobEvent
+from store.models import Job, JobEvent
+from store.serialize import dumps
 
 Row = Mapping[str, Any]
 """Column name -> value for one new job (JSON columns hold Python objects)."""

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.core.config import Settings
+from config.settings import Settings
 from trainer.extras import missing_extras
 from trainer.spec import EvalSpec, TrainSpec
 

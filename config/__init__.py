@@ -1,0 +1,1 @@
+"""What the operator configures: settings, logging, and what specs and webhooks may reach."""

@@ -1,0 +1,1 @@
+"""The Postgres truth: models, engine, job lifecycle, every query, the hand-off to the broker."""
