@@ -10,21 +10,13 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from store import fleet
 from store.db import get_sessionmaker
-from store.models import TERMINAL_STATUSES, Job, utcnow
+from store.models import utcnow
 
 DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 72 * 3600)
-
-
-def _duration_seconds(session: Session) -> ColumnElement[float]:
-    """finished_at - started_at in seconds, in the database's own date arithmetic."""
-    if session.get_bind().dialect.name == "sqlite":
-        return (func.julianday(Job.finished_at) - func.julianday(Job.started_at)) * 86400.0
-    return func.extract("epoch", Job.finished_at - Job.started_at)
 
 
 class FleetCollector(Collector):
@@ -56,24 +48,16 @@ class FleetCollector(Collector):
         yield from (wait, gpus, busy, slots)
 
     def _durations(self, session: Session) -> Metric:
-        seconds = _duration_seconds(session)
-        columns = [func.count(), func.coalesce(func.sum(seconds), 0.0)]
-        columns += [func.sum(case((seconds <= b, 1), else_=0)) for b in DURATION_BUCKETS]
-        rows = session.execute(
-            select(Job.kind, Job.status, *columns)
-            .where(Job.status.in_(TERMINAL_STATUSES), Job.started_at.is_not(None))
-            .group_by(Job.kind, Job.status)
-        ).all()
         family = HistogramMetricFamily(
             "dgpo_job_duration_seconds",
             "Wall time from first start to finish of terminal jobs",
             labels=["kind", "status"],
         )
-        for kind, status, count, total, *cumulative in rows:
-            buckets = [
-                (str(b), int(n or 0)) for b, n in zip(DURATION_BUCKETS, cumulative, strict=True)
-            ]
-            family.add_metric([kind, status], [*buckets, ("+Inf", count)], sum_value=float(total))
+        for row in fleet.job_durations(session, DURATION_BUCKETS):
+            buckets = [(str(bound), n) for bound, n in row.at_most]
+            family.add_metric(
+                [row.kind, row.status], [*buckets, ("+Inf", row.count)], sum_value=row.total_seconds
+            )
         return family
 
     def _heartbeats(self, session: Session) -> Metric:

@@ -7,11 +7,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from store import fleet
 from store.db import get_sessionmaker
-from store.models import Job, JobStatus
+from store.models import JobStatus
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -24,17 +24,11 @@ class JobCollector(Collector):
         by_status = GaugeMetricFamily("dgpo_jobs", "Jobs by status", labels=["status"])
         depth = GaugeMetricFamily("dgpo_queue_depth", "Queued jobs per queue", labels=["queue"])
         with get_sessionmaker()() as session:
-            counts = dict(
-                session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-            )
-            queued = session.execute(
-                select(Job.queue, func.count())
-                .where(Job.status == JobStatus.QUEUED)
-                .group_by(Job.queue)
-            ).all()
+            counts = fleet.jobs_by_status(session)
+            queued = fleet.queued_per_queue(session)
         for status in JobStatus:
             by_status.add_metric([status.value], counts.get(status.value, 0))
-        for queue, count in queued:
+        for queue, count in queued.items():
             depth.add_metric([queue], count)
         yield by_status
         yield depth

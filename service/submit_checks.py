@@ -4,10 +4,11 @@ refused at once (422 naming the field), not on the worker."""
 from typing import Any, NoReturn
 
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.models import TERMINAL_STATUSES, Checkpoint, Job
+from store import job_data, jobs
+from store.errors import NotFound
+from store.models import TERMINAL_STATUSES
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 
@@ -20,12 +21,13 @@ def check_checkpoint_ref(
     ref = request.model.checkpoint if isinstance(request, EvalJobRequest) else None
     if ref is None:
         return
-    job = session.get(Job, ref.job_id) if len(ref.job_id) <= 36 else None
-    if job is None or (owner is not None and job.owner != owner):
+    try:
+        job = jobs.get_job(session, ref.job_id, owner=owner)
+    except NotFound:
         _refuse("job_id", ref.job_id, f"no job with id {ref.job_id!r}")
     if job.kind != "train":
         _refuse("job_id", ref.job_id, f"job {job.id} is an eval job; name a train job")
-    steps = sorted(session.scalars(select(Checkpoint.step).where(Checkpoint.job_id == job.id)))
+    steps = sorted(c.step for c in job_data.checkpoints(session, job.id))
     if ref.step == "latest":
         if not steps and job.status in TERMINAL_STATUSES:
             _refuse("step", ref.step, f"train job {job.id} ended {job.status} with no checkpoint")

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +69,12 @@ def reset() -> None:
         get_engine().dispose()
     get_sessionmaker.cache_clear()
     get_engine.cache_clear()
+
+
+def schema_revision() -> str | None:
+    """The Alembic revision the database is at; raises if it is unreachable or unmigrated."""
+    with get_sessionmaker()() as session:
+        return session.scalar(text("SELECT version_num FROM alembic_version"))
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -4,10 +4,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
+from store.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Job,
+    JobStatus,
+    Worker,
+    WorkerStatus,
+    utcnow,
+)
 
 
 @dataclass
@@ -102,3 +110,58 @@ def queue_warnings(queues: Iterable[str], served: set[str]) -> list[str]:
         f"(start one with `dgpo worker --queues {queue}`)"
         for queue in sorted(set(queues) - served)
     ]
+
+
+def jobs_by_status(session: Session) -> dict[str, int]:
+    """How many jobs are in each status (statuses with none are absent)."""
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples()
+    return dict(rows.all())
+
+
+def queued_per_queue(session: Session) -> dict[str, int]:
+    """Queued jobs per queue (queues with none are absent)."""
+    rows = session.execute(
+        select(Job.queue, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.queue)
+    ).tuples()
+    return dict(rows.all())
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Run times of the terminal jobs of one (kind, status), as a cumulative histogram."""
+
+    kind: str
+    status: str
+    count: int
+    total_seconds: float
+    at_most: list[tuple[float, int]]
+    """(bucket bound, jobs that took at most that long), in `buckets` order."""
+
+
+def job_durations(session: Session, buckets: Sequence[float]) -> list[Durations]:
+    """Wall time from first start to finish of terminal jobs, bucketed in the database."""
+    seconds = _duration_seconds(session)
+    columns = [func.count(), func.coalesce(func.sum(seconds), 0.0)]
+    columns += [func.sum(case((seconds <= b, 1), else_=0)) for b in buckets]
+    rows = session.execute(
+        select(Job.kind, Job.status, *columns)
+        .where(Job.status.in_(TERMINAL_STATUSES), Job.started_at.is_not(None))
+        .group_by(Job.kind, Job.status)
+    ).all()
+    return [
+        Durations(
+            kind,
+            status,
+            count,
+            float(total),
+            [(b, int(n or 0)) for b, n in zip(buckets, cumulative, strict=True)],
+        )
+        for kind, status, count, total, *cumulative in rows
+    ]
+
+
+def _duration_seconds(session: Session) -> ColumnElement[float]:
+    """finished_at - started_at in seconds, in the database's own date arithmetic."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(Job.finished_at) - func.julianday(Job.started_at)) * 86400.0
+    return func.extract("epoch", Job.finished_at - Job.started_at)

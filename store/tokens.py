@@ -60,6 +60,11 @@ def issue_token(
     return row, raw
 
 
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Every token row, newest first (the rows hold only each secret's hash)."""
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
+
+
 def revoke_token(session: Session, name: str) -> int:
     """Revoke every live token called `name`; returns how many were revoked."""
     tokens = session.scalars(

@@ -1,12 +1,14 @@
-"""The import rules of ../shared/DESIGN.md, checked on every import statement.
+"""The import rules of docs/architecture.md, checked on every import statement.
 
-Walks each module of `trainer/`, `service/`, `workers/` and `dgpo/` with `ast`: imports at
-module level and inside functions alike (a lazy import is still a dependency), but not
-`importlib` calls by string. `tests/service/test_import_boundary.py` checks what importing
-`service.app` loads at run time; this checks what the code may depend on at all.
+Walks each module of our packages with `ast`: imports at module level and inside
+functions alike (a lazy import is still a dependency), but not `importlib` calls by
+string. `tests/service/test_import_boundary.py` checks what importing `service.app` loads
+at run time; this checks what the code may depend on at all.
 """
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +17,33 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-PACKAGES = ("trainer", "service", "workers", "dgpo")
+PACKAGES = ("trainer", "config", "store", "service", "workers", "dgpo", "migrations")
 ML_LIBRARIES = ("torch", "transformers", "vllm")
 
-SERVICE_MAY_IMPORT = {
-    "trainer.spec": "the job specs: one schema for the API, the CLIs and the trainer",
-    # Exceptions to move with issue 16 (torch-free today, but not `trainer.spec`):
-    "trainer.extras": "config/spec_policy.py: which optional extras are installed",
-    "trainer.results": "store/evals.py: ProblemResult, to compare stored eval results",
-    "trainer.evaluation.compare": "store/evals.py: the paired bootstrap and the verdict",
+MAY_IMPORT: dict[str, tuple[str, ...]] = {
+    "trainer": ("trainer",),
+    "config": ("config", "trainer"),
+    "store": ("config", "store", "trainer"),
+    "service": ("config", "store", "service", "trainer"),
+    "workers": ("config", "store", "trainer", "workers"),
+    "migrations": ("config", "store", "migrations"),
+    "dgpo": PACKAGES,
 }
-"""Trainer modules (and their submodules) `service/` may import, and why."""
+"""Which of our packages each package may import: the arrows of the layer diagram."""
+
+TORCH_FREE_TRAINER = {
+    "trainer.spec": "the job specs: one schema for the API, the CLIs and the trainer",
+    "trainer.results": "eval results and the comparison model the API returns",
+    "trainer.evaluation.compare": "store/evals.py: the paired bootstrap and the verdict",
+    "trainer.extras": "config/spec_policy.py: which optional extras are installed",
+}
+"""The only trainer modules `config/`, `store/` and `service/` may import, and why (each
+is checked to import no ML library)."""
+
+HTTP_FREE = ("fastapi", "starlette", "uvicorn")
+SERVICE_SQLALCHEMY = ("sqlalchemy.orm", "sqlalchemy.exc")
+"""`service/` holds no query: from SQLAlchemy it takes only the `Session` type it passes to
+`store/` and the errors it maps to HTTP answers."""
 
 
 @dataclass(frozen=True)
@@ -100,30 +118,43 @@ def _within(target: str, roots: tuple[str, ...] | set[str]) -> bool:
     return any(target == root or target.startswith(f"{root}.") for root in roots)
 
 
+def _package(module: str) -> str:
+    return module.partition(".")[0]
+
+
 def violations(imports: list[Import]) -> list[str]:
     """Every import that breaks a rule, as a readable line."""
     found = []
     for imp in imports:
-        if _within(imp.module, ("trainer",)) and _within(
-            imp.target, ("service", "workers", "dgpo")
+        package, target = _package(imp.module), _package(imp.target)
+        if target in PACKAGES and target not in MAY_IMPORT[package]:
+            allowed = ", ".join(f"{p}/" for p in MAY_IMPORT[package])
+            found.append(f"{imp}: {package}/ imports only {allowed} of ours")
+        if package == "dgpo":
+            continue
+        if package not in ("trainer", "workers") and _within(imp.target, ML_LIBRARIES):
+            found.append(f"{imp}: only trainer/ and workers/ import torch, transformers or vllm")
+        if (
+            package in ("config", "store", "service")
+            and target == "trainer"
+            and not _within(imp.target, TORCH_FREE_TRAINER)
         ):
-            found.append(f"{imp}: trainer/ never imports service/, workers/ or dgpo/")
-        if _within(imp.module, ("service",)):
-            if _within(imp.target, ML_LIBRARIES):
-                found.append(f"{imp}: service/ never imports torch, transformers or vllm")
-            if _within(imp.target, ("workers", "dgpo")):
-                found.append(f"{imp}: service/ never imports workers/ or dgpo/")
-            if _within(imp.target, ("trainer",)) and not _within(imp.target, SERVICE_MAY_IMPORT):
-                found.append(f"{imp}: service/ imports only trainer.spec from trainer/")
-    return found + _trainer_cycles(imports)
+            found.append(f"{imp}: {package}/ imports only torch-free trainer modules")
+        if package in ("config", "store", "workers") and _within(imp.target, HTTP_FREE):
+            found.append(f"{imp}: only service/ speaks HTTP")
+        sqlalchemy = _within(imp.target, ("sqlalchemy",))
+        if package == "service" and sqlalchemy and not _within(imp.target, SERVICE_SQLALCHEMY):
+            found.append(f"{imp}: service/ runs no query; queries live in store/")
+        if package == "workers" and sqlalchemy:
+            found.append(f"{imp}: workers/ runs no query; queries live in store/")
+    return list(dict.fromkeys(found)) + _cycles(imports)
 
 
-def _trainer_cycles(imports: list[Import]) -> list[str]:
-    """Import cycles among trainer modules, module-level imports only."""
+def _cycles(imports: list[Import]) -> list[str]:
+    """Import cycles among our modules, module-level imports only."""
     graph: dict[str, set[str]] = {}
     for imp in imports:
-        both_trainer = _within(imp.module, ("trainer",)) and _within(imp.target, ("trainer",))
-        if imp.top_level and both_trainer and imp.target in MODULES.keys() - {imp.module}:
+        if imp.top_level and imp.target in MODULES.keys() - {imp.module}:
             graph.setdefault(imp.module, set()).add(imp.target)
     cycles, done, path = [], set(), []
 
@@ -141,7 +172,7 @@ def _trainer_cycles(imports: list[Import]) -> list[str]:
 
     for node in sorted(graph):
         visit(node)
-    return [f"import cycle among trainer modules: {cycle}" for cycle in cycles]
+    return [f"import cycle: {cycle}" for cycle in cycles]
 
 
 def test_every_import_follows_the_layer_rules():
@@ -150,29 +181,43 @@ def test_every_import_follows_the_layer_rules():
     assert violations(imports) == []
 
 
-def test_each_service_exception_is_still_used():
-    """An exception nobody needs any more is removed, so the list only shrinks."""
+def test_each_torch_free_trainer_module_is_used_and_torch_free():
+    """An entry nobody needs any more is removed, and each really loads no ML library."""
     used = {
         root
         for imp in _all_imports()
-        if _within(imp.module, ("service",))
-        for root in SERVICE_MAY_IMPORT
+        if _package(imp.module) in ("config", "store", "service")
+        for root in TORCH_FREE_TRAINER
         if _within(imp.target, (root,))
     }
-    assert used == set(SERVICE_MAY_IMPORT)
+    assert used == set(TORCH_FREE_TRAINER)
+    modules = ", ".join(TORCH_FREE_TRAINER)
+    code = f"import sys, {modules}; print(sorted(m for m in {ML_LIBRARIES!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
     ("module", "source", "rule"),
     [
-        ("trainer.rl.loop", "from store.models import Job", "trainer/ never imports"),
-        ("trainer.rl.loop", "def f():\n    import workers.tasks", "trainer/ never imports"),
-        ("store.jobs", "def f():\n    import torch", "service/ never imports torch"),
-        ("store.jobs", "from workers.leases import claim", "service/ never imports workers/"),
-        ("store.jobs", "from trainer.rl.loop import train", "service/ imports only trainer.spec"),
-        ("store.jobs", "from trainer import losses", "service/ imports only trainer.spec"),
+        ("trainer.rl.loop", "from store.models import Job", "trainer/ imports only trainer/"),
+        ("trainer.rl.loop", "def f():\n    import workers.tasks", "trainer/ imports only"),
+        ("store.jobs", "def f():\n    import torch", "only trainer/ and workers/ import torch"),
+        ("store.jobs", "from service.schemas import JobOut", "store/ imports only"),
+        ("store.jobs", "from fastapi import HTTPException", "only service/ speaks HTTP"),
+        ("store.jobs", "from trainer.rl.loop import train", "torch-free trainer modules"),
+        ("config.settings", "from store.db import get_engine", "config/ imports only"),
+        ("service.intake", "from workers.leases import claim", "service/ imports only"),
+        ("service.intake", "from trainer import losses", "torch-free trainer modules"),
+        ("service.intake", "from sqlalchemy import select", "service/ runs no query"),
+        ("workers.tasks", "from service.app import create_app", "workers/ imports only"),
+        ("workers.tasks", "from sqlalchemy import update", "workers/ runs no query"),
+        ("migrations.env", "from service.app import create_app", "migrations/ imports only"),
         ("trainer.rl.batch", "from trainer.rl.update import policy_update", "import cycle"),
         ("trainer.spec.base", "from .. import spec", "import cycle"),
+        ("store.models", "from store.jobs import get_job", "import cycle"),
     ],
 )
 def test_a_violating_import_is_caught(module, source, rule):

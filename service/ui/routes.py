@@ -12,12 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import desc, select
 
 from service.api.deps import SessionDep
 from service.schemas import progress_percent, progress_text
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
 from store import fleet, job_data
+from store import jobs as store_jobs
 from store.models import Job, utcnow
 from store.tokens import TokenInfo, verify_token
 
@@ -89,12 +89,9 @@ def jobs_page(
     request: Request, session: SessionDep, token: UiToken, status: str | None = None
 ) -> HTMLResponse:
     """Jobs (newest first) with status and progress, then the queue and the workers."""
-    query = select(Job).order_by(desc(Job.created_at), desc(Job.id)).limit(PAGE_SIZE)
-    if token.visible_owner is not None:
-        query = query.where(Job.owner == token.visible_owner)
-    if status:
-        query = query.where(Job.status == status)
-    jobs = session.scalars(query).all()
+    jobs, _ = store_jobs.list_jobs(
+        session, owner=token.visible_owner, statuses=[status] if status else (), limit=PAGE_SIZE
+    )
     return _page(
         request,
         "jobs.html",
@@ -112,9 +109,7 @@ def jobs_page(
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken) -> HTMLResponse:
     """One job: metric curves, checkpoints, eval results and its event log."""
-    job = session.get(Job, job_id)
-    if job is None or token.visible_owner not in (None, job.owner):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    job = store_jobs.get_job(session, job_id, owner=token.visible_owner)
     _, points = job_data.metric_series(session, job_id, max_points=MAX_POINTS)
     series = series_by_name([(p["step"], p["values"]) for p in points])
     charts = [line_chart(title, members) for title, members in grouped_charts(series)]

@@ -3,11 +3,10 @@
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import ReadToken
-from store.db import get_sessionmaker
+from store.db import schema_revision
 from store.models import SCHEMA_REVISION
 
 router = APIRouter(tags=["health"])
@@ -23,8 +22,7 @@ def healthz() -> dict[str, str]:
 def readyz() -> JSONResponse:
     """The database answers with the schema this code needs; route here only then."""
     try:
-        with get_sessionmaker()() as session:
-            revision = session.scalar(text("SELECT version_num FROM alembic_version"))
+        revision = schema_revision()
     except SQLAlchemyError as exc:
         return _unavailable(f"database unreachable or never migrated: {exc}")
     if revision != SCHEMA_REVISION:

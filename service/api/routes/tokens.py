@@ -5,11 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from service.api.deps import AdminToken, SessionDep
+from store import tokens
 from store.errors import NotFound
-from store.models import DEFAULT_PRINCIPAL, ApiToken, TokenScope
+from store.models import DEFAULT_PRINCIPAL, TokenScope
 from store.tokens import issue_token, revoke_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -43,8 +43,7 @@ class NewTokenOut(TokenOut):
 @router.get("", response_model=list[TokenOut])
 def list_tokens(session: SessionDep, _: AdminToken) -> list[TokenOut]:
     """Every token (never its secret), newest first."""
-    rows = session.scalars(select(ApiToken).order_by(ApiToken.id.desc()))
-    return [TokenOut.model_validate(row) for row in rows]
+    return [TokenOut.model_validate(row) for row in tokens.list_tokens(session)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NewTokenOut)
