@@ -158,16 +158,16 @@ def test_jobs_queued_when_the_broker_is_flushed_still_run(
     train_request: Callable[..., dict],
 ) -> None:
     api = Api(client, tokens)
-    broker = redis.Redis.from_url(redis_url)
+    redis_client = redis.Redis.from_url(redis_url)
     busy = api.submit(train_request(total_steps=15, every_steps=0))
     api.wait(busy, cpu_worker, {"running"})
     waiting = [api.submit(train_request(total_steps=2, every_steps=0)) for _ in range(2)]
 
     def queued_messages() -> int:
-        return sum(broker.llen(key) for key in broker.keys("cpu*"))
+        return sum(redis_client.llen(key) for key in redis_client.keys("cpu*"))
 
     assert queued_messages() == 2
-    broker.flushdb()
+    redis_client.flushdb()
     assert queued_messages() == 0
     report = reconcile(WorkerSettings(requeue_lost_after_s=0))
     assert set(waiting) <= set(report.republished)
