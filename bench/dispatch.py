@@ -171,7 +171,7 @@ def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, flo
     train(spec, output_dir=str(tmp / "plain"), callbacks=plain, resume=False)
 
     with get_sessionmaker()() as session:
-        job = Job(kind="train", spec=spec.model_dump(mode="json"), resources={}, queue="cpu")
+        job = Job(kind="train", spec=spec.model_dump(mode="json"), queue="cpu")
         session.add(job)
         session.commit()
         job_id = job.id

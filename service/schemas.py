@@ -29,9 +29,6 @@ class JobOut(_Out):
     status: str
     priority: int
     queue: str
-    gpus: int
-    gpu_type: str
-    resources: dict[str, Any]
     metadata: dict[str, str] = Field(validation_alias="metadata_")
     owner: str
     """The principal whose token submitted it."""
@@ -44,7 +41,6 @@ class JobOut(_Out):
     progress: float
     eta_seconds: float | None
     current_step: int | None
-    total_steps: int | None
     error: str | None
     created_at: datetime
     queued_at: datetime | None
@@ -54,6 +50,29 @@ class JobOut(_Out):
     enqueued_at: datetime | None
     warnings: list[str] = []
     """Set on submit: e.g. no live worker serves the job's queue (it waits for one)."""
+
+    # Read from the spec, the one record of what the job asked for (the row keeps no copy).
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resources(self) -> dict[str, Any]:
+        return dict(self.spec["resources"])
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gpus(self) -> int:
+        return int(self.spec["resources"]["gpus"])
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gpu_type(self) -> str:
+        return str(self.spec["resources"]["gpu_type"])
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_steps(self) -> int | None:
+        """A train job's steps; None for an eval job."""
+        return self.spec.get("total_steps")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -1,12 +1,11 @@
 """Compare two jobs' stored eval results, problem by problem, with a paired bootstrap.
 
 One implementation serves `GET /evals/compare` and the schedule verdicts (workers call
-`compare_jobs` too). The statistics live in `trainer.evaluation.compare` (numpy only);
-it is imported inside the function, never at app start-up, so `service.app` stays
-torch-free and small: the one sanctioned exception to "service imports only trainer.spec".
+`compare_jobs` too). The comparison model is `trainer.results` (plain data); the statistics
+live in `trainer.evaluation.compare` (numpy only), imported inside the function, never at
+app start-up, so `service.app` stays torch-free and small.
 """
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 from store.errors import BadRequest
 from store.jobs import get_job
 from store.models import EvalResult
+from trainer.results import BenchmarkComparison, ProblemResult, Verdict
 
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
@@ -40,9 +40,7 @@ def _rank(row: EvalResult) -> float:
     return float("inf") if row.step is None else row.step
 
 
-def _problems(row: EvalResult) -> list[Any]:
-    from trainer.results import ProblemResult
-
+def _problems(row: EvalResult) -> list[ProblemResult]:
     return [
         ProblemResult(str(p["problem_id"]), int(p["num_samples"]), int(p["num_correct"]))
         for p in row.per_problem.get("problems", [])
@@ -59,8 +57,9 @@ def compare_jobs(
     threshold: float = 0.0,
     seed: int = 0,
     owner: str | None = None,
-) -> tuple[list[dict[str, Any]], str]:
-    """(per-benchmark comparisons of b minus a, overall verdict).
+) -> tuple[list[dict[str, Any]], Verdict]:
+    """(per-benchmark comparisons of b minus a, overall verdict): each comparison is a
+    `BenchmarkComparison` as JSON data, which schedule runs and webhooks store as is.
 
     Raises NotFound for an unknown job (or one `owner` does not own) and BadRequest when
     the jobs share no benchmark or no problem, so the API answers 404/422 and a schedule
@@ -104,12 +103,12 @@ def compare_jobs(
             raise BadRequest(str(exc), ("query", "benchmark")) from exc
     steps = {name: (rows_a[name].step, rows_b[name].step) for name in shared}
     out = [
-        {
-            **dataclasses.asdict(c),
-            "step_a": steps[c.benchmark][0],
-            "step_b": steps[c.benchmark][1],
-            "verdict": verdict(c, threshold),
-        }
+        BenchmarkComparison(
+            **c.model_dump(),
+            step_a=steps[c.benchmark][0],
+            step_b=steps[c.benchmark][1],
+            verdict=verdict(c, threshold),
+        ).model_dump()
         for c in comparisons
     ]
     return out, overall_verdict(comparisons, threshold)

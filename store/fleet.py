@@ -17,6 +17,10 @@ from store.models import (
     utcnow,
 )
 
+REQUESTED_GPUS = Job.spec[("resources", "gpus")].as_integer()
+REQUESTED_GPU_TYPE = Job.spec[("resources", "gpu_type")].as_string()
+"""What a job asked for, read from its spec (the row keeps no copy of its resources)."""
+
 
 @dataclass
 class QueueLoad:
@@ -46,14 +50,14 @@ def queue_summary(session: Session) -> FleetLoad:
     rows = session.execute(
         select(
             Job.queue,
-            Job.gpu_type,
+            REQUESTED_GPU_TYPE,
             Job.status,
             func.count(),
-            func.coalesce(func.sum(Job.gpus), 0),
+            func.coalesce(func.sum(REQUESTED_GPUS), 0),
             func.min(Job.queued_at),
         )
         .where(Job.status.in_(active))
-        .group_by(Job.queue, Job.gpu_type, Job.status)
+        .group_by(Job.queue, REQUESTED_GPU_TYPE, Job.status)
     ).all()
     now = utcnow()
     table: dict[tuple[str, str], QueueLoad] = {}

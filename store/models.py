@@ -72,7 +72,7 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The Alembic revision these models match; `/readyz` refuses any other database."""
 
 DEFAULT_PRINCIPAL = "default"
@@ -99,13 +99,12 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     spec: Mapped[dict[str, Any]]
-    """The validated spec, without the envelope (kind, priority, metadata)."""
+    """The validated spec, without the envelope (kind, priority, metadata): the one record
+    of what the job asked for, `resources` and `total_steps` included."""
     priority: Mapped[int] = mapped_column(default=0)
-    resources: Mapped[dict[str, Any]]
     queue: Mapped[str] = mapped_column(String(64))
-    """Derived from resources (`trainer.spec.Resources.queue`): cpu, gpu.any, gpu.h100, ..."""
-    gpus: Mapped[int] = mapped_column(default=0)
-    gpu_type: Mapped[str] = mapped_column(String(32), default="any")
+    """The routing key the claim and fleet queries index: derived once, at insert, from
+    `spec.resources` (`trainer.spec.Resources.queue`): cpu, gpu.any, gpu.h100, ..."""
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     owner: Mapped[str] = mapped_column(
         String(255), default=DEFAULT_PRINCIPAL, server_default=DEFAULT_PRINCIPAL
@@ -123,7 +122,6 @@ class Job(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     current_step: Mapped[int | None]
-    total_steps: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(default=utcnow)

@@ -1,6 +1,10 @@
-"""Evaluation results as plain data: what an eval run returns and workers store."""
+"""Evaluation results as plain data: what an eval run returns and workers store, and how
+two runs compare (one model for the trainer's statistics, the store and the API)."""
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 
 @dataclass(frozen=True)
@@ -35,3 +39,34 @@ class BenchmarkResult:
     @property
     def num_problems(self) -> int:
         return len(self.per_problem)
+
+
+Verdict = Literal["pass", "regression", "improvement"]
+"""`regression`/`improvement` only when the CI excludes 0 and |change| >= the threshold."""
+
+
+class Comparison(BaseModel):
+    """Run `b` minus run `a` on one benchmark, over the problems both answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    benchmark: str
+    num_problems: int
+    """Problems answered by both runs (matched by problem id)."""
+    accuracy_a: float
+    accuracy_b: float
+    difference: float
+    """accuracy_b - accuracy_a: mean per-problem accuracy (Avg@k) over the shared problems."""
+    ci_low: float
+    ci_high: float
+    confidence: float
+    """Of the paired bootstrap interval [ci_low, ci_high] of `difference`."""
+
+
+class BenchmarkComparison(Comparison):
+    """A comparison of two jobs' stored results, as the API and schedule runs show it."""
+
+    step_a: int | None
+    step_b: int | None
+    """Training step of a train job's periodic eval; None for an eval job."""
+    verdict: Verdict

@@ -166,7 +166,6 @@ class DbReporter(Callback):
         self._start_step, self._total_steps, self._last_step = start_step, total_steps, start_step
         self._t0 = time.monotonic()
         with fenced(self.lease) as (session, job):
-            job.total_steps = total_steps
             job.current_step = start_step
             job.progress = start_step / total_steps
             msg = f"attempt {self.lease.attempt}: steps {start_step + 1}..{total_steps}"

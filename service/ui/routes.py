@@ -78,9 +78,10 @@ def _page(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
 
 
 def _progress(job: Job) -> dict[str, Any]:
+    total_steps = job.spec.get("total_steps")
     return {
         "percent": round(progress_percent(job.status, job.progress), 1),
-        "text": progress_text(job.status, job.progress, job.current_step, job.total_steps),
+        "text": progress_text(job.status, job.progress, job.current_step, total_steps),
     }
 
 

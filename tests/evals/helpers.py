@@ -20,8 +20,7 @@ def make_job(
     job = Job(
         kind=kind,
         status=status,
-        spec={},
-        resources={"gpus": 0},
+        spec={"resources": {"gpus": 0, "gpu_type": "any"}},
         queue="cpu",
         metadata_=metadata or {},
         finished_at=utcnow() if status == JobStatus.SUCCEEDED else None,

@@ -104,3 +104,19 @@ def test_app_and_compare_module_stay_torch_free():
         "import trainer.evaluation.compare; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_trainer_store_and_route_share_one_comparison_model(client, tokens, two_runs, session):
+    """The trainer's statistic, the store's rows and the route's response are one model."""
+    from service.api.routes.evals import CompareOut
+    from store.evals import compare_jobs
+    from trainer.evaluation.compare import paired_bootstrap
+    from trainer.results import BenchmarkComparison, Comparison, ProblemResult
+
+    assert CompareOut.model_fields["benchmarks"].annotation == list[BenchmarkComparison]
+    assert issubclass(BenchmarkComparison, Comparison)
+    problems = [ProblemResult("p", 4, 2)]
+    assert type(paired_bootstrap(problems, problems)) is Comparison
+    rows, _ = compare_jobs(session, *two_runs)
+    body = compare(client, tokens["read"], a=two_runs[0], b=two_runs[1]).json()
+    assert [BenchmarkComparison.model_validate(r).model_dump() for r in rows] == body["benchmarks"]

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from store.fleet import REQUESTED_GPUS
 from store.models import Job, JobStatus, Worker, utcnow
 from tests.conftest import bearer
 from tests.service.helpers import eval_body, train_body
@@ -15,7 +16,7 @@ def test_queue_counts_jobs_and_gpus_per_queue_and_gpu_type(client, tokens, sessi
         client.post("/jobs", json=train_body(resources=resources), headers=h)
     running = client.post("/jobs", json=train_body(resources={"gpus": 1}), headers=h).json()
     old = utcnow() - timedelta(minutes=10)
-    session.execute(update(Job).where(Job.gpus == 4).values(queued_at=old))
+    session.execute(update(Job).where(REQUESTED_GPUS == 4).values(queued_at=old))
     session.execute(update(Job).where(Job.id == running["id"]).values(status=JobStatus.RUNNING))
     session.commit()
 

@@ -26,6 +26,22 @@ def test_submit_train_job_returns_201_with_queued_job_and_derived_queue(client, 
     assert job["attempt"] == 0 and job["max_attempts"] == 3 and job["enqueued_at"]
 
 
+def test_the_spec_is_the_one_record_of_resources_and_steps(client, tokens):
+    """The row keeps no copy of them; every read shows them as before, from the spec."""
+    assert not {"resources", "gpus", "gpu_type", "total_steps"} & set(Job.__table__.c.keys())
+    resources = {"gpus": 2, "gpu_type": "h100"}
+    train = submit(client, tokens["submit"], train_body(resources=resources)).json()
+    evaluation = submit(client, tokens["submit"], eval_body()).json()
+    for job in (train, client.get(f"/jobs/{train['id']}", headers=bearer(tokens["read"])).json()):
+        assert (job["resources"], job["gpus"], job["gpu_type"]) == (resources, 2, "h100")
+        assert (job["queue"], job["total_steps"]) == ("gpu.h100", 3)
+    listed = client.get("/jobs", params={"kind": "eval"}, headers=bearer(tokens["read"]))
+    (listed_eval,) = [j for j in listed.json()["items"] if j["id"] == evaluation["id"]]
+    for job in (evaluation, listed_eval):
+        cpu = {"gpus": 0, "gpu_type": "any"}
+        assert (job["resources"], job["queue"], job["total_steps"]) == (cpu, "cpu", None)
+
+
 def test_submit_publishes_run_job_message_on_the_jobs_queue(client, tokens, redis_url):
     job = submit(client, tokens["submit"], eval_body(priority=9)).json()
     messages = broker_messages(redis_url, "cpu")

@@ -15,7 +15,6 @@ def make_job(session, status: JobStatus) -> Job:  # type: ignore[no-untyped-def]
         kind="train",
         status=status,
         spec=train_body(),
-        resources={"gpus": 0, "gpu_type": "any"},
         queue="cpu",
     )
     session.add(job)

@@ -58,3 +58,33 @@ def test_periodic_eval_reports_results_and_metrics_without_changing_training(
     b = load_file(str(Path(baseline.checkpoint.uri) / "model.safetensors"))
     assert all(torch.equal(a[name], b[name]) for name in a), "eval changed the training run"
     assert evaluated.metrics["reward/mean"] == baseline.metrics["reward/mean"]
+
+
+def test_periodic_eval_samples_like_an_eval_job_from_the_train_spec_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It hands the scorer what it needs (sampling, Pass@k, problem cap), no eval spec."""
+    from types import SimpleNamespace
+
+    from trainer.engines import SamplingConfig
+    from trainer.rl import loop
+
+    calls: list[tuple[str, SamplingConfig, dict[str, object]]] = []
+
+    def scorer(name, sampling, engine, tokenizer, grader, **options):  # type: ignore[no-untyped-def]
+        calls.append((name, sampling, options))
+        return BenchmarkResult(benchmark=name, k=sampling.n, scores={"avg@3": 0.5}, per_problem=[])
+
+    monkeypatch.setattr(loop, "evaluate_benchmark", scorer)
+    spec = toy_spec("model", "data", seed=7)
+    spec = spec.model_copy(
+        update={"eval": spec.eval.model_copy(update={"benchmarks": ["gsm8k", "amc23"], "k": 3})}
+    )
+    state = SimpleNamespace(step=2, tokenizer=None, model_path="model")
+    recorder = Recorder()
+    metrics = loop.periodic_eval(spec, state, engine=None, grader=None, cb=recorder)  # type: ignore[arg-type]
+
+    expected = SamplingConfig(n=3, temperature=0.6, top_p=0.95, max_tokens=6, seed=7)
+    options = {"pass_ks": [1, 3], "max_problems": None, "prompt": spec.prompt}
+    assert calls == [("gsm8k", expected, options), ("amc23", expected, options)]
+    assert metrics["eval/amc23/avg@3"] == 0.5 and [s for s, _ in recorder.evals] == [2]

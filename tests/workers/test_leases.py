@@ -19,9 +19,7 @@ SETTINGS = WorkerSettings(lease_s=30, lease_renew_s=5, metrics_batch=1, requeue_
 
 
 def make_job(session: Session, **fields: object) -> str:
-    job = Job(
-        kind="train", spec={}, resources={}, queue="cpu", **{"enqueued_at": utcnow(), **fields}
-    )
+    job = Job(kind="train", spec={}, queue="cpu", **{"enqueued_at": utcnow(), **fields})
     session.add(job)
     session.commit()
     return job.id

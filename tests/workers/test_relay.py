@@ -42,7 +42,7 @@ def relayed(session: Session, job_id: str) -> tuple[Counter, list[int], list, li
 def test_records_reach_postgres_once_whichever_side_crashes(
     session: Session, redis_url: str, tmp_path: Path
 ) -> None:
-    job = Job(kind="train", spec={}, resources={}, queue="relay.unserved", enqueued_at=utcnow())
+    job = Job(kind="train", spec={}, queue="relay.unserved", enqueued_at=utcnow())
     session.add(job)
     session.commit()
     first = claim(job.id, "w1", 30)

@@ -7,28 +7,10 @@ to contain, the dominant noise on small sets such as AIME.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from trainer.results import BenchmarkResult, ProblemResult
-
-Verdict = Literal["pass", "regression", "improvement"]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Run `b` minus run `a` on the problems both answered."""
-
-    benchmark: str
-    num_problems: int
-    accuracy_a: float
-    accuracy_b: float
-    difference: float
-    ci_low: float
-    ci_high: float
-    confidence: float
+from trainer.results import BenchmarkResult, Comparison, ProblemResult, Verdict
 
 
 def paired_bootstrap(

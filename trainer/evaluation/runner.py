@@ -37,30 +37,6 @@ def run_eval(
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if engine is None:
         engine = build_engine(spec.engine, engine_options(spec, model_path, tokenizer))
-    with Grader() as grader:
-        return [
-            evaluate_benchmark(name, spec, engine, tokenizer, grader, benchmark_dir=benchmark_dir)
-            for name in spec.benchmarks
-        ]
-
-
-def evaluate_benchmark(
-    name: str,
-    spec: EvalSpec,
-    engine: RolloutEngine,
-    tokenizer: Any,
-    grader: Grader,
-    *,
-    benchmark_dir: str | os.PathLike[str] | None = None,
-    prompt: PromptConfig | None = None,
-) -> BenchmarkResult:
-    """One benchmark: `spec.k` samples for each of its (first `max_problems`) problems."""
-    problems = load_benchmark(name, benchmark_dir)[: spec.max_problems]
-    prompt = prompt or PromptConfig()
-    prompt_ids = [
-        tokenizer(prompt_text(tokenizer, p.problem, prompt), add_special_tokens=False)["input_ids"]
-        for p in problems
-    ]
     sampling = SamplingConfig(
         n=spec.k,
         temperature=spec.temperature,
@@ -68,6 +44,45 @@ def evaluate_benchmark(
         max_tokens=spec.max_tokens,
         seed=spec.seed,
     )
+    with Grader() as grader:
+        return [
+            evaluate_benchmark(
+                name,
+                sampling,
+                engine,
+                tokenizer,
+                grader,
+                pass_ks=spec.pass_ks,
+                max_problems=spec.max_problems,
+                benchmark_dir=benchmark_dir,
+            )
+            for name in spec.benchmarks
+        ]
+
+
+def evaluate_benchmark(
+    name: str,
+    sampling: SamplingConfig,
+    engine: RolloutEngine,
+    tokenizer: Any,
+    grader: Grader,
+    *,
+    pass_ks: Sequence[int],
+    max_problems: int | None = None,
+    benchmark_dir: str | os.PathLike[str] | None = None,
+    prompt: PromptConfig | None = None,
+) -> BenchmarkResult:
+    """One benchmark: `sampling.n` samples for each of its (first `max_problems`) problems,
+    scored as Avg@n and Pass@j for each j in `pass_ks`.
+
+    Takes what it uses rather than an eval spec: eval jobs and the periodic evals of train
+    jobs fill these in from their own specs."""
+    problems = load_benchmark(name, benchmark_dir)[:max_problems]
+    prompt = prompt or PromptConfig()
+    prompt_ids = [
+        tokenizer(prompt_text(tokenizer, p.problem, prompt), add_special_tokens=False)["input_ids"]
+        for p in problems
+    ]
     completions = engine.generate(prompt_ids, sampling)
     responses = tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
     answers = [problems[c.prompt_index].answer for c in completions]
@@ -75,8 +90,8 @@ def evaluate_benchmark(
     per_problem = _per_problem(problems, [c.prompt_index for c in completions], verdicts)
     return BenchmarkResult(
         benchmark=name,
-        k=spec.k,
-        scores=benchmark_scores(per_problem, spec.pass_ks),
+        k=sampling.n,
+        scores=benchmark_scores(per_problem, pass_ks),
         per_problem=per_problem,
     )
 

@@ -28,7 +28,7 @@ from trainer.rl.dapo import mask_truncated, overlong_penalty
 from trainer.rl.run_state import RunState, build_run_state, load_model
 from trainer.rl.update import batched_logprobs, policy_update
 from trainer.spec import TrainSpec
-from trainer.spec.eval import EvalSpec
+from trainer.spec.eval import EVAL_TEMPERATURE, EVAL_TOP_P, reported_pass_ks
 
 
 @dataclass(frozen=True)
@@ -187,21 +187,25 @@ def periodic_eval(
     changes nothing the training run (or its exact resume) depends on.
     """
     t0 = time.perf_counter()
-    eval_spec = EvalSpec.model_validate(
-        {
-            "model": {"path": state.model_path},
-            "benchmarks": spec.eval.benchmarks,
-            "k": spec.eval.k,
-            "max_tokens": spec.rollout.max_response_tokens,
-            "max_problems": spec.eval.max_problems,
-            "engine": spec.rollout.engine,
-            "seed": spec.seed,
-            "resources": spec.resources,
-        }
+    sampling = SamplingConfig(
+        n=spec.eval.k,
+        temperature=EVAL_TEMPERATURE,
+        top_p=EVAL_TOP_P,
+        max_tokens=spec.rollout.max_response_tokens,
+        seed=spec.seed,
     )
     results = [
-        evaluate_benchmark(name, eval_spec, engine, state.tokenizer, grader, prompt=spec.prompt)
-        for name in eval_spec.benchmarks
+        evaluate_benchmark(
+            name,
+            sampling,
+            engine,
+            state.tokenizer,
+            grader,
+            pass_ks=reported_pass_ks(spec.eval.k),
+            max_problems=spec.eval.max_problems,
+            prompt=spec.prompt,
+        )
+        for name in spec.eval.benchmarks
     ]
     cb.on_eval(state.step, results)
     metrics = {

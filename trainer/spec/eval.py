@@ -15,6 +15,16 @@ BENCHMARK_NAMES: tuple[str, ...] = get_args(BenchmarkName)
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
+EVAL_TEMPERATURE = 0.6
+"""Sampling temperature of an eval unless its spec sets one (periodic evals always)."""
+EVAL_TOP_P = 0.95
+"""Nucleus sampling of an eval unless its spec sets it (periodic evals always)."""
+
+
+def reported_pass_ks(k: int, requested: list[int] | None = None) -> list[int]:
+    """The j of every Pass@j an eval of k samples reports: those requested, else 1 and k."""
+    return sorted(set(requested or [1, k]))
+
 
 class CheckpointRef(SpecModel):
     """A checkpoint of a train job known to the service."""
@@ -51,9 +61,9 @@ class EvalSpec(SpecModel):
     """Samples per problem (Avg@k averages them)."""
     pass_k: list[PositiveInt] | None = Field(default=None, max_length=64)
     """Pass@k is reported for each of these (default: 1 and k); each must be <= k."""
-    temperature: Annotated[float, Field(gt=0.0)] = 0.6
+    temperature: Annotated[float, Field(gt=0.0)] = EVAL_TEMPERATURE
     """Sampling temperature."""
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = EVAL_TOP_P
     """Nucleus sampling: keep the smallest token set with this total probability."""
     max_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 8192
     """Longest response per sample, in tokens; generation stops there."""
@@ -81,4 +91,4 @@ class EvalSpec(SpecModel):
 
     @property
     def pass_ks(self) -> list[int]:
-        return sorted(set(self.pass_k or [1, self.k]))
+        return reported_pass_ks(self.k, self.pass_k)

@@ -1,6 +1,6 @@
 """`/evals/compare`: how job b differs from job a, per benchmark, with a paired bootstrap CI."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -8,29 +8,11 @@ from pydantic import BaseModel
 from service.api.deps import ReadToken, SessionDep
 from service.schemas import ErrorOut
 from store import evals
+from trainer.results import BenchmarkComparison, Verdict
 
 router = APIRouter(prefix="/evals", tags=["evals"])
 
 JobId = Annotated[str, Query(min_length=1, max_length=36, pattern=r"^[^\x00]*$")]
-Verdict = Literal["pass", "regression", "improvement"]
-
-
-class BenchmarkComparison(BaseModel):
-    benchmark: str
-    num_problems: int
-    """Problems answered by both jobs (matched by problem id)."""
-    accuracy_a: float
-    accuracy_b: float
-    difference: float
-    """accuracy_b - accuracy_a: mean per-problem accuracy (Avg@k) over the shared problems."""
-    ci_low: float
-    ci_high: float
-    confidence: float
-    step_a: int | None
-    step_b: int | None
-    """Training step of a train job's periodic eval; None for an eval job."""
-    verdict: Verdict
-    """regression/improvement only if the CI excludes 0 and |difference| >= threshold."""
 
 
 class CompareOut(BaseModel):
@@ -62,10 +44,5 @@ def compare(
     rows, overall = evals.compare_jobs(
         session, a, b, benchmark=benchmark, threshold=threshold, owner=token.visible_owner
     )
-    return CompareOut(
-        a=a,
-        b=b,
-        threshold=threshold,
-        verdict=overall,  # type: ignore[arg-type]
-        benchmarks=[BenchmarkComparison(**r) for r in rows],
-    )
+    benchmarks = [BenchmarkComparison.model_validate(r) for r in rows]
+    return CompareOut(a=a, b=b, threshold=threshold, verdict=overall, benchmarks=benchmarks)
