@@ -139,7 +139,7 @@ def submit_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | E
     """Insert `batch` (`insert_jobs`) and send the run messages it calls for; one outcome
     per entry."""
     outcomes = insert_jobs(session, batch)
-    send_submitted(session, outcomes)
+    _send_submitted(session, outcomes)
     return outcomes
 
 
@@ -204,7 +204,7 @@ def _replay(new: NewJob, earlier: Mapping[OwnerKey, Job]) -> Submitted | Excepti
     return _read(job), True
 
 
-def send_submitted(session: Session, outcomes: Sequence[Submitted | Exception]) -> None:
+def _send_submitted(session: Session, outcomes: Sequence[Submitted | Exception]) -> None:
     """Send the run message of every job inserted, and of every replayed one still queued:
     its first submitter may have crashed before publishing, which nothing in the row tells.
 
@@ -332,7 +332,6 @@ __all__ = [
     "insert_jobs",
     "list_jobs",
     "new_job",
-    "send_submitted",
     "submit",
     "submit_jobs",
 ]
