@@ -7,27 +7,23 @@ broker round trips into one of each (`bench/api.py` measures it).
 """
 
 import asyncio
-import logging
 from dataclasses import dataclass
 
 import anyio.to_thread
 from prometheus_client import Histogram
-from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.orm import Session
 
+from service.schemas import JobOut
 from store import fleet, jobs
 from store.db import get_sessionmaker
 
-log = logging.getLogger(__name__)
-
-Rendered = tuple[bytes, bool]
-"""The job as JSON and whether it was an Idempotency-Key replay."""
+Answer = tuple[JobOut, bool]
+"""The job as the 201 (or 200) shows it, and whether it was an Idempotency-Key replay."""
 
 
 @dataclass(frozen=True)
 class _Waiting:
     job: jobs.NewJob
-    answer: asyncio.Future[Rendered]
+    answer: asyncio.Future[Answer]
 
 
 class SubmitBatcher:
@@ -46,8 +42,8 @@ class SubmitBatcher:
 
     async def submit(
         self, request: jobs.JobRequestModel, idempotency_key: str | None, owner: str
-    ) -> Rendered:
-        answer: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
+    ) -> Answer:
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(jobs.new_job(request, idempotency_key, owner), answer))
         self._start_batches()
         return await answer
@@ -64,7 +60,7 @@ class SubmitBatcher:
 
     async def _commit(self, batch: list[_Waiting]) -> None:
         try:
-            outcomes = await anyio.to_thread.run_sync(commit_and_publish, [w.job for w in batch])
+            outcomes = await anyio.to_thread.run_sync(submit_batch, [w.job for w in batch])
         except Exception as exc:  # database down: every request in the batch gets the error
             outcomes = [exc] * len(batch)
         except asyncio.CancelledError:  # the loop is shutting down, and so are the requests
@@ -83,35 +79,18 @@ class SubmitBatcher:
                 waiting.answer.set_result(outcome)
 
 
-def commit_and_publish(batch: list[jobs.NewJob]) -> list[Rendered | Exception]:
-    """Insert the batch, publish its new (or never dispatched) jobs, and render each
-    outcome (one thread hop)."""
+def submit_batch(batch: list[jobs.NewJob]) -> list[Answer | Exception]:
+    """Insert and publish the batch (`jobs.submit_jobs`), and answer each request with its
+    job and a warning when no live worker serves its queue (one thread hop)."""
     with get_sessionmaker()() as session:
-        try:
-            outcomes = jobs.insert_jobs(session, batch)
-        except (DataError, IntegrityError):
-            if len(batch) == 1:
-                raise
-            # A value the database refuses (say a NUL in a string) fails the whole
-            # statement; retry one by one so only its own request gets the 422.
-            session.rollback()
-            outcomes = [_insert_alone(session, new) for new in batch]
-        jobs.hand_off(session, jobs.to_dispatch(outcomes))
+        # Read in the insert's transaction: no BEGIN and ROLLBACK of its own.
         served = fleet.served_queues(session)
-        return [o if isinstance(o, Exception) else _render(o, served) for o in outcomes]
+        outcomes = jobs.submit_jobs(session, batch)
+    return [o if isinstance(o, Exception) else _answer(o, served) for o in outcomes]
 
 
-def _render(outcome: jobs.Submitted, served: set[str]) -> Rendered:
-    """The job as JSON, with a warning when no live worker serves its queue."""
+def _answer(outcome: jobs.Submitted, served: set[str]) -> Answer:
     job, replayed = outcome
-    warnings = fleet.queue_warnings([job.queue], served)
-    return job.model_copy(update={"warnings": warnings}).model_dump_json().encode(), replayed
-
-
-def _insert_alone(session: Session, new: jobs.NewJob) -> jobs.Submitted | Exception:
-    try:
-        (outcome,) = jobs.insert_jobs(session, [new])
-    except (DataError, IntegrityError) as exc:
-        session.rollback()
-        return exc
-    return outcome
+    out = JobOut.model_validate(job)
+    out.warnings = fleet.queue_warnings([out.queue], served)
+    return out, replayed

@@ -75,6 +75,12 @@ class _RedisPublisher:
     build one template message (`as_task_v2`, `prepare_message`: the worker sees what
     `send_task` sends), each job gets a copy with its own ids, and one reused client
     pushes a whole batch to the priority lists in one round trip.
+
+    Why this is safe to keep: the envelope and the list naming (`queue` + `sep` +
+    priority) are kombu's private Redis wire format, not an API. pyproject.toml pins
+    kombu's minor version, and tests/service/test_queue_publish.py compares what this
+    sends with Celery's own `send_task`, so a kombu that changes the format fails there
+    before a worker ever sees a message it cannot read.
     """
 
     def __init__(self, app: Celery) -> None:

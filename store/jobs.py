@@ -3,26 +3,24 @@
 import base64
 import binascii
 import hashlib
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Select, and_, func, select, tuple_, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
-from service.schemas import JobOut
-from store import broker, job_rows
+from store import dispatch, job_rows
+from store.broker import RunMessage
 from store.errors import BadRequest, IdempotencyMismatch, NotFound
-from store.lifecycle import append_event, transition
+from store.lifecycle import transition
 from store.models import Job, JobStatus, new_id, utcnow
 from store.serialize import dumps
 from trainer.spec import EvalJobRequest, TrainJobRequest
-
-log = logging.getLogger(__name__)
 
 JobRequestModel = TrainJobRequest | EvalJobRequest
 
@@ -59,12 +57,22 @@ OwnerKey = tuple[str, str | None]
 """(owner, Idempotency-Key): keys are unique per owner."""
 
 
+JobRead = dict[str, Any]
+"""A job as a read of its row returns it: attribute name -> value (`metadata_`)."""
+
+_ATTRIBUTE = {prop.columns[0].name: prop.key for prop in Job.__mapper__.column_attrs}
+"""Column name -> attribute name (they differ only where a name is taken: `metadata`)."""
+
+_UNSET = dict.fromkeys(_ATTRIBUTE.values())
+"""Every attribute None: what a new row has no value for yet (lease, error, start...)."""
+
+
 @dataclass(frozen=True)
 class NewJob:
     """The row a validated request inserts, built before any session is opened."""
 
     values: dict[str, Any]
-    """Column name -> value (`metadata`, which the model calls `metadata_`)."""
+    """Column name -> value; the insert's columns."""
 
     @property
     def id(self) -> str:
@@ -78,20 +86,18 @@ class NewJob:
     def owner_key(self) -> OwnerKey:
         return self.values["owner"], self.values["idempotency_key"]
 
-    def as_out(self) -> JobOut:
-        """The job as the API shows it once inserted (what a read would return, unread)."""
-        return JobOut.model_validate(
-            {**_NOTHING_YET, **self.values, "metadata_": self.values["metadata"]}
-        )
+    def as_read(self) -> JobRead:
+        """The job as a read returns it once inserted, without reading it."""
+        return {**_UNSET, **{_ATTRIBUTE[name]: value for name, value in self.values.items()}}
 
 
-_NOTHING_YET = dict.fromkeys(set(JobOut.model_fields) - {"warnings"})
-"""Every field None: a new job has no lease, error, start or finish yet."""
+def _read(job: Job) -> JobRead:
+    return {attribute: getattr(job, attribute) for attribute in _UNSET}
 
 
 def new_job(request: JobRequestModel, idempotency_key: str | None, owner: str) -> NewJob:
     """A queued job of `owner` for `request`: the spec without its envelope, resources, and
-    hash. It is not dispatched yet (`enqueued_at` None) until `hand_off` publishes it."""
+    hash. It says it is dispatched (`enqueued_at`) from its insert on: see `store.dispatch`."""
     # One dump serves the hash and the stored spec: the request already is a validated
     # spec plus the envelope, so `request.spec()` would only validate it a second time.
     dumped = request.model_dump(mode="json")
@@ -116,24 +122,21 @@ def new_job(request: JobRequestModel, idempotency_key: str | None, owner: str) -
             "created_at": now,
             "queued_at": now,
             "updated_at": now,
-            "enqueued_at": None,
+            "enqueued_at": now,
         }
     )
 
 
-Submitted = tuple[JobOut, bool]
+Submitted = tuple[JobRead, bool]
 """A job and whether it is the replay of an earlier submission with the same key."""
 
 
-class Publishable(Protocol):
-    """What `hand_off` needs of a job: a `Job` row or the `JobOut` of one."""
-
-    id: str
-    queue: str
-    priority: int
-    attempt: int
-    enqueued_at: datetime | None
-    updated_at: datetime
+def submit_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | Exception]:
+    """Insert `batch` (`insert_jobs`) and send the run messages it calls for; one outcome
+    per entry."""
+    outcomes = insert_jobs(session, batch)
+    _send_submitted(session, outcomes)
+    return outcomes
 
 
 def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | Exception]:
@@ -143,14 +146,37 @@ def insert_jobs(session: Session, batch: Sequence[NewJob]) -> list[Submitted | E
     transaction, so concurrent duplicates make exactly one job and everyone else gets a
     replay, or an IdempotencyMismatch when their body differs. Rows go in key order so
     that two transactions sharing keys take their locks in the same order (no deadlock).
-    Keys are per owner: another principal's job is never found, let alone named.
+    Keys are per owner: another principal's job is never found, let alone named. A value
+    the database refuses (say a NUL in a string) fails the whole statement, so the batch
+    is retried one by one and only its own entry gets the error.
     """
+    try:
+        return _insert(session, batch)
+    except (DataError, IntegrityError):
+        session.rollback()
+        if len(batch) == 1:
+            raise
+    return [_insert_alone(session, new) for new in batch]
+
+
+def _insert_alone(session: Session, new: NewJob) -> Submitted | Exception:
+    try:
+        (outcome,) = _insert(session, [new])
+    except (DataError, IntegrityError) as exc:
+        session.rollback()
+        return exc
+    return outcome
+
+
+def _insert(session: Session, batch: Sequence[NewJob]) -> list[Submitted | Exception]:
     ordered = sorted(batch, key=lambda new: (new.values["owner"], new.idempotency_key or ""))
     inserted = job_rows.insert_rows(session, [new.values for new in ordered])
     session.commit()
     skipped = [new for new in batch if new.id not in inserted]
     earlier = _jobs_by_key(session, {new.owner_key for new in skipped})
-    return [(new.as_out(), False) if new.id in inserted else _replay(new, earlier) for new in batch]
+    return [
+        (new.as_read(), False) if new.id in inserted else _replay(new, earlier) for new in batch
+    ]
 
 
 def _jobs_by_key(session: Session, keys: set[OwnerKey]) -> dict[OwnerKey, Job]:
@@ -171,7 +197,32 @@ def _replay(new: NewJob, earlier: Mapping[OwnerKey, Job]) -> Submitted | Excepti
             f"Idempotency-Key {key!r} was already used for job {job.id} with a different "
             "body; send the original body to get that job, or use a new key for a new job"
         )
-    return JobOut.model_validate(job), True
+    return _read(job), True
+
+
+def _send_submitted(session: Session, outcomes: Sequence[Submitted | Exception]) -> None:
+    """Send the run message of every job inserted, and of every replayed one still queued:
+    its first submitter may have crashed before publishing, which nothing in the row tells.
+
+    A replayed job whose publish failed earlier is stamped dispatched first. A publish the
+    broker refuses clears `enqueued_at` in `outcomes` as in the rows.
+    """
+    chosen: dict[str, JobRead] = {}
+    for outcome in outcomes:
+        if not isinstance(outcome, Exception) and outcome[0]["status"] == JobStatus.QUEUED:
+            chosen.setdefault(outcome[0]["id"], outcome[0])
+    unmarked = [job for job in chosen.values() if job["enqueued_at"] is None]
+    if unmarked:
+        now = utcnow()
+        stamped = {job_id for job_id, _ in dispatch.mark(session, [j["id"] for j in unmarked], now)}
+        session.commit()
+        for job in unmarked:
+            if job["id"] in stamped:
+                job["enqueued_at"] = job["updated_at"] = now
+    messages = [RunMessage(job["id"], job["queue"], job["priority"]) for job in chosen.values()]
+    if not dispatch.send(session, messages):
+        for job in chosen.values():
+            job["enqueued_at"] = None
 
 
 def submit(
@@ -185,54 +236,7 @@ def submit(
     if isinstance(outcome, Exception):
         raise outcome
     job, replayed = outcome
-    return session.get_one(Job, job.id), replayed
-
-
-def to_dispatch(outcomes: Sequence[Submitted | Exception]) -> list[JobOut]:
-    """The jobs to publish after a commit: every new one, and each replayed one still
-    queued that was never dispatched (its first submitter crashed before publishing)."""
-    chosen: dict[str, JobOut] = {}
-    for outcome in outcomes:
-        if isinstance(outcome, Exception):
-            continue
-        job, replayed = outcome
-        if not replayed or (job.status == JobStatus.QUEUED and job.enqueued_at is None):
-            chosen.setdefault(job.id, job)
-    return list(chosen.values())
-
-
-def hand_off(session: Session, new_jobs: Sequence[Publishable]) -> None:
-    """Publish committed jobs and record it (`enqueued_at`); a broker failure is recorded
-    as an event, never raised, and leaves them for a replay or the reconciler to send.
-    """
-    if not new_jobs:
-        return
-    try:
-        broker.enqueue([broker.RunMessage(job.id, job.queue, job.priority) for job in new_jobs])
-    except Exception as exc:  # any transport error: the jobs are safe in the database
-        log.warning("enqueue of %d job(s) failed: %s", len(new_jobs), exc)
-        for job in new_jobs:
-            append_event(
-                session,
-                job,
-                "enqueue_failed",
-                f"broker publish failed ({type(exc).__name__}: {exc}); the job stays queued "
-                "and the reconciler re-enqueues it",
-            )
-        session.commit()
-        return
-    now = utcnow()
-    # `updated_at` is set here, not left to the column's `onupdate`, so that the jobs given
-    # (the 201 body of `POST /jobs`) carry the very value the row now holds.
-    jobs = Job.__table__  # a Core statement: the ORM's bulk-update path costs more CPU
-    session.execute(  # than the round trip on this hot path
-        jobs.update()
-        .where(jobs.c.id.in_([job.id for job in new_jobs]), jobs.c.status == JobStatus.QUEUED)
-        .values(enqueued_at=now, updated_at=now)
-    )
-    session.commit()
-    for job in new_jobs:
-        job.enqueued_at = job.updated_at = now
+    return session.get_one(Job, job["id"]), replayed
 
 
 def cancel(session: Session, job_id: str, owner: str | None = None) -> Job:
@@ -315,15 +319,15 @@ def count_by_status(session: Session) -> dict[str, int]:  # fleet-wide, for /met
 
 
 __all__ = [
+    "JobRead",
     "NewJob",
     "Submitted",
     "cancel",
     "count_by_status",
     "get_job",
-    "hand_off",
     "insert_jobs",
     "list_jobs",
     "new_job",
     "submit",
-    "to_dispatch",
+    "submit_jobs",
 ]

@@ -129,8 +129,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     enqueued_at: Mapped[datetime | None]
-    """When the broker last accepted its run message; None until then (the outbox: a
-    committed job not yet dispatched, which a replay or the reconciler publishes)."""
+    """When its run message was last handed to the broker; a new job is inserted with it
+    set, and None means a publish failed or it was re-queued (`store/dispatch.py`)."""
 
     __table_args__ = (
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),

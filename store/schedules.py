@@ -13,8 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from store import dispatch
+from store.broker import RunMessage
 from store.errors import BadRequest, NotFound
-from store.jobs import _metadata_filter, get_job, hand_off, submit
+from store.jobs import _metadata_filter, get_job, submit
 from store.models import Checkpoint, Job, JobStatus, Schedule, ScheduleRun, utcnow
 from trainer.spec import (
     CheckpointRef,
@@ -211,7 +213,7 @@ def fire(session: Session, schedule: Schedule) -> ScheduleRun:
     job, _ = submit(session, request, None, schedule.owner)  # commits run and job together
     run.job_id = job.id
     session.commit()
-    hand_off(session, [job])
+    dispatch.send(session, [RunMessage(job.id, job.queue, job.priority)])
     return run
 
 

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, select, update
 
-from store import broker
+from store import broker, dispatch
+from store.broker import RunMessage
 from store.db import get_sessionmaker
 from store.lifecycle import transition
 from store.models import (
     ACTIVE_STATUSES,
     Job,
-    JobEvent,
     JobStatus,
     Worker,
     WorkerStatus,
@@ -145,38 +145,10 @@ def republish(job_id: str) -> bool:
 
 def _republish_rows(rows: Sequence[Row[Any]]) -> list[str]:
     """Publish one message per job in one round trip, then stamp `enqueued_at` and log an
-    `enqueued` event for those still queued, in one transaction; the ids stamped."""
-    try:
-        broker.enqueue([broker.RunMessage(row.id, row.queue, row.priority) for row in rows])
-    except Exception as exc:  # the next reconcile retries; the jobs stay queued
-        log.warning("re-enqueue of %d job(s) failed: %s", len(rows), exc)
-        return []
-    now = utcnow()
-    where = {row.id: row.queue for row in rows}
-    with get_sessionmaker()() as session, session.begin():
-        stamped = session.execute(
-            update(Job)
-            .where(Job.id.in_(where), Job.status == JobStatus.QUEUED)
-            .values(enqueued_at=now)
-            .returning(Job.id, Job.attempt)
-            .execution_options(synchronize_session=False)
-        ).all()
-        if stamped:
-            session.execute(
-                insert(JobEvent),
-                [
-                    {
-                        "job_id": job_id,
-                        "ts": now,
-                        "kind": "enqueued",
-                        "message": f"re-sent to queue {where[job_id]} by the reconciler",
-                        "attempt": attempt,
-                        "data": {},
-                    }
-                    for job_id, attempt in stamped
-                ],
-            )
-    return [job_id for job_id, _ in stamped]
+    `enqueued` event for those still queued (`store.dispatch.send`); the ids stamped."""
+    messages = [RunMessage(row.id, row.queue, row.priority) for row in rows]
+    with get_sessionmaker()() as session:
+        return dispatch.send(session, messages, resent_by="the reconciler")
 
 
 def _mark_dead_workers(settings: WorkerSettings, report: ReconcileReport) -> None:

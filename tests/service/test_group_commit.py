@@ -1,7 +1,6 @@
 """Group commit: concurrent submissions share transactions, yet each gets its own answer."""
 
 import asyncio
-import json
 from collections import Counter
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -11,6 +10,7 @@ from service import intake
 from store import jobs
 from store.errors import IdempotencyMismatch
 from store.models import DEFAULT_PRINCIPAL, Job, JobEvent
+from tests.conftest import bearer
 from tests.service.helpers import broker_messages, train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 
@@ -26,7 +26,7 @@ def test_concurrent_submissions_share_transactions_and_each_get_their_job(
     sizes = Histogram("sizes", "batch sizes", registry=CollectorRegistry())
     batcher = intake.SubmitBatcher(max_in_flight=1, max_batch=256, batch_sizes=sizes)
 
-    async def submit_all() -> list[intake.Rendered]:
+    async def submit_all() -> list[intake.Answer]:
         requests = [
             JOB_REQUEST_ADAPTER.validate_python(train_body(metadata={"n": str(n)}))
             for n in range(40)
@@ -34,7 +34,7 @@ def test_concurrent_submissions_share_transactions_and_each_get_their_job(
         return await asyncio.gather(*(batcher.submit(r, None, DEFAULT_PRINCIPAL) for r in requests))
 
     answers = asyncio.run(submit_all())
-    jobs_out = [json.loads(body) for body, replayed in answers if not replayed]
+    jobs_out = [job.model_dump() for job, replayed in answers if not replayed]
     assert [j["metadata"]["n"] for j in jobs_out] == [str(n) for n in range(40)]
     assert len({j["id"] for j in jobs_out}) == 40
     # Rows committed by one transaction share its xmin: 40 jobs, far fewer transactions.
@@ -51,21 +51,39 @@ def test_concurrent_submissions_share_transactions_and_each_get_their_job(
 def test_a_row_the_database_refuses_fails_only_its_own_request(clean_db, redis_url, session):
     good = [_new(metadata={"n": str(n)}) for n in range(3)]
     nul = _new(metadata={"team": "a\x00b"})  # valid JSON; Postgres cannot store \u0000
-    outcomes = intake.commit_and_publish([good[0], nul, good[1], good[2]])
+    outcomes = intake.submit_batch([good[0], nul, good[1], good[2]])
     assert isinstance(outcomes[1], Exception) and "\\u0000" in str(outcomes[1])
     stored = set(session.scalars(select(Job.id)))
     assert stored == {new.id for new in good}
     for new, outcome in zip(good, [outcomes[0], *outcomes[2:]], strict=True):
-        body, replayed = outcome
-        assert json.loads(body)["id"] == new.id and not replayed
+        job, replayed = outcome
+        assert job.id == new.id and not replayed
 
 
 def test_duplicate_keys_in_one_batch_make_one_job_and_a_mismatch(clean_db, redis_url, session):
     first, same, other = _new("k"), _new("k"), _new("k", total_steps=9)
     outcomes = jobs.insert_jobs(session, [first, same, other])
     (job, replayed), (again, replayed_again) = outcomes[0], outcomes[1]
-    assert (job.id, replayed) == (first.id, False)
-    assert (again.id, replayed_again) == (first.id, True)
+    assert (job["id"], replayed) == (first.id, False)
+    assert (again["id"], replayed_again) == (first.id, True)
     assert isinstance(outcomes[2], IdempotencyMismatch)
     assert session.scalar(select(func.count()).select_from(Job)) == 1
     assert session.scalar(select(func.count()).select_from(JobEvent)) == 1
+
+
+def test_a_submitted_job_is_written_once_by_one_transaction(client, tokens, session):
+    """The row says it was handed to the broker (`enqueued_at`) from its insert on, so
+    nothing rewrites it after the publish: the job and its `submitted` event share the
+    insert's transaction, and the 201 carries the stamp the row holds."""
+    created = client.post("/jobs", json=train_body(), headers=bearer(tokens["submit"]))
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["enqueued_at"] == job["created_at"]
+    xmins = session.execute(
+        text(
+            "SELECT (SELECT xmin::text FROM jobs WHERE id = :id),"
+            " (SELECT xmin::text FROM job_events WHERE job_id = :id)"
+        ),
+        {"id": job["id"]},
+    ).one()
+    assert xmins[0] == xmins[1]

@@ -60,9 +60,9 @@ def test_a_group_commit_on_sqlite_inserts_skips_used_keys_and_logs_events(tmp_pa
     ]
     with Session(engine, expire_on_commit=False) as session:
         first, second, replay, mismatch = jobs.insert_jobs(session, batch)
-        assert (first[0].id, first[1]) == (batch[0].id, False)
-        assert (second[0].id, second[1]) == (batch[1].id, False)
-        assert (replay[0].id, replay[1]) == (batch[0].id, True)
+        assert (first[0]["id"], first[1]) == (batch[0].id, False)
+        assert (second[0]["id"], second[1]) == (batch[1].id, False)
+        assert (replay[0]["id"], replay[1]) == (batch[0].id, True)
         assert isinstance(mismatch, IdempotencyMismatch)
         events = session.execute(select(JobEvent.job_id, JobEvent.kind)).all()
         assert sorted(events) == sorted([(batch[0].id, "submitted"), (batch[1].id, "submitted")])

@@ -140,9 +140,9 @@ def submit_seeded(body: dict[str, Any], seed: Callable[[Path], object]) -> str:
     request = JOB_REQUEST_ADAPTER.validate_python(body)
     with get_sessionmaker()() as session:
         ((job, _),) = jobs.insert_jobs(session, [jobs.new_job(request, None, DEFAULT_PRINCIPAL)])
-    seed(job_dir(job.id, body))
-    assert republish(job.id), "the broker refused the run message"
-    return job.id
+    seed(job_dir(job["id"], body))
+    assert republish(job["id"]), "the broker refused the run message"
+    return job["id"]
 
 
 @pytest.fixture

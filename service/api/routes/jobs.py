@@ -28,7 +28,6 @@ from trainer.spec import EvalJobRequest, TrainJobRequest
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 REPLAY_HEADER = "Idempotent-Replayed"
-JSON = "application/json"
 NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown job id"}}
 SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
 
@@ -51,10 +50,11 @@ async def submit_job(
     request: Annotated[TrainJobRequest | EvalJobRequest, Body(discriminator="kind")],
     token: SubmitToken,
     http: Request,
+    response: Response,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
-) -> Response:
+) -> JobOut:
     """Queue a train or eval job owned by the token's principal; with an Idempotency-Key
     (unique per principal), retries return the same job.
 
@@ -65,12 +65,13 @@ async def submit_job(
         spec_policy.raise_if(spec_policy.check_extras(request))
     if isinstance(request, EvalJobRequest) and request.model.checkpoint is not None:
         await run_in_threadpool(_check_checkpoint_ref, request, token.visible_owner)
-    body, replayed = await http.app.state.submissions.submit(
+    job, replayed = await http.app.state.submissions.submit(
         request, idempotency_key, token.principal
     )
     if replayed:
-        return Response(body, status.HTTP_200_OK, {REPLAY_HEADER: "true"}, JSON)
-    return Response(body, status.HTTP_201_CREATED, media_type=JSON)
+        response.status_code = status.HTTP_200_OK
+        response.headers[REPLAY_HEADER] = "true"
+    return job
 
 
 def _check_checkpoint_ref(request: EvalJobRequest, owner: str | None) -> None:
