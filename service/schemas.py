@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 
 def progress_percent(status: str, progress: float | None) -> float:
@@ -23,12 +23,20 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+FROM_SPEC = ("gpus", "gpu_type", "resources", "total_steps")
+"""`JobOut` fields read from the spec, the one record of what the job asked for (the row
+keeps no copy)."""
+
+
 class JobOut(_Out):
     id: str
     kind: str
     status: str
     priority: int
     queue: str
+    gpus: int
+    gpu_type: str
+    resources: dict[str, Any]
     metadata: dict[str, str] = Field(validation_alias="metadata_")
     owner: str
     """The principal whose token submitted it."""
@@ -41,6 +49,8 @@ class JobOut(_Out):
     progress: float
     eta_seconds: float | None
     current_step: int | None
+    total_steps: int | None
+    """A train job's steps; None for an eval job."""
     error: str | None
     created_at: datetime
     queued_at: datetime | None
@@ -51,28 +61,21 @@ class JobOut(_Out):
     warnings: list[str] = []
     """Set on submit: e.g. no live worker serves the job's queue (it waits for one)."""
 
-    # Read from the spec, the one record of what the job asked for (the row keeps no copy).
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def resources(self) -> dict[str, Any]:
-        return dict(self.spec["resources"])
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def gpus(self) -> int:
-        return int(self.spec["resources"]["gpus"])
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def gpu_type(self) -> str:
-        return str(self.spec["resources"]["gpu_type"])
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def total_steps(self) -> int | None:
-        """A train job's steps; None for an eval job."""
-        return self.spec.get("total_steps")
+    @model_validator(mode="before")
+    @classmethod
+    def _read_from_spec(cls, job: Any) -> Any:
+        """A row (or the values of one) plus the fields its spec holds."""
+        if not isinstance(job, dict):
+            names = (f.validation_alias or n for n, f in cls.model_fields.items())
+            job = {n: getattr(job, n) for n in names if n not in FROM_SPEC and hasattr(job, n)}
+        spec = job["spec"]
+        return {
+            **job,
+            "gpus": spec["resources"]["gpus"],
+            "gpu_type": spec["resources"]["gpu_type"],
+            "resources": spec["resources"],
+            "total_steps": spec.get("total_steps"),
+        }
 
     @computed_field  # type: ignore[prop-decorator]
     @property
