@@ -8,8 +8,9 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from store import broker
+from store.leases import LeaseLost, claim, fenced, renew
 from store.models import Job, JobEvent, JobStatus, Metric, Worker, WorkerStatus, utcnow
-from workers.leases import LeaseLost, claim, fenced, renew
 from workers.reconciler import reconcile
 from workers.reporting import DbReporter
 from workers.settings import WorkerSettings
@@ -104,11 +105,11 @@ def test_queued_jobs_whose_message_is_missing_are_published_again(
 ) -> None:
     waiting = make_job(session, enqueued_at=utcnow() - timedelta(hours=1))
     lost = make_job(session)
-    broker = redis.Redis.from_url(redis_url)
-    broker.flushdb()
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
     broker.enqueue([broker.RunMessage(waiting, "cpu", 0)])  # still in the broker: left alone
     assert reconcile(SETTINGS).republished == [lost]
-    queued = b"".join(b"".join(broker.lrange(key, 0, -1)) for key in broker.keys("cpu*"))
+    queued = b"".join(b"".join(client.lrange(key, 0, -1)) for key in client.keys("cpu*"))
     assert queued.count(lost.encode()) == 1 and queued.count(waiting.encode()) == 1
     events = session.scalars(select(JobEvent.kind).where(JobEvent.job_id == lost)).all()
     assert "enqueued" in events

@@ -12,11 +12,11 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from store.db import get_engine
+from store.leases import claim
 from store.models import Checkpoint, EvalResult, Job, JobEvent, Metric, utcnow
 from trainer.reporting.callbacks import CheckpointInfo
 from trainer.reporting.channel import ReportWriter
 from trainer.results import BenchmarkResult, ProblemResult, SampleVerdict
-from workers.leases import claim
 from workers.reconciler import reconcile
 from workers.relay import ReportRelay, report_file
 from workers.reporting import DbReporter
