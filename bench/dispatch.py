@@ -133,12 +133,12 @@ def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, flo
     """Mean seconds per step inside the `ReportWriter` hooks (the trainer's cost), median
     step seconds without them, and mean seconds per step of relaying into Postgres."""
     from store.db import get_sessionmaker
+    from store.leases import claim
     from store.models import Job
     from trainer.reporting.callbacks import Callback
     from trainer.reporting.channel import ReportWriter
     from trainer.rl.loop import train
     from trainer.spec import TrainSpec
-    from workers.leases import claim
     from workers.relay import ReportRelay, report_file
     from workers.reporting import DbReporter
     from workers.settings import get_worker_settings

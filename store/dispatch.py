@@ -10,14 +10,15 @@ message run the job.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from store import broker
 from store.broker import RunMessage
+from store.db import get_sessionmaker
 from store.models import Job, JobEvent, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,18 @@ def send(
     )
     session.commit()
     return [job_id for job_id, _ in stamped]
+
+
+def resend(job_ids: Collection[str], resent_by: str) -> list[str]:
+    """`send` again the run messages of those of `job_ids` still queued, in a session of
+    its own; the ids sent and stamped."""
+    with get_sessionmaker()() as session:
+        rows = session.execute(
+            select(JOBS.c.id, JOBS.c.queue, JOBS.c.priority).where(
+                JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.QUEUED
+            )
+        ).all()
+        return send(session, [RunMessage(*row) for row in rows], resent_by)
 
 
 def mark(session: Session, job_ids: Sequence[str], now: datetime) -> list[tuple[str, int]]:

@@ -1,12 +1,16 @@
-"""The one place job status changes are checked; every change appends an event.
+"""The one place a job's status changes; every change is checked and appends an event.
 
-The API (cancel) and the workers (claim, finish, re-enqueue after a lost lease) both call
-`transition`. Callers hold the row lock (`SELECT ... FOR UPDATE` or a conditional UPDATE)
-so that two writers cannot both move the same job.
+The API (cancel) and the workers (finish, re-enqueue after a lost lease) call
+`transition` on a row they hold locked (`SELECT ... FOR UPDATE`), so that two writers
+cannot both move the same job; a worker takes a queued job with `claim`, whose
+conditional UPDATE is its own lock.
 """
 
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from store.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
@@ -96,6 +100,60 @@ def transition(
     if error is not None:
         job.error = error
     job.updated_at = now
+    return _status_event(session, job, src, dst, message, error, data)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The attempt a claim started: its fencing token and number, and what to run."""
+
+    token: int
+    attempt: int
+    kind: str
+    spec: dict[str, Any]
+
+
+def claim(session: Session, job_id: str, owner: str, lease_s: float) -> Claimed | None:
+    """Move a queued job to running for `owner`, or return None (not queued any more).
+
+    One conditional UPDATE ... RETURNING: of two workers racing on the same message,
+    exactly one sees a row. It bumps the fencing token and the attempt and leases the job
+    to `owner` for `lease_s`; the `status` event is written as `transition` writes it.
+    """
+    check_transition(job_id, S.QUEUED, S.RUNNING)
+    now = utcnow()
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == S.QUEUED)
+        .values(
+            status=S.RUNNING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            fencing_token=Job.fencing_token + 1,
+            attempt=Job.attempt + 1,
+            started_at=func.coalesce(Job.started_at, now),
+            updated_at=now,
+        )
+        .returning(Job.id, Job.attempt, Job.fencing_token, Job.kind, Job.spec)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None:
+        return None
+    message = f"queued → running (attempt {row.attempt}, worker {owner})"
+    _status_event(session, row, S.QUEUED, S.RUNNING, message, None, {"owner": owner})
+    return Claimed(row.fencing_token, row.attempt, row.kind, dict(row.spec))
+
+
+def _status_event(
+    session: Session,
+    job: JobRef,
+    src: str,
+    dst: JobStatus,
+    message: str,
+    error: str | None,
+    data: dict[str, Any] | None,
+) -> JobEvent:
+    """The `status` event of one change: from, to, the error and the caller's data."""
     payload = {"from": src, "to": str(dst), **(data or {})}
     if error is not None:
         payload["error"] = error

@@ -7,10 +7,9 @@ next attempt resumes from its latest checkpoint.
 
 import logging
 
+from store import attempts
 from store.db import is_transient, retrying
-from store.lifecycle import transition
-from store.models import JobStatus
-from workers.leases import Lease, LeaseLost, fenced
+from store.leases import Lease, LeaseLost
 from workers.reconciler import republish
 
 log = logging.getLogger(__name__)
@@ -22,20 +21,13 @@ def requeue_after_fault(lease: Lease, exc: BaseException) -> bool:
     if not is_transient(exc):
         return False
 
-    def requeue() -> bool:
-        with fenced(lease) as (session, job):
-            if job.status != JobStatus.RUNNING:  # cancelling: let the caller end it
-                return False
-            transition(
-                session,
-                job,
-                JobStatus.QUEUED,
-                f"attempt {lease.attempt} interrupted by a lost database connection; "
-                "re-queued without counting it",
-                data={"fault": f"{type(exc).__name__}: {exc}"[:2000]},
-            )
-            job.attempt -= 1
-            return True
+    def requeue() -> bool:  # False while cancelling: the caller ends it
+        return attempts.requeue_uncounted(
+            lease,
+            f"attempt {lease.attempt} interrupted by a lost database connection; "
+            "re-queued without counting it",
+            {"fault": f"{type(exc).__name__}: {exc}"[:2000]},
+        )
 
     try:
         if not retrying(requeue, f"job {lease.job_id}: re-queue after a fault"):

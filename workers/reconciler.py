@@ -14,25 +14,12 @@
 """
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import Row, select, update
-
-from store import broker, dispatch
-from store.broker import RunMessage
-from store.db import get_sessionmaker
-from store.lifecycle import transition
-from store.models import (
-    ACTIVE_STATUSES,
-    Job,
-    JobStatus,
-    Worker,
-    WorkerStatus,
-    utcnow,
-)
+from store import broker, dispatch, recovery
+from store import workers as worker_rows
+from store.models import utcnow
 from workers.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
@@ -62,61 +49,17 @@ def reconcile(settings: WorkerSettings | None = None) -> ReconcileReport:
 
 
 def _recover_expired_leases(report: ReconcileReport) -> None:
-    now = utcnow()
-    with get_sessionmaker()() as session:
-        expired = session.scalars(
-            select(Job.id).where(Job.status.in_(ACTIVE_STATUSES), Job.lease_expires_at < now)
-        ).all()
-    for job_id in expired:
-        with get_sessionmaker()() as session, session.begin():
-            job = session.scalar(
-                select(Job)
-                .where(
-                    Job.id == job_id,
-                    Job.status.in_(ACTIVE_STATUSES),
-                    Job.lease_expires_at < now,
-                )
-                .with_for_update(skip_locked=True)
-            )
-            if job is None:  # renewed or finished meanwhile, or another reconciler has it
-                continue
-            owner = job.lease_owner
-            if job.status == JobStatus.CANCELLING:
-                transition(
-                    session, job, JobStatus.CANCELLED, f"worker {owner} died while cancelling"
-                )
-                report.cancelled.append(job_id)
-            elif job.attempt >= job.max_attempts:
-                error = (
-                    f"worker {owner} stopped heartbeating during attempt {job.attempt} of "
-                    f"{job.max_attempts}; giving up. Check that worker's logs (out of memory, "
-                    "preemption?) and resubmit, or raise max_attempts."
-                )
-                transition(
-                    session, job, JobStatus.FAILED, "lease expired, no attempts left", error=error
-                )
-                report.failed.append(job_id)
-            else:
-                transition(
-                    session,
-                    job,
-                    JobStatus.QUEUED,
-                    f"lease of worker {owner} expired during attempt {job.attempt}; re-queued",
-                    data={"owner": owner},
-                )
-                report.requeued.append(job_id)
+    recovered = recovery.recover_expired_leases()
+    report.requeued.extend(recovered.requeued)
+    report.failed.extend(recovered.failed)
+    report.cancelled.extend(recovered.cancelled)
     for job_id in report.requeued:
         republish(job_id)
 
 
 def _republish_lost_messages(settings: WorkerSettings, report: ReconcileReport) -> None:
     # The database first: a message published before this read is in the broker below.
-    with get_sessionmaker()() as session:
-        waiting = session.execute(
-            select(Job.id, Job.queue, Job.priority, Job.enqueued_at).where(
-                Job.status == JobStatus.QUEUED, Job.id.not_in(report.requeued)
-            )
-        ).all()
+    waiting = recovery.queued_jobs(excluding=report.requeued)
     if not waiting:
         return
     present = broker.waiting_job_ids({row.queue for row in waiting})
@@ -126,39 +69,19 @@ def _republish_lost_messages(settings: WorkerSettings, report: ReconcileReport) 
         cutoff = utcnow() - timedelta(seconds=settings.requeue_lost_after_s)
         lost = [row for row in waiting if row.enqueued_at is None or row.enqueued_at <= cutoff]
     for start in range(0, len(lost), REPUBLISH_BATCH):
-        sent = _republish_rows(lost[start : start + REPUBLISH_BATCH])
+        batch = [row.id for row in lost[start : start + REPUBLISH_BATCH]]
+        sent = dispatch.resend(batch, resent_by="the reconciler")
         report.republished.extend(sent)
         if not sent:  # the broker refuses; the next pass retries
             return
 
 
 def republish(job_id: str) -> bool:
-    """Send the run message and stamp `enqueued_at`; False if the broker refused."""
-    with get_sessionmaker()() as session:
-        row = session.execute(
-            select(Job.id, Job.queue, Job.priority).where(
-                Job.id == job_id, Job.status == JobStatus.QUEUED
-            )
-        ).one_or_none()
-    return row is not None and bool(_republish_rows([row]))
-
-
-def _republish_rows(rows: Sequence[Row[Any]]) -> list[str]:
-    """Publish one message per job in one round trip, then stamp `enqueued_at` and log an
-    `enqueued` event for those still queued (`store.dispatch.send`); the ids stamped."""
-    messages = [RunMessage(row.id, row.queue, row.priority) for row in rows]
-    with get_sessionmaker()() as session:
-        return dispatch.send(session, messages, resent_by="the reconciler")
+    """Send the run message of a queued job again; False if it is not queued or the broker
+    refused."""
+    return bool(dispatch.resend([job_id], resent_by="the reconciler"))
 
 
 def _mark_dead_workers(settings: WorkerSettings, report: ReconcileReport) -> None:
     cutoff = utcnow() - timedelta(seconds=settings.worker_dead_after_s)
-    with get_sessionmaker()() as session, session.begin():
-        dead = session.scalars(
-            update(Worker)
-            .where(Worker.status == WorkerStatus.ALIVE, Worker.heartbeat_at < cutoff)
-            .values(status=WorkerStatus.DEAD, running_job_ids=[])
-            .returning(Worker.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-    report.dead_workers.extend(dead)
+    report.dead_workers.extend(worker_rows.mark_dead(silent_since=cutoff))

@@ -1,30 +1,20 @@
 """Nightly regression: fire due schedules (beat) and settle runs when their eval job ends.
 
-`tick` runs on beat: it fires each due schedule once (one row lock per schedule, so two
-beats never double-fire; a beat that was down fires once and skips to the next cron time,
-no catch-up storm) and settles any run whose job ended without the hook (worker crash,
-job cancelled while queued). `settle_job` is the hook the worker calls after an eval job
-finishes: compare with the baseline, store comparison and verdict, and on a regression
-append a job event and POST the webhook. Settling is idempotent and never raises.
+`tick` runs on beat: it fires each due schedule once and settles any run whose job ended
+without the hook (worker crash, job cancelled while queued). `settle_job` is the hook the
+worker calls after an eval job finishes; on a regression it POSTs the schedule's webhook.
+Settling is idempotent and never raises. The database side is `store.schedule_runs`.
 """
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from config import outbound
 from config.settings import get_settings
-from store.db import get_sessionmaker
-from store.errors import BadRequest, NotFound
-from store.evals import compare_jobs, summarize
-from store.lifecycle import append_event
-from store.models import TERMINAL_STATUSES, Job, JobStatus, Schedule, ScheduleRun, utcnow
-from store.schedules import RUN_KEY, fire, next_fire
+from store import schedule_runs
+from store.schedule_runs import Settled
 
 log = logging.getLogger(__name__)
 
@@ -36,153 +26,33 @@ WEBHOOK_TIMEOUT_S = 5.0
 
 def tick(now: datetime | None = None) -> list[int]:
     """Fire every due schedule, then settle orphaned runs; returns the new run ids."""
-    fired = fire_due(now)
+    fired = schedule_runs.fire_due(now)
     settle_pending()
     return fired
 
 
-def fire_due(now: datetime | None = None) -> list[int]:
-    now = now or utcnow()
-    fired: list[int] = []
-    broken: set[str] = set()
-    with get_sessionmaker()() as session:
-        while True:
-            schedule = session.scalar(
-                select(Schedule)
-                .where(
-                    Schedule.enabled.is_(True),
-                    Schedule.next_run_at <= now,
-                    Schedule.id.not_in(broken),
-                )
-                .order_by(Schedule.next_run_at)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if schedule is None:
-                return fired
-            schedule.next_run_at = next_fire(schedule.cron, now)
-            try:
-                run = fire(session, schedule)  # commits the new next_run_at with the run
-            except Exception:
-                session.rollback()
-                broken.add(schedule.id)
-                log.exception("schedule %s: firing failed; retrying next tick", schedule.name)
-                continue
-            log.info("schedule %s fired run %s (job %s)", schedule.name, run.id, run.job_id)
-            fired.append(run.id)
-
-
 def settle_pending() -> None:
     """Settle runs still open whose job is finished (the worker hook missed them)."""
-    with get_sessionmaker()() as session:
-        job_ids = session.scalars(
-            select(ScheduleRun.job_id)
-            .join(Job, Job.id == ScheduleRun.job_id)
-            .where(ScheduleRun.finished_at.is_(None), Job.status.in_(TERMINAL_STATUSES))
-        ).all()
-    for job_id in job_ids:
+    for job_id in schedule_runs.unsettled_finished_jobs():
         settle_job(job_id)
-
-
-@dataclass
-class _Outcome:
-    run_id: int
-    verdict: str | None
-    payload: dict[str, Any]
-    webhook_url: str | None
 
 
 def settle_job(job_id: str) -> None:
     """Completion hook for a finished eval job; a no-op unless a schedule submitted it."""
     try:
-        with get_sessionmaker()() as session:
-            outcome = _settle(session, job_id)
-        if outcome is not None and outcome.verdict == "regression" and outcome.webhook_url:
-            _post_webhook(job_id, outcome)
+        settled = schedule_runs.settle(job_id)
+        if settled is not None and settled.verdict == "regression" and settled.webhook_url:
+            _post_webhook(job_id, settled)
     except Exception:
         log.exception("job %s: settling its schedule run failed; beat retries", job_id)
 
 
-def _settle(session: Session, job_id: str) -> _Outcome | None:
-    job = session.get(Job, job_id)
-    run_id = (job.metadata_ or {}).get(RUN_KEY) if job is not None else None
-    if job is None or run_id is None or job.status not in TERMINAL_STATUSES:
-        return None
-    run = session.scalar(select(ScheduleRun).where(ScheduleRun.id == int(run_id)).with_for_update())
-    if run is None or run.finished_at is not None:
-        return None
-    schedule = session.get(Schedule, run.schedule_id)
-    assert schedule is not None  # the run is deleted with its schedule
-    run.job_id = job.id
-    run.finished_at = utcnow()
-    if job.status != JobStatus.SUCCEEDED:
-        run.comparison = {"error": f"eval job {job.id} ended {job.status}: {job.error or ''}"}
-        session.commit()
-        return None
-    baseline_id = _baseline_job(session, schedule, run)
-    run.verdict, run.comparison = _compare(session, baseline_id, job.id, schedule.threshold)
-    payload = {
-        "event": "regression",
-        "schedule": {"id": schedule.id, "name": schedule.name},
-        "run_id": run.id,
-        "job_id": job.id,
-        "verdict": run.verdict,
-        "comparison": run.comparison,
-    }
-    if run.verdict == "regression":
-        append_event(
-            session,
-            job,
-            "regression",
-            f"schedule {schedule.name!r}: regression against job {baseline_id}: "
-            f"{summarize(run.comparison['benchmarks'])}",
-            payload,
-        )
-    session.commit()
-    return _Outcome(run.id, run.verdict, payload, schedule.webhook_url)
-
-
-def _baseline_job(session: Session, schedule: Schedule, run: ScheduleRun) -> str | None:
-    """The fixed baseline job, or the job of the latest earlier run that succeeded."""
-    if not schedule.baseline.get("previous"):
-        return str(schedule.baseline["job_id"])
-    return session.scalar(
-        select(ScheduleRun.job_id)
-        .join(Job, Job.id == ScheduleRun.job_id)
-        .where(
-            ScheduleRun.schedule_id == schedule.id,
-            ScheduleRun.id < run.id,
-            Job.status == JobStatus.SUCCEEDED,
-        )
-        .order_by(ScheduleRun.id.desc())
-        .limit(1)
-    )
-
-
-NO_BASELINE = "no baseline"
-"""The verdict of a run with nothing to compare with: not a `pass`, which would claim one."""
-
-
-def _compare(
-    session: Session, baseline_id: str | None, job_id: str, threshold: float
-) -> tuple[str | None, dict[str, Any]]:
-    """(verdict, comparison) of the run's job against its baseline."""
-    if baseline_id is None:
-        note = "first run: no earlier successful run to compare with"
-        return NO_BASELINE, {"baseline_job_id": None, "note": note, "benchmarks": []}
-    try:
-        rows, overall = compare_jobs(session, baseline_id, job_id, threshold=threshold)
-    except (BadRequest, NotFound) as exc:
-        return None, {"baseline_job_id": baseline_id, "error": str(exc)}
-    return overall, {"baseline_job_id": baseline_id, "threshold": threshold, "benchmarks": rows}
-
-
-def _post_webhook(job_id: str, outcome: _Outcome) -> None:
+def _post_webhook(job_id: str, settled: Settled) -> None:
     """POST the regression; the outcome (sent or why not) is recorded as a job event."""
-    assert outcome.webhook_url is not None
-    url = outcome.webhook_url
+    assert settled.webhook_url is not None
+    url = settled.webhook_url
     try:
-        status = outbound.post_json(url, outcome.payload, get_settings(), WEBHOOK_TIMEOUT_S)
+        status = outbound.post_json(url, settled.payload, get_settings(), WEBHOOK_TIMEOUT_S)
         kind, message = "webhook_sent", f"POST {url}: {status}"
     except outbound.OutboundRefused as exc:
         kind, message = "webhook_failed", f"POST {url} refused: {exc}"
@@ -194,8 +64,4 @@ def _post_webhook(job_id: str, outcome: _Outcome) -> None:
     except httpx.HTTPError as exc:
         kind, message = "webhook_failed", f"POST {url} failed ({type(exc).__name__})"
         log.warning("job %s: %s: %s", job_id, message, exc)
-    with get_sessionmaker()() as session:
-        job = session.get(Job, job_id)
-        if job is not None:
-            append_event(session, job, kind, message, {"run_id": outcome.run_id})
-            session.commit()
+    schedule_runs.record_webhook(job_id, settled.run_id, kind, message)

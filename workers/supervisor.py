@@ -27,14 +27,15 @@ import yaml
 
 from config import spec_policy
 from config.settings import get_settings
-from store.db import get_sessionmaker
+from store import reports
+from store.leases import Lease, LeaseLost
 from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
 from workers.child import Child, child_command
 from workers.failures import ChildFailed, describe_exit, oom_kills
-from workers.leases import Lease, LeaseKeeper, LeaseLost, fenced
+from workers.leases import LeaseKeeper
 from workers.relay import ReportRelay, report_file
-from workers.reporting import DbReporter, find_checkpoint, record_eval
+from workers.reporting import DbReporter
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -189,8 +190,7 @@ def _eval_model(spec: EvalSpec) -> tuple[int | None, str]:
         assert spec.model.path is not None
         return None, spec.model.path
     ref = spec.model.checkpoint
-    with get_sessionmaker()() as session:
-        found = find_checkpoint(session, ref.job_id, None if ref.step == "latest" else ref.step)
+    found = reports.find_checkpoint(ref.job_id, None if ref.step == "latest" else ref.step)
     if found is None:
         raise LookupError(
             f"train job {ref.job_id} has no checkpoint at step {ref.step}; "
@@ -201,5 +201,4 @@ def _eval_model(spec: EvalSpec) -> tuple[int | None, str]:
 
 def _record_results(lease: Lease, results_file: Path, step: int | None, message: str) -> None:
     results = [benchmark_result(r) for r in json.loads(results_file.read_text())]
-    with fenced(lease) as (session, job):
-        record_eval(session, job, step, results, message)
+    reports.record_eval(lease, step, results, message)

@@ -15,13 +15,13 @@ from typing import Any
 from celery.exceptions import Reject
 
 from config.logs import job_log_context
+from store import attempts
 from store.db import is_transient, retrying
-from store.lifecycle import transition
-from store.models import JobStatus
+from store.leases import Lease, LeaseLost, claim
 from workers.celery_app import app
 from workers.failures import ChildFailed
 from workers.faults import requeue_after_fault
-from workers.leases import Lease, LeaseKeeper, LeaseLost, claim, fenced
+from workers.leases import LeaseKeeper
 from workers.reconciler import reconcile, republish
 from workers.routing import RECONCILE_TASK
 from workers.schedules import FIRE_SCHEDULES_TASK, settle_job, tick
@@ -78,9 +78,7 @@ def execute(job_id: str, owner: str) -> str:
 
 
 def _finish(lease: Lease, ending: Ending) -> None:
-    with fenced(lease) as (session, job):
-        status = JobStatus.CANCELLED if ending.cancelled else JobStatus.SUCCEEDED
-        transition(session, job, status, ending.message, data=ending.data)
+    attempts.finish(lease, ending.cancelled, ending.message, ending.data)
     if lease.kind == "eval":
         settle_job(lease.job_id)  # a schedule's run: compare with its baseline (never raises)
 
@@ -95,18 +93,8 @@ def _fail(lease: Lease, exc: BaseException) -> None:
     else:
         error = f"{type(exc).__name__}: {exc}"
         data = {"traceback": "".join(traceback.format_exception(exc)[-5:])}
-    requeued = False
     try:
-        with fenced(lease) as (session, job):
-            if isinstance(exc, ChildFailed) and job.status == JobStatus.RUNNING:
-                requeued = job.attempt < job.max_attempts
-            if requeued:
-                message = f"attempt {lease.attempt} of {job.max_attempts} failed; re-queued"
-                transition(session, job, JobStatus.QUEUED, message, error=error, data=data)
-            elif job.status == JobStatus.CANCELLING:
-                transition(session, job, JobStatus.CANCELLED, f"cancelled; {error}", data=data)
-            else:
-                transition(session, job, JobStatus.FAILED, error, error=error, data=data)
+        requeued = attempts.fail(lease, error, data, crashed=isinstance(exc, ChildFailed))
     except LeaseLost:
         log.warning(
             "job %s: failed after losing its lease; the newer attempt decides", lease.job_id

@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from store import broker
+from store.leases import LeaseLost, claim, fenced, renew
 from store.models import Job, JobEvent, JobStatus, Metric, Worker, WorkerStatus, utcnow
-from workers.leases import LeaseLost, claim, fenced, renew
 from workers.reconciler import reconcile
 from workers.reporting import DbReporter
 from workers.settings import WorkerSettings
@@ -41,6 +41,28 @@ def test_concurrent_claims_of_one_job_let_exactly_one_worker_run_it(session: Ses
     job = session.get_one(Job, job_id)
     assert (job.status, job.attempt, job.fencing_token) == ("running", 1, winners[0].token)
     assert job.lease_owner == winners[0].owner
+
+
+def test_each_claim_writes_a_status_event_and_the_first_start_stays(session: Session) -> None:
+    job_id = make_job(session, max_attempts=2)
+    assert claim(job_id, "first", 30) is not None
+    started = session.get_one(Job, job_id).started_at
+    assert started is not None
+    expire_lease(session, job_id)
+    assert reconcile(SETTINGS).requeued == [job_id]
+    assert claim(job_id, "second", 30) is not None
+    session.expire_all()
+    assert session.get_one(Job, job_id).started_at == started
+    claims = session.scalars(
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.kind == "status")
+        .order_by(JobEvent.id)
+    ).all()
+    running = [(e.attempt, e.data) for e in claims if e.data["to"] == "running"]
+    assert running == [
+        (1, {"from": "queued", "to": "running", "owner": "first"}),
+        (2, {"from": "queued", "to": "running", "owner": "second"}),
+    ]
 
 
 @pytest.mark.parametrize("status", ["running", "succeeded", "cancelled", "failed"])

@@ -8,14 +8,15 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
+from store.db import get_engine
+from store.leases import claim
 from store.models import Checkpoint, EvalResult, Job, JobEvent, Metric, utcnow
 from trainer.reporting.callbacks import CheckpointInfo
 from trainer.reporting.channel import ReportWriter
 from trainer.results import BenchmarkResult, ProblemResult, SampleVerdict
-from workers.leases import claim
 from workers.reconciler import reconcile
 from workers.relay import ReportRelay, report_file
 from workers.reporting import DbReporter
@@ -81,3 +82,33 @@ def test_records_reach_postgres_once_whichever_side_crashes(
     assert ReportRelay(tmp_path, second.attempt, DbReporter(second, SETTINGS)).catch_up() == 2
     want["checkpoint_skipped"] = 1
     assert relayed(session, job.id) == (want, [1, 2, 3], [2], [("amc23", 2)])
+
+
+def test_a_checkpoint_step_flushes_its_metrics_once(
+    session: Session, redis_url: str, tmp_path: Path
+) -> None:
+    """The step's metrics were flushed at its end (the batch was full): the checkpoint
+    that follows writes its row, not the metrics and the job's progress a second time."""
+    job = Job(kind="train", spec={}, resources={}, queue="relay.unserved", enqueued_at=utcnow())
+    session.add(job)
+    session.commit()
+    lease = claim(job.id, "w", 30)
+    assert lease is not None
+    reporter = DbReporter(lease, SETTINGS.model_copy(update={"metrics_batch": 1}))
+    reporter.on_train_start(0, 4)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        reporter.on_step_end(2, {"loss": 1.0})
+        reporter.on_checkpoint(CheckpointInfo(2, str(tmp_path), "abc", 10, {}))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    metric_writes = [s for s in statements if s.startswith("INSERT INTO metrics")]
+    progress_writes = [s for s in statements if s.startswith("UPDATE jobs")]
+    assert (len(metric_writes), len(progress_writes)) == (1, 1), statements
+    assert relayed(session, job.id)[1:3] == ([2], [2])

@@ -1,0 +1,85 @@
+"""What the reconciler reads and repairs in Postgres after crashes and lost messages:
+jobs whose lease expired with their worker, and queued jobs that may lack a message."""
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Row, select
+
+from store.db import get_sessionmaker
+from store.lifecycle import transition
+from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
+
+
+@dataclass
+class Recovered:
+    """The jobs whose worker died, by how each one ended."""
+
+    requeued: list[str] = field(default_factory=list)
+    """Attempts remain: queued again (their messages still to be sent)."""
+    failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+
+def recover_expired_leases() -> Recovered:
+    """A running job whose lease expired lost its worker: re-queue it while attempts
+    remain, else fail it with an error that says why; a job in `cancelling` is cancelled.
+
+    One transaction per job, its row locked (`SKIP LOCKED`: another reconciler has it).
+    """
+    now = utcnow()
+    recovered = Recovered()
+    with get_sessionmaker()() as session:
+        expired = session.scalars(
+            select(Job.id).where(Job.status.in_(ACTIVE_STATUSES), Job.lease_expires_at < now)
+        ).all()
+    for job_id in expired:
+        with get_sessionmaker()() as session, session.begin():
+            job = session.scalar(
+                select(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.status.in_(ACTIVE_STATUSES),
+                    Job.lease_expires_at < now,
+                )
+                .with_for_update(skip_locked=True)
+            )
+            if job is None:  # renewed or finished meanwhile, or another reconciler has it
+                continue
+            owner = job.lease_owner
+            if job.status == JobStatus.CANCELLING:
+                transition(
+                    session, job, JobStatus.CANCELLED, f"worker {owner} died while cancelling"
+                )
+                recovered.cancelled.append(job_id)
+            elif job.attempt >= job.max_attempts:
+                error = (
+                    f"worker {owner} stopped heartbeating during attempt {job.attempt} of "
+                    f"{job.max_attempts}; giving up. Check that worker's logs (out of memory, "
+                    "preemption?) and resubmit, or raise max_attempts."
+                )
+                transition(
+                    session, job, JobStatus.FAILED, "lease expired, no attempts left", error=error
+                )
+                recovered.failed.append(job_id)
+            else:
+                transition(
+                    session,
+                    job,
+                    JobStatus.QUEUED,
+                    f"lease of worker {owner} expired during attempt {job.attempt}; re-queued",
+                    data={"owner": owner},
+                )
+                recovered.requeued.append(job_id)
+    return recovered
+
+
+def queued_jobs(excluding: Collection[str]) -> Sequence[Row[Any]]:
+    """(id, queue, priority, enqueued_at) of every queued job but those `excluding` names."""
+    with get_sessionmaker()() as session:
+        return session.execute(
+            select(Job.id, Job.queue, Job.priority, Job.enqueued_at).where(
+                Job.status == JobStatus.QUEUED, Job.id.not_in(excluding)
+            )
+        ).all()
