@@ -89,7 +89,7 @@ def test_a_checkpoint_step_flushes_its_metrics_once(
 ) -> None:
     """The step's metrics were flushed at its end (the batch was full): the checkpoint
     that follows writes its row, not the metrics and the job's progress a second time."""
-    job = Job(kind="train", spec={}, resources={}, queue="relay.unserved", enqueued_at=utcnow())
+    job = Job(kind="train", spec={}, queue="relay.unserved", enqueued_at=utcnow())
     session.add(job)
     session.commit()
     lease = claim(job.id, "w", 30)
