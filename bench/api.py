@@ -50,12 +50,11 @@ def raw_insert_rate(db_url: str, spec_json: str, clients: int, seconds: int) -> 
     dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
     spec_sql = spec_json.replace("'", "''")
     script = (
-        "INSERT INTO jobs (id, kind, status, spec, priority, resources, queue, gpus, gpu_type,"
-        " metadata, request_hash, attempt, max_attempts, fencing_token, progress, total_steps,"
-        " created_at, queued_at, updated_at, enqueued_at) VALUES (gen_random_uuid()::text,"
-        f" 'train', 'queued', '{spec_sql}'::jsonb, 0, '{{\"gpus\": 0}}'::jsonb, 'cpu', 0,"
-        " 'any', '{\"team\": \"bench\"}'::jsonb, md5(random()::text), 0, 3, 0, 0, 3,"
-        " now(), now(), now(), now());\n"
+        "INSERT INTO jobs (id, kind, status, spec, priority, queue, metadata, request_hash,"
+        " attempt, max_attempts, fencing_token, progress, created_at, queued_at, updated_at,"
+        " enqueued_at) VALUES (gen_random_uuid()::text,"
+        f" 'train', 'queued', '{spec_sql}'::jsonb, 0, 'cpu', '{{\"team\": \"bench\"}}'::jsonb,"
+        " md5(random()::text), 0, 3, 0, 0, now(), now(), now(), now());\n"
     )
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(script)
