@@ -3,7 +3,7 @@ retry of work that a lost database connection interrupted."""
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
@@ -55,12 +55,6 @@ def get_engine() -> Engine:
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False)
-
-
-def session_scope() -> Iterator[Session]:
-    """Yield a session that is always closed (FastAPI dependency and plain `with`-less use)."""
-    with get_sessionmaker()() as session:
-        yield session
 
 
 def reset() -> None:

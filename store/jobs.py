@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select, tuple_, type_coerce
+from sqlalchemy import Select, and_, select, tuple_, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
@@ -314,16 +314,11 @@ def list_jobs(
     return rows[:limit], next_cursor
 
 
-def count_by_status(session: Session) -> dict[str, int]:  # fleet-wide, for /metrics
-    return dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())  # type: ignore[arg-type]
-
-
 __all__ = [
     "JobRead",
     "NewJob",
     "Submitted",
     "cancel",
-    "count_by_status",
     "get_job",
     "insert_jobs",
     "list_jobs",
