@@ -125,3 +125,52 @@ def test_dockerfiles_copy_only_paths_that_exist(compose):
             if line.startswith("COPY "):
                 for source in line.split()[1:-1]:
                     assert (ROOT / source).exists(), f"{dockerfile} copies missing {source}"
+
+
+HOST_GPUS = [str(i) for i in range(8)]
+_UP = re.compile(r"`((?:\w+=\S+ )*docker compose up[^`\n]*)`")
+
+
+def _gpus_of_each_container(service: dict[str, Any], scale: int) -> list[list[str]]:
+    """The host GPUs Docker gives each of `scale` containers of a service: moby's
+    `getRequestedDevicesIDs` takes `device_ids` as they are, `count: N` as devices 0..N-1
+    (`countToDevices`, the same for every replica) and `count: all` as every GPU."""
+    reservations = service.get("deploy", {}).get("resources", {}).get("reservations", {})
+    (request,) = [d for d in reservations.get("devices", []) if "gpu" in d["capabilities"]]
+    if "device_ids" in request:
+        gpus = [str(i) for i in request["device_ids"]]
+    elif str(request.get("count", "all")) == "all":
+        gpus = HOST_GPUS
+    else:
+        gpus = HOST_GPUS[: int(request["count"])]
+    return [gpus] * scale
+
+
+def test_the_documented_gpu_fleet_gives_every_job_slot_its_own_gpus():
+    """`docs/operations.md`'s one-host command, on an 8-GPU host: every pool slot of every
+    GPU worker container gets GPUs (`--slots`, `workers.gpus.slot_devices`) no other slot
+    has. Scaling a `count: 1` service put every replica on GPU 0."""
+    from workers.gpus import slot_devices
+
+    (command,) = _UP.findall((ROOT / "docs" / "operations.md").read_text())
+    words = shlex.split(command)
+    env = _env_example() | dict(w.split("=", 1) for w in words[: words.index("docker")])
+    scales = dict(words[i + 1].split("=") for i, w in enumerate(words) if w == "--scale")
+    compose = _interpolate(yaml.safe_load((ROOT / "docker-compose.yml").read_text()), env)
+    gpu_workers = {
+        name: service
+        for name, service in compose["services"].items()
+        if service.get("deploy", {}).get("resources", {}).get("reservations")
+    }
+    assert gpu_workers, "no service reserves GPUs"
+    owned: list[str] = []
+    for name, service in gpu_workers.items():
+        argv = service["command"]
+        slots = int(argv[argv.index("--slots") + 1])
+        for gpus in _gpus_of_each_container(service, int(scales.get(name, 1))):
+            for slot in range(slots):
+                devices = slot_devices(slot, slots, gpus)
+                assert devices, f"{name}: slot {slot} of {slots} has no GPU"
+                owned += devices
+    assert len(owned) == len(set(owned)), f"GPUs shared between job slots: {sorted(owned)}"
+    assert set(owned) == set(HOST_GPUS), f"GPUs left idle: {set(HOST_GPUS) - set(owned)}"
