@@ -85,7 +85,8 @@ def _finish(lease: Lease, ending: Ending) -> None:
 
 def _fail(lease: Lease, exc: BaseException) -> None:
     """The attempt failed: re-queue a crashed child while attempts remain, else fail
-    (an infrastructure fault re-queues it without counting the attempt)."""
+    (an infrastructure fault re-queues it without counting the attempt; a child whose
+    error every attempt would repeat, such as no CUDA for a GPU job, fails at once)."""
     if requeue_after_fault(lease, exc):
         return
     if isinstance(exc, ChildFailed):
@@ -94,7 +95,8 @@ def _fail(lease: Lease, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"
         data = {"traceback": "".join(traceback.format_exception(exc)[-5:])}
     try:
-        requeued = attempts.fail(lease, error, data, crashed=isinstance(exc, ChildFailed))
+        crashed = isinstance(exc, ChildFailed) and exc.retried
+        requeued = attempts.fail(lease, error, data, crashed=crashed)
     except LeaseLost:
         log.warning(
             "job %s: failed after losing its lease; the newer attempt decides", lease.job_id

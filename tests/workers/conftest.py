@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import REPO_ROOT, operator_dir
+from trainer.devices import CPU_STANDS_IN_ENV
 
 WORKER_ENV = {
     # Short leases so a killed worker's job is recoverable within seconds.
@@ -23,6 +24,8 @@ WORKER_ENV = {
     "DGPO_METRICS_BATCH": "4",
     "DGPO_KILL_GRACE_S": "2",
     "DGPO_BENCHMARK_DIR": str((REPO_ROOT / "../shared/benchmarks").resolve()),
+    # Jobs asking for GPUs run on this CPU-only host (tests/workers/test_gpu_jobs.py: without).
+    CPU_STANDS_IN_ENV: "1",
 }
 
 

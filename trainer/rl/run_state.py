@@ -19,6 +19,7 @@ from trainer.checkpoints.local import Checkpoint, latest_valid_checkpoint, load_
 from trainer.checkpoints.remote import is_remote, latest_valid_remote
 from trainer.checkpoints.sharded import load_optimizer_state
 from trainer.data.prompts import PromptStream, build_examples, load_rows
+from trainer.devices import training_device
 from trainer.reporting.callbacks import Callback
 from trainer.rl.optim import build_optimizer, build_scheduler
 from trainer.rl.precision import autocast_dtype
@@ -65,8 +66,9 @@ class RunState:
         }
 
 
-def pick_device(spec: TrainSpec) -> torch.device:
-    return torch.device("cuda" if spec.resources.gpus > 0 and torch.cuda.is_available() else "cpu")
+def pick_device(spec: TrainSpec, rank_device: torch.device | None = None) -> torch.device:
+    """See `trainer.devices`: a spec asking for GPUs never falls back to the CPU."""
+    return training_device(spec.resources.gpus, rank_device)
 
 
 def pick_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype:
@@ -98,7 +100,7 @@ def build_run_state(
 
     `prepare` wraps the loaded model before the optimizer is built (fp32 masters in one
     process, FSDP2 sharding in a torchrun group, see `trainer.distributed.ranks`); `device`
-    overrides `pick_device` (a rank's GPU).
+    is a torchrun rank's own (its GPU, or the CPU under gloo).
     """
     checkpoint = None
     if resume:
@@ -106,7 +108,7 @@ def build_run_state(
         checkpoint, rejected = find(output_dir)
         for path in rejected:
             callbacks.on_event("checkpoint_rejected", f"{path} fails its manifest; not resumed")
-    device = device or pick_device(spec)
+    device = pick_device(spec, device)
     if checkpoint is not None:
         model_path, revision = str(checkpoint.path), None
     else:
