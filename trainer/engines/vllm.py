@@ -19,11 +19,13 @@ every call used here:
   push by log-probs against the pushed model, not by the absence of an exception.
 - after a push, cached prefix KV blocks were computed by the old weights:
   `reset_prefix_cache()`.
-- sleep mode exists only where vLLM has it (`current_platform.is_sleep_mode_available()`:
-  CUDA/ROCm/XPU); elsewhere `enable_sleep_mode` is ignored. Level 1 offloads weights and
-  drops the KV cache; before a push only the weights are woken (`tags=["weights"]`), so
-  the KV cache is not allocated while the trainer may still hold memory, then the KV
-  cache (`tags=["kv_cache"]`).
+- sleep mode (`rollout.enable_sleep_mode`, off by default: it has not run on a GPU yet)
+  exists only where vLLM has it (`current_platform.is_sleep_mode_available()`: CUDA/ROCm/
+  XPU); elsewhere it is ignored. As TRL's colocate mode and verl's rollout do it: level 2
+  (weights and KV cache discarded, nothing copied to host: level 1 would copy every weight
+  to pinned host memory and back each step only for the push to overwrite it), then
+  before the push the weights are woken alone, and PyTorch's cached blocks are returned
+  (`torch.cuda.empty_cache()`) before the KV cache, the largest allocation, is woken.
 - on CPU: eager mode (no graph capture: faster start, nothing to gain at test sizes) and
   an explicit KV-cache size (`kv_cache_memory_bytes`, overridden by vLLM's own
   `VLLM_CPU_KVCACHE_SPACE` in GiB), since `gpu_memory_utilization` there is a fraction
@@ -139,6 +141,7 @@ class VLLMEngine:
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load HF-named tensors (any dtype: vLLM casts on copy) into every worker."""
         if self._asleep:
+            torch.cuda.empty_cache()  # TRL: before waking the weights, "to avoid OOM"
             self.llm.wake_up(tags=["weights"])
         weights = [(name, tensor.detach()) for name, tensor in named_tensors]
         names = {name for name, _ in weights}
@@ -146,20 +149,24 @@ class VLLMEngine:
             weights.append((TIED_HEAD, dict(weights)[TIED_EMBEDDING]))
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         if self._asleep:
+            torch.cuda.empty_cache()  # verl: the trainer's freed blocks first, then the KV cache
             self.llm.wake_up(tags=["kv_cache"])
             self._asleep = False
         self.llm.reset_prefix_cache()
 
     def sleep(self) -> None:
-        """Level 1: weights offloaded to CPU RAM, KV cache discarded, until woken."""
+        """Level 2: weights and KV cache discarded until `update_weights` refills them."""
         if self.enable_sleep_mode and not self._asleep:
-            self.llm.sleep(level=1)
+            self.llm.sleep(level=2)
             self._asleep = True
 
     def wake_up(self) -> None:
+        """Level 2 kept no weights: only `update_weights` may wake the engine."""
         if self._asleep:
-            self.llm.wake_up()
-            self._asleep = False
+            raise RuntimeError(
+                "the vLLM engine sleeps at level 2 (its weights were discarded): push the "
+                "policy's weights with update_weights before generating"
+            )
 
 
 @contextmanager

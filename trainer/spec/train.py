@@ -142,8 +142,9 @@ class RolloutConfig(SpecModel):
     vLLM on CPU sizes a small KV cache itself (`trainer.engines.vllm`)."""
     tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
     """vLLM: GPUs one model is split across."""
-    enable_sleep_mode: bool = True
-    """vLLM: release KV cache and weights while the update runs."""
+    enable_sleep_mode: bool = False
+    """vLLM on GPU: discard KV cache and weights while the update runs (level 2, refilled
+    by the weight push, as TRL and verl do). Off until a GPU run has proven it."""
     batch_size: PromptCount = 64
     """HF engine: prompts generated together (memory bound)."""
 
