@@ -19,6 +19,8 @@ class SamplingConfig:
     top_p: float
     max_tokens: int
     seed: int | None = None
+    """Seeds the call: equal configs give equal completions. Prompts still sample
+    independently of each other (the vLLM engine derives a seed per prompt)."""
 
 
 @dataclass(frozen=True)

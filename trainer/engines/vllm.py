@@ -17,6 +17,14 @@ every call used here:
   (see `TIED_HEAD`). Calling `model.load_weights` directly
   fails on CPU (its processed parameters have no `weight_loader`). The tests check the
   push by log-probs against the pushed model, not by the absence of an exception.
+- seeds: vLLM gives sample i of a request the seed `seed + i` (v1
+  `ParentRequest.get_child_sampling_params`) and draws each request's sampling noise from
+  a generator seeded with it, so one seed for a whole call gives sample i of every prompt
+  the same noise (97% of token positions equal on the tiny model, chance 0%). Each prompt
+  gets its own seed instead (`prompt_seeds`), a hash of (call seed, prompt index): the
+  loop's call seed is a function of (seed, step, round), so rollouts stay reproducible and
+  a resume replays them. TRL and verl pass no per-request seed (independent samples from
+  the engine's global generator, not reproducible per step).
 - after a push, cached prefix KV blocks were computed by the old weights:
   `reset_prefix_cache()`.
 - sleep mode exists only where vLLM has it (`current_platform.is_sleep_mode_available()`:
@@ -34,6 +42,7 @@ workers are separate processes and the tensors would travel through vLLM's RPC
 serialisation: not exercised anywhere yet (a CUDA-IPC or NCCL transfer is the known fix).
 """
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -115,14 +124,18 @@ class VLLMEngine:
         self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig
     ) -> list[Completion]:
         self.wake_up()
-        params = self._vllm.SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            seed=sampling.seed,
-            logprobs=0,  # the sampled token's log-prob only
-        )
+        seeds = prompt_seeds(sampling.seed, len(prompts))
+        params = [
+            self._vllm.SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=seed,
+                logprobs=0,  # the sampled token's log-prob only
+            )
+            for seed in seeds
+        ]
         requests = [{"prompt_token_ids": list(p)} for p in prompts]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         completions = []
@@ -160,6 +173,19 @@ class VLLMEngine:
         if self._asleep:
             self.llm.wake_up()
             self._asleep = False
+
+
+def prompt_seeds(seed: int | None, count: int) -> list[int | None]:
+    """One seed per prompt from the call's `seed` and the prompt's index (None: unseeded).
+
+    62 bits, so vLLM's `seed + i` for sample i stays inside the int64 its samplers take.
+    """
+    if seed is None:
+        return [None] * count
+    return [
+        int.from_bytes(hashlib.blake2b(f"{seed}/{i}".encode(), digest_size=8).digest()) >> 2
+        for i in range(count)
+    ]
 
 
 @contextmanager
