@@ -132,10 +132,12 @@ class TorchrunGroup(Solo):
         )
 
     def engine(self, name: str, options: EngineOptions) -> RolloutEngine:
-        """Rank 0's engine holds its own full copy: the policy's weights are sharded."""
+        """Rank 0's engine holds its own full copy: the policy's weights are sharded. A vLLM
+        engine runs outside the group's world, which it would otherwise adopt and deadlock
+        in (`trainer.engines.vllm`)."""
         if not self.is_main:
             return IdleEngine()
-        return build_engine(name, replace(options, model=None))
+        return build_engine(name, replace(options, model=None, own_process=True))
 
     def share(self, compute: Callable[[], T]) -> T:
         return broadcast_object(compute() if self.is_main else None)
