@@ -5,6 +5,7 @@ One engine serves the module (starting one takes ~15-40 s); it is built exactly 
 eval job builds its own.
 """
 
+import itertools
 import json
 import os
 import subprocess
@@ -85,6 +86,36 @@ def test_pushed_weights_are_the_ones_sampled_from(
         assert max_logprob_error(model, engine.generate(PROMPTS, SAMPLING)) < 1e-3
     finally:
         engine.update_weights(original.items())
+
+
+def coincidence(completions: list[Completion], n: int, *, same_index: bool) -> float:
+    """Fraction of token positions equal between sample i of one prompt and sample j of
+    another, with j == i (`same_index`) or j != i (independent draws: the chance level)."""
+    samples = [completions[k : k + n] for k in range(0, len(completions), n)]
+    equal = total = 0
+    for p, q in itertools.combinations(range(len(samples)), 2):
+        for i, j in itertools.product(range(n), repeat=2):
+            if (i == j) == same_index:
+                a, b = samples[p][i].token_ids, samples[q][j].token_ids
+                equal += sum(x == y for x, y in zip(a, b, strict=False))
+                total += min(len(a), len(b))
+    return equal / total
+
+
+def test_prompts_of_one_call_sample_independently_and_reproducibly(
+    engine: RolloutEngine,
+) -> None:
+    """vLLM seeds sample i of a request `seed + i`: one seed for a whole call made sample i
+    of every prompt follow the same noise (80% of positions equal on the tiny model)."""
+    prompts = [[1, 40 + 7 * k, 90 + k] for k in range(8)]
+    sampling = SamplingConfig(n=4, temperature=1.0, top_p=1.0, max_tokens=16, seed=11)
+    completions = engine.generate(prompts, sampling)
+    same = coincidence(completions, sampling.n, same_index=True)
+    chance = coincidence(completions, sampling.n, same_index=False)
+    assert same < chance + 0.02, (
+        f"sample i of different prompts: {same:.1%} equal (chance {chance:.1%})"
+    )
+    assert engine.generate(prompts, sampling) == completions  # same seed, same samples
 
 
 def test_eval_job_scores_on_the_vllm_engine(engine: RolloutEngine, tiny_model_dir: str) -> None:

@@ -1,7 +1,9 @@
 """A small, fast TrainSpec on the tiny model and the toy task, shared by the loop tests."""
 
+from collections.abc import Mapping
 from typing import Any
 
+from trainer.reporting.callbacks import Callback
 from trainer.spec import TrainSpec
 
 
@@ -25,3 +27,16 @@ def toy_spec(model: str, data: str, **overrides: Any) -> TrainSpec:
     for key, value in overrides.items():
         base[key] = {**base[key], **value} if isinstance(value, dict) else value
     return TrainSpec.model_validate(base)
+
+
+class StopAfter(Callback):
+    """Asks the run to stop at the first step boundary after `step` (a clean interruption)."""
+
+    def __init__(self, step: int) -> None:
+        self.stop_at, self.seen = step, 0
+
+    def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.seen = step
+
+    def should_stop(self) -> bool:
+        return self.seen >= self.stop_at

@@ -1,34 +1,31 @@
-"""A run stopped at a step boundary and resumed ends bit-identical to an uninterrupted one."""
+"""A run stopped at a step boundary and resumed ends bit-identical to an uninterrupted one,
+in fp32 and in bf16 compute (whose fp32 master weights the checkpoint must carry)."""
 
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.trainer.loop_specs import toy_spec
-from trainer.reporting.callbacks import Callback
+from tests.trainer.loop_specs import StopAfter, toy_spec
 from trainer.rl.loop import train
-
-
-class StopAfter(Callback):
-    def __init__(self, step: int) -> None:
-        self.stop_at, self.seen = step, 0
-
-    def on_step_end(self, step: int, metrics) -> None:  # type: ignore[no-untyped-def]
-        self.seen = step
-
-    def should_stop(self) -> bool:
-        return self.seen >= self.stop_at
 
 
 def weights(checkpoint_uri: str) -> dict[str, torch.Tensor]:
     return load_file(str(Path(checkpoint_uri) / "model.safetensors"))
 
 
+def learning(metrics: dict[str, float]) -> dict[str, float]:
+    """The step's metrics less wall-clock ones (NaN-free on this task)."""
+    return {k: v for k, v in metrics.items() if not k.startswith(("time/", "perf/"))}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_stopped_and_resumed_run_equals_uninterrupted_run(
-    tiny_model_dir: str, toy_dataset: str, tmp_path: Path
+    dtype: str, tiny_model_dir: str, toy_dataset: str, tmp_path: Path
 ) -> None:
     spec = toy_spec(tiny_model_dir, toy_dataset, total_steps=4, checkpoint={"every_steps": 3})
+    spec = spec.model_copy(update={"model": spec.model.model_copy(update={"dtype": dtype})})
     straight = train(spec, output_dir=str(tmp_path / "a"), resume=False)
 
     first = train(spec, output_dir=str(tmp_path / "b"), callbacks=StopAfter(2), resume=False)
@@ -40,8 +37,10 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(
     assert straight.checkpoint is not None and second.checkpoint is not None
     a, b = weights(straight.checkpoint.uri), weights(second.checkpoint.uri)
     assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-    assert straight.metrics["reward/mean"] == second.metrics["reward/mean"]
+    differing = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not differing, f"{len(differing)}/{len(a)} tensors differ after the resume"
+    assert learning(straight.metrics) == learning(second.metrics)
     initial = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
-    assert any(not torch.equal(initial[n], a[n]) for n in a)  # training changed the weights
+    assert any(
+        not torch.equal(initial[n].float(), a[n].float()) for n in initial
+    )  # training moved them

@@ -46,7 +46,7 @@ def save_remote(
     *,
     keep_last: int,
     extra: Callable[[Path], object] | None = None,
-    dtype: torch.dtype | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> Checkpoint:
     """Save locally (arguments as `save_checkpoint`), upload manifest-last, then prune
     remote copies beyond `keep_last`."""
@@ -58,7 +58,7 @@ def save_remote(
         trainer_state,
         keep_last=keep_last,
         extra=extra,
-        dtype=dtype,
+        compute_dtype=compute_dtype,
     )
     fs, root = _fs(uri)
     dest = f"{root}/{local.path.name}"

@@ -42,6 +42,10 @@ class _GatheredModel:
     def parameters(self) -> list[Tensor]:
         return list(self.state.values())
 
+    @property
+    def config(self) -> Any:
+        return self.lm.config
+
     def save_pretrained(self, path: Path, **kwargs: Any) -> None:
         self.lm.save_pretrained(path, state_dict=self.state, **kwargs)
 
@@ -56,9 +60,11 @@ def save_sharded_checkpoint(
     env: DistEnv,
     *,
     keep_last: int,
+    compute_dtype: torch.dtype | None = None,
 ) -> Checkpoint:
-    """Collective: every rank calls it. Rank 0 writes the HF model and the trainer state,
-    every rank its optimizer shards; the directory appears atomically once complete."""
+    """Collective: every rank calls it. Rank 0 writes the HF model (the gathered fp32
+    masters, `compute_dtype` in its config) and the trainer state, every rank its optimizer
+    shards; the directory appears atomically once complete."""
     weights = full_state_dict(policy)
     finite = broadcast_object(all(bool(torch.isfinite(t).all()) for t in weights.values()))
     if not finite:
@@ -81,6 +87,7 @@ def save_sharded_checkpoint(
             state,
             keep_last=keep_last,
             extra=lambda tmp: shutil.move(staging, tmp / OPTIMIZER_DIR),
+            compute_dtype=compute_dtype,
         )
     return broadcast_object(saved)
 

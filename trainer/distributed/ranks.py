@@ -34,7 +34,6 @@ from trainer.distributed.group import (
 )
 from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig, build_engine
 from trainer.reporting.callbacks import Callback
-from trainer.rl.precision import to_master
 from trainer.spec import TrainSpec
 
 if TYPE_CHECKING:
@@ -56,8 +55,8 @@ class Solo:
         return callbacks
 
     def prepare(self, model: nn.Module, spec: TrainSpec) -> nn.Module:
-        """fp32 master weights of a half-precision model (see `trainer.rl.precision`)."""
-        return to_master(model)
+        """The loaded policy as it is (fp32 masters, see `trainer.rl.precision`)."""
+        return model
 
     def engine(self, name: str, options: EngineOptions) -> RolloutEngine:
         return build_engine(name, options)
@@ -80,7 +79,7 @@ class Solo:
             state.tokenizer,
             state.trainer_state(),
             keep_last=keep_last,
-            dtype=state.compute_dtype,
+            compute_dtype=state.compute_dtype,
         )
 
     def close(self) -> None:
@@ -118,13 +117,14 @@ class TorchrunGroup(Solo):
         return callbacks if self.is_main else Callback()
 
     def prepare(self, model: nn.Module, spec: TrainSpec) -> nn.Module:
-        """FSDP2 with fp32 sharded master weights; on GPU, bf16 compute and fp32 reduction.
+        """FSDP2 over the fp32 master weights; on GPU, bf16 compute and fp32 reduction.
 
-        On CPU (gloo) the stored dtype is kept, so tests compare with one process exactly.
+        On CPU (gloo) parameters are gathered in fp32 and a half-precision spec computes
+        under autocast, as one process does, so tests compare with one process exactly.
         """
         on_gpu = self.device.type == "cuda"
         return shard_policy(
-            model.float() if on_gpu else model,
+            model,
             self.device,
             self.env.world_size,
             param_dtype=torch.bfloat16 if on_gpu else None,
@@ -132,10 +132,12 @@ class TorchrunGroup(Solo):
         )
 
     def engine(self, name: str, options: EngineOptions) -> RolloutEngine:
-        """Rank 0's engine holds its own full copy: the policy's weights are sharded."""
+        """Rank 0's engine holds its own full copy: the policy's weights are sharded. A vLLM
+        engine runs outside the group's world, which it would otherwise adopt and deadlock
+        in (`trainer.engines.vllm`)."""
         if not self.is_main:
             return IdleEngine()
-        return build_engine(name, replace(options, model=None))
+        return build_engine(name, replace(options, model=None, own_process=True))
 
     def share(self, compute: Callable[[], T]) -> T:
         return broadcast_object(compute() if self.is_main else None)
@@ -161,6 +163,7 @@ class TorchrunGroup(Solo):
             state.trainer_state(),
             self.env,
             keep_last=keep_last,
+            compute_dtype=state.compute_dtype,
         )
 
     def close(self) -> None:

@@ -57,6 +57,7 @@ def _vllm(options: EngineOptions) -> RolloutEngine:
         max_model_len=options.max_model_len,
         enable_sleep_mode=options.enable_sleep_mode,
         seed=options.seed,
+        own_process=options.own_process,
     )
 
 

@@ -19,6 +19,8 @@ class SamplingConfig:
     top_p: float
     max_tokens: int
     seed: int | None = None
+    """Seeds the call: equal configs give equal completions. Prompts still sample
+    independently of each other (the vLLM engine derives a seed per prompt)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class EngineOptions:
     """An already-loaded HF model for the HF engine to share (the trainer's live policy)."""
     tokenizer: Any = None
     """An already-loaded tokenizer (else loaded from `model_path`) for the special ids."""
+    own_process: bool = False
+    """vLLM: run the engine core in a child process, outside this process's
+    `torch.distributed` world (a torchrun rank's; see `trainer.engines.vllm`)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,14 @@ every call used here:
   (see `TIED_HEAD`). Calling `model.load_weights` directly
   fails on CPU (its processed parameters have no `weight_loader`). The tests check the
   push by log-probs against the pushed model, not by the absence of an exception.
+- seeds: vLLM gives sample i of a request the seed `seed + i` (v1
+  `ParentRequest.get_child_sampling_params`) and draws each request's sampling noise from
+  a generator seeded with it, so one seed for a whole call gives sample i of every prompt
+  the same noise (97% of token positions equal on the tiny model, chance 0%). Each prompt
+  gets its own seed instead (`prompt_seeds`), a hash of (call seed, prompt index): the
+  loop's call seed is a function of (seed, step, round), so rollouts stay reproducible and
+  a resume replays them. TRL and verl pass no per-request seed (independent samples from
+  the engine's global generator, not reproducible per step).
 - after a push, cached prefix KV blocks were computed by the old weights:
   `reset_prefix_cache()`.
 - sleep mode (`rollout.enable_sleep_mode`, off by default: it has not run on a GPU yet)
@@ -31,17 +39,37 @@ every call used here:
   `VLLM_CPU_KVCACHE_SPACE` in GiB), since `gpu_memory_utilization` there is a fraction
   of the whole host's RAM.
 The engine core runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so the weights
-are handed to it as tensors, without serialisation. With `tensor_parallel_size > 1` the
-workers are separate processes and the tensors would travel through vLLM's RPC
-serialisation: not exercised anywhere yet (a CUDA-IPC or NCCL transfer is the known fix).
+are handed to it as tensors, without serialisation, except with `own_process` (rank 0 of a
+torchrun group): vLLM adopts an initialised `torch.distributed` world as its own
+(`init_distributed_environment` -> `init_world_group` -> `new_group` over every rank), so an
+engine built inside the trainer's group on one rank waits forever for the others. There the
+engine core runs in a spawned child process (a fork would inherit the initialised world),
+which starts a world of its own, and a push writes the weights, cast to the engine's dtype,
+as safetensors into a shared-memory directory that the child reloads
+(`reload_weights(weights_path=...)`): vLLM's msgpack RPC between the two processes turns
+tensors into plain lists, and pickling them needs `VLLM_ALLOW_INSECURE_SERIALIZATION`.
+verl and TRL's colocate mode instead build an engine on every rank with
+`distributed_executor_backend="external_launcher"`, which joins the trainer's world; that
+makes generation SPMD (every rank steps its engine: DP all-reduces each step with
+tensor_parallel_size 1, TP collectives otherwise), while this loop generates on rank 0 and
+broadcasts. That, or a CUDA-IPC push, is the faster path for large models on GPU.
+With `tensor_parallel_size > 1` the workers are separate processes and the tensors would
+travel through vLLM's RPC serialisation: not exercised anywhere yet (a CUDA-IPC or NCCL
+transfer is the known fix).
 """
 
+import hashlib
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from trainer.engines.base import Completion, SamplingConfig
 
@@ -56,9 +84,12 @@ embedding's storage, would restore the old embedding (the engine then samples fr
 weights, 2 nats off on the tiny model). So the head is pushed under its own name too."""
 
 
-def _import_vllm() -> Any:
-    # In-process engine core (no extra process) so the weights can be handed over directly.
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+def _import_vllm(own_process: bool) -> Any:
+    if own_process:  # see the module docstring; vLLM reads both when the engine is built
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+        os.environ["VLLM_WORKER_MULTIPROC_METHOD"] = "spawn"
+    else:  # in-process engine core so the weights can be handed over directly
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     try:
         import vllm
     except ImportError as exc:
@@ -81,8 +112,9 @@ class VLLMEngine:
         max_model_len: int,
         enable_sleep_mode: bool,
         seed: int,
+        own_process: bool = False,
     ) -> None:
-        vllm = _import_vllm()
+        vllm = _import_vllm(own_process)
         from transformers import AutoConfig
         from vllm.platforms import current_platform
 
@@ -112,19 +144,30 @@ class VLLMEngine:
                 **options,
             )
         self._asleep = False
+        self.dtype = getattr(torch, dtype)
+        self.push_dir: Path | None = None
+        """Where pushes to an engine core in its own process go (None: in-process)."""
+        if own_process:
+            shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self.push_dir = Path(tempfile.mkdtemp(prefix="dgpo-vllm-push-", dir=shm))
+            weakref.finalize(self, shutil.rmtree, self.push_dir, ignore_errors=True)
 
     def generate(
         self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig
     ) -> list[Completion]:
         self.wake_up()
-        params = self._vllm.SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            seed=sampling.seed,
-            logprobs=0,  # the sampled token's log-prob only
-        )
+        seeds = prompt_seeds(sampling.seed, len(prompts))
+        params = [
+            self._vllm.SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=seed,
+                logprobs=0,  # the sampled token's log-prob only
+            )
+            for seed in seeds
+        ]
         requests = [{"prompt_token_ids": list(p)} for p in prompts]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         completions = []
@@ -147,12 +190,23 @@ class VLLMEngine:
         names = {name for name, _ in weights}
         if self.tied_head and TIED_HEAD not in names and TIED_EMBEDDING in names:
             weights.append((TIED_HEAD, dict(weights)[TIED_EMBEDDING]))
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        if self.push_dir is None:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        else:
+            self._push_through_files(weights)
         if self._asleep:
             torch.cuda.empty_cache()  # verl: the trainer's freed blocks first, then the KV cache
             self.llm.wake_up(tags=["kv_cache"])
             self._asleep = False
         self.llm.reset_prefix_cache()
+
+    def _push_through_files(self, weights: list[tuple[str, torch.Tensor]]) -> None:
+        """The engine core in its own process reloads `weights` from `push_dir`."""
+        assert self.push_dir is not None
+        # One tensor per name (safetensors refuses shared storage, e.g. a tied head).
+        tensors = {name: t.to("cpu", self.dtype).contiguous().clone() for name, t in weights}
+        save_file(tensors, self.push_dir / "model.safetensors")
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.push_dir)})
 
     def sleep(self) -> None:
         """Level 2: weights and KV cache discarded until `update_weights` refills them."""
@@ -167,6 +221,19 @@ class VLLMEngine:
                 "the vLLM engine sleeps at level 2 (its weights were discarded): push the "
                 "policy's weights with update_weights before generating"
             )
+
+
+def prompt_seeds(seed: int | None, count: int) -> list[int | None]:
+    """One seed per prompt from the call's `seed` and the prompt's index (None: unseeded).
+
+    62 bits, so vLLM's `seed + i` for sample i stays inside the int64 its samplers take.
+    """
+    if seed is None:
+        return [None] * count
+    return [
+        int.from_bytes(hashlib.blake2b(f"{seed}/{i}".encode(), digest_size=8).digest()) >> 2
+        for i in range(count)
+    ]
 
 
 @contextmanager

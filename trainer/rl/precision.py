@@ -3,9 +3,9 @@
 With `model.dtype: bfloat16` (or `auto` on a GPU) the optimizer must not step bf16
 parameters: bf16 keeps 8 bits of mantissa, so an update smaller than 2^-8 of a weight
 rounds away (at lr 1e-6 one AdamW step moved 2% of a tiny model's weights; with fp32
-masters it moves all of them). `to_master` upcasts the policy to fp32 before the
-optimizer is built, so parameters, gradients and AdamW moments are fp32, and `autocast`
-runs the forward and backward matmuls in the compute dtype.
+masters it moves all of them). The policy is therefore always loaded in `MASTER_DTYPE`
+(`trainer.rl.run_state`), so parameters, gradients and AdamW moments are fp32, and
+`autocast` runs the forward and backward matmuls in the compute dtype.
 
 Why autocast rather than a bf16 compute copy (what FSDP2's `MixedPrecisionPolicy` does):
 - memory per parameter: autocast holds 4 (fp32 weight) + 4 (fp32 grad) + 8 (AdamW) = 16 B,
@@ -17,7 +17,8 @@ Why autocast rather than a bf16 compute copy (what FSDP2's `MixedPrecisionPolicy
   once per forward (reading 4 and writing 2 bytes per parameter), which is < 1% of the
   6·params·tokens FLOPs of a 16k-token micro-batch; reductions (softmax, norms) stay fp32.
 float16 compute is treated the same way but without loss scaling; prefer bfloat16.
-Checkpoints are written in the compute dtype (the spec's), as HF models are shipped.
+Checkpoints hold the fp32 masters themselves, with the compute dtype in `config.json`
+(`trainer.checkpoints.local`): what a resume must restore bit for bit.
 """
 
 from contextlib import AbstractContextManager, nullcontext
@@ -26,12 +27,8 @@ import torch
 from torch import nn
 
 HALF = (torch.bfloat16, torch.float16)
-
-
-def to_master(model: nn.Module) -> nn.Module:
-    """The model with fp32 parameters when they are half precision (else unchanged)."""
-    first = next(model.parameters(), None)
-    return model.float() if first is not None and first.dtype in HALF else model
+MASTER_DTYPE = torch.float32
+"""What the policy's parameters (and so its optimizer state and checkpoints) are held in."""
 
 
 def autocast_dtype(model: nn.Module, compute: torch.dtype) -> torch.dtype | None:

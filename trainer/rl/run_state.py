@@ -1,7 +1,9 @@
 """Everything a run holds between steps, built fresh or restored from a checkpoint.
 
 Exact resume rests on three things restored here: the model and optimizer/scheduler
-state (bit-exact on CPU: safetensors and `torch.save` keep every bit), the data cursor
+state (bit-exact on CPU: safetensors and `torch.save` keep every bit, and the policy is
+loaded in `MASTER_DTYPE` whatever the compute dtype, so a checkpoint's fp32 masters come
+back as they were saved, as HF Trainer and verl resume them), the data cursor
 (the order is a function of the seed), and the RNG states (python, numpy, torch, CUDA).
 Rollout sampling is seeded from (seed, step), so it does not depend on them at all.
 """
@@ -22,7 +24,7 @@ from trainer.data.prompts import PromptStream, build_examples, load_rows
 from trainer.devices import training_device
 from trainer.reporting.callbacks import Callback
 from trainer.rl.optim import build_optimizer, build_scheduler
-from trainer.rl.precision import autocast_dtype
+from trainer.rl.precision import MASTER_DTYPE, autocast_dtype
 from trainer.rl.update import SkipGuard
 from trainer.spec import TrainSpec
 
@@ -77,9 +79,16 @@ def pick_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype:
     return getattr(torch, spec.model.dtype)
 
 
-def load_model(path: str, spec: TrainSpec, device: torch.device, revision: str | None) -> Any:
+def load_model(
+    path: str,
+    spec: TrainSpec,
+    device: torch.device,
+    revision: str | None,
+    dtype: torch.dtype | None = None,
+) -> Any:
+    """The model at `path` in `dtype` (default: the spec's compute dtype)."""
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=pick_dtype(spec, device), revision=revision
+        path, dtype=dtype or pick_dtype(spec, device), revision=revision
     ).to(device)
     if spec.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -98,9 +107,10 @@ def build_run_state(
 ) -> RunState:
     """A fresh run, or the newest checkpoint in `output_dir` that passes its manifest.
 
-    `prepare` wraps the loaded model before the optimizer is built (fp32 masters in one
-    process, FSDP2 sharding in a torchrun group, see `trainer.distributed.ranks`); `device`
-    is a torchrun rank's own (its GPU, or the CPU under gloo).
+    The policy is loaded in fp32 (its master weights, `trainer.rl.precision`) and computes
+    in the spec's dtype under autocast. `prepare` wraps it before the optimizer is built
+    (FSDP2 sharding in a torchrun group, see `trainer.distributed.ranks`); `device` is a
+    torchrun rank's own (its GPU, or the CPU under gloo).
     """
     checkpoint = None
     if resume:
@@ -116,7 +126,7 @@ def build_run_state(
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = load_model(model_path, spec, device, revision)
+    model = load_model(model_path, spec, device, revision, dtype=MASTER_DTYPE)
     model.train()
     if prepare is not None:
         model = prepare(model, spec)

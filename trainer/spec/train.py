@@ -37,7 +37,8 @@ class ModelConfig(SpecModel):
     """A Hugging Face model id or a local directory in HF format."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Compute dtype (`auto`: bfloat16 on GPU, float32 on CPU); training keeps fp32 master
-    weights of a half-precision model, and checkpoints are saved in this dtype."""
+    weights of a half-precision model, and checkpoints hold them (this dtype in their
+    `config.json`)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, slower steps."""
     cpu_offload: bool = False
