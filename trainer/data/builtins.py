@@ -23,7 +23,7 @@ def builtin_root() -> Path:
     return Path(os.environ.get("DGPO_HOME", "~/.dgpo")).expanduser() / "builtin"
 
 
-def _build_once(target: Path, build: Callable[[Path], object]) -> Path:
+def build_once(target: Path, build: Callable[[Path], object]) -> Path:
     """Build `target` under an exclusive lock, atomically, unless it already exists.
 
     Concurrent workers (or torchrun ranks) wait for the first builder instead of
@@ -86,7 +86,7 @@ def resolve(path: str) -> str:
     if path not in _BUILDERS:
         return path
     filename, build = _BUILDERS[path]
-    return str(_build_once(builtin_root() / filename, build))
+    return str(build_once(builtin_root() / filename, build))
 
 
 def resolve_train_spec(spec: TrainSpec) -> TrainSpec:
