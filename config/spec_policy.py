@@ -76,6 +76,13 @@ def check_model_path(loc: tuple[str, ...], path: str, settings: Settings) -> lis
     return _model_source(loc, path, settings)
 
 
+def check_eval_sets(
+    loc: tuple[str, ...], refs: Sequence[BenchmarkRef], settings: Settings
+) -> list[Violation]:
+    """Custom eval sets given outside a job spec (a schedule's `eval.benchmarks`)."""
+    return _eval_sets(loc, refs, settings)
+
+
 def check_extras(spec: TrainSpec | EvalSpec) -> list[Violation]:
     """Optional packages (trackers, dataset formats, built-in models) the spec needs and this
     Python lacks:
