@@ -17,6 +17,8 @@ from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files
 from trainer.data.arith import INSTRUCTION
 
 PROMPT = {"instruction": INSTRUCTION}
+LOADED_S = 900.0
+"""A 135M model's job on a loaded 2-core machine: minutes, not the tiny model's seconds."""
 
 
 def smollm2_train(**overrides: object) -> dict:
@@ -44,7 +46,7 @@ def test_a_smollm2_step_checkpoints_and_the_checkpoint_scores_on_arith_test(
     session: Session,
 ) -> None:
     api = Api(client, tokens)
-    train = api.wait(api.submit(smollm2_train()), cpu_worker)
+    train = api.wait(api.submit(smollm2_train()), cpu_worker, timeout=LOADED_S)
     assert train["status"] == "succeeded", train["error"]
     (metrics,) = session.scalars(select(Metric).where(Metric.job_id == train["id"])).all()
     assert metrics.step == 1
@@ -60,7 +62,7 @@ def test_a_smollm2_step_checkpoints_and_the_checkpoint_scores_on_arith_test(
         "max_problems": 2,
         "max_tokens": 2,
     }
-    evaluation = api.wait(api.submit(body), cpu_worker)
+    evaluation = api.wait(api.submit(body), cpu_worker, timeout=LOADED_S)
     assert evaluation["status"] == "succeeded", evaluation["error"]
     (row,) = session.scalars(select(EvalResult).where(EvalResult.job_id == evaluation["id"]))
     assert (row.benchmark, row.k, row.step) == ("arith-test", 1, 1)
