@@ -5,19 +5,21 @@ database URL and the broker. So a spec never chooses where a job writes: job `<i
 writes under `<storage_root>/<id>`, and `checkpoint.output_dir` may at most name a
 relative sub-path of it, or a URI under one of the operator's `storage_prefixes` (the
 job then writes `<uri>/<id>`). Model, dataset and reference-model paths are hub repo ids
-or absolute paths under the operator's `data_roots`. The API checks the text at submit
+X checks the text at submit
 (422 naming the field); the worker checks again against the real file system (symlinks
 resolved) before it runs anything, since settings or files may change in between.
 """
 
 import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from config.settings import Settings
 from trainer.extras import missing_extras
 from trainer.spec import EvalSpec, TrainSpec
+from trainer.spec.eval import BenchmarkRef, EvalSet
 
 HUB_ID = re.compile(
     r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){0,95}(?:/[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){0,95})?$"
@@ -52,6 +54,7 @@ def check_train(spec: TrainSpec, settings: Settings) -> list[Violation]:
     found = [
         *_model_source(("model", "path"), spec.model.path, settings),
         *_model_source(("dataset", "path"), spec.dataset.path, settings),
+        *_eval_sets(("eval", "benchmarks"), spec.eval.benchmarks, settings),
         *_output_dir(spec.checkpoint.output_dir, settings),
         *_hub_push(spec, settings),
     ]
@@ -62,9 +65,10 @@ def check_train(spec: TrainSpec, settings: Settings) -> list[Violation]:
 
 
 def check_eval(spec: EvalSpec, settings: Settings) -> list[Violation]:
+    found = _eval_sets(("benchmarks",), spec.benchmarks, settings)
     if spec.model.path is None:  # a checkpoint ref: the worker resolves it from the database
-        return []
-    return _model_source(("model", "path"), spec.model.path, settings)
+        return found
+    return _model_source(("model", "path"), spec.model.path, settings) + found
 
 
 def check_model_path(loc: tuple[str, ...], path: str, settings: Settings) -> list[Violation]:
@@ -72,8 +76,16 @@ def check_model_path(loc: tuple[str, ...], path: str, settings: Settings) -> lis
     return _model_source(loc, path, settings)
 
 
-def check_extras(spec: TrainSpec) -> list[Violation]:
-    """Optional packages (trackers, dataset formats) the spec needs and this Python lacks:
+def check_eval_sets(
+    loc: tuple[str, ...], refs: Sequence[BenchmarkRef], settings: Settings
+) -> list[Violation]:
+    """Custom eval sets given outside a job spec (a schedule's `eval.benchmarks`)."""
+    return _eval_sets(loc, refs, settings)
+
+
+def check_extras(spec: TrainSpec | EvalSpec) -> list[Violation]:
+    """Optional packages (trackers, dataset formats, built-in models) the spec needs and this
+    Python lacks:
     the worker's check, and the API's in the embedded mode, which shares its environment."""
     return [Violation(loc, message) for loc, message in missing_extras(spec)]
 
@@ -100,15 +112,17 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
     """The submit check again, then against the file system: a local path must stay under
     its root with symlinks resolved, and a hub id must not name a local directory."""
     raise_if(check_spec(spec, settings))
+    raise_if(check_extras(spec))
     if isinstance(spec, TrainSpec):
-        raise_if(check_extras(spec))
         named = [
             (("model", "path"), spec.model.path),
             (("dataset", "path"), spec.dataset.path),
             (("algorithm", "reference_model"), spec.algorithm.reference_model),
+            *_eval_set_paths(("eval", "benchmarks"), spec.eval.benchmarks),
         ]
     else:
         named = [(("model", "path"), spec.model.path)]
+        named += _eval_set_paths(("benchmarks",), spec.benchmarks)
     roots = [root.resolve() for root in settings.data_roots]
     violations = []
     for loc, path in named:
@@ -134,6 +148,28 @@ def _hub_push(spec: TrainSpec, settings: Settings) -> list[Violation]:
             f"may only name a repo in the operator's hub push namespaces {allowed} "
             "(DGPO_HUB_PUSH_NAMESPACES)",
         )
+    ]
+
+
+def _eval_set_paths(
+    loc: tuple[str, ...], refs: Sequence[BenchmarkRef]
+) -> list[tuple[tuple[str, ...], str]]:
+    """(field, path) of each custom eval set among `refs`."""
+    return [
+        ((*loc, str(index), "path"), ref.path)
+        for index, ref in enumerate(refs)
+        if isinstance(ref, EvalSet)
+    ]
+
+
+def _eval_sets(
+    loc: tuple[str, ...], refs: Sequence[BenchmarkRef], settings: Settings
+) -> list[Violation]:
+    """A custom eval set is a local JSONL file: under the data roots, as a dataset."""
+    return [
+        violation
+        for field, path in _eval_set_paths(loc, refs)
+        for violation in _model_source(field, path, settings)
     ]
 
 

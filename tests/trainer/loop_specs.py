@@ -25,7 +25,7 @@ def toy_spec(model: str, data: str, **overrides: Any) -> TrainSpec:
         "seed": 0,
     }
     for key, value in overrides.items():
-        base[key] = {**base[key], **value} if isinstance(value, dict) else value
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return TrainSpec.model_validate(base)
 
 

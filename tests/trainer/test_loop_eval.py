@@ -13,6 +13,7 @@ from trainer.benchmarks import BENCHMARK_DIR_ENV
 from trainer.reporting.callbacks import Callback
 from trainer.results import BenchmarkResult
 from trainer.rl.loop import train
+from trainer.spec import PromptConfig
 
 
 class Recorder(Callback):
@@ -88,3 +89,33 @@ def test_periodic_eval_samples_like_an_eval_job_from_the_train_spec_alone(
     options = {"pass_ks": [1, 3], "max_problems": None, "prompt": spec.prompt}
     assert calls == [("gsm8k", expected, options), ("amc23", expected, options)]
     assert metrics["eval/amc23/avg@3"] == 0.5 and [s for s, _ in recorder.evals] == [2]
+
+
+def test_periodic_eval_prompts_as_the_train_spec_unless_eval_prompt_is_given(
+    echo_model_dir: str, toy_dataset: str, tmp_path: Path
+) -> None:
+    """The echo model answers the prompt's last token: the train prompt ends in 7, so a set
+    whose answers are 7 scores 1 with it and 0 with an eval prompt that ends in 3."""
+    from tests.trainer.test_eval_sets import write_set
+
+    sevens = {"name": "sevens", "path": write_set(tmp_path / "sevens.jsonl")}
+    spec = toy_spec(
+        echo_model_dir,
+        toy_dataset,
+        prompt={"instruction": "7", "use_chat_template": False},
+        rollout={"max_response_tokens": 1},
+        total_steps=1,
+        checkpoint={"every_steps": 0},
+        eval={"every_steps": 1, "benchmarks": [sevens], "k": 2},
+    )
+    own = Recorder()
+    train(spec, output_dir=str(tmp_path / "own"), callbacks=own)
+    assert own.metrics[1]["eval/sevens/avg@2"] == 1.0
+    asks_three = PromptConfig(instruction="3", use_chat_template=False)
+    other = Recorder()
+    train(
+        spec.model_copy(update={"eval": spec.eval.model_copy(update={"prompt": asks_three})}),
+        output_dir=str(tmp_path / "other"),
+        callbacks=other,
+    )
+    assert other.metrics[1]["eval/sevens/avg@2"] == 0.0

@@ -50,13 +50,19 @@ class Api:
         workers = self.client.get("/workers", headers=self.headers).json()
         return next((w for w in workers if w["id"] == name), {})
 
-    def wait(self, job_id: str, worker: WorkerProcess, statuses: set[str] = TERMINAL) -> dict:
+    def wait(
+        self,
+        job_id: str,
+        worker: WorkerProcess,
+        statuses: set[str] = TERMINAL,
+        timeout: float = 90.0,
+    ) -> dict:
         def reached() -> dict | None:
             job = self.job(job_id)
             return job if job["status"] in statuses else None
 
         try:
-            return wait_for(reached, f"job {job_id} to reach {statuses}")
+            return wait_for(reached, f"job {job_id} to reach {statuses}", timeout)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nworker log:\n{worker.output()}") from None
 

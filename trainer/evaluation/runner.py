@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from trainer.benchmarks import Problem, load_benchmark
+from trainer.benchmarks import Problem, load_problems
 from trainer.data.builtins import resolve
 from trainer.data.prompts import prompt_text
 from trainer.engines import EngineOptions, RolloutEngine, SamplingConfig, build_engine
@@ -16,7 +16,7 @@ from trainer.evaluation.scores import benchmark_scores
 from trainer.results import BenchmarkResult, ProblemResult
 from trainer.rewards.grading import Grader
 from trainer.spec import PromptConfig
-from trainer.spec.eval import EvalSpec
+from trainer.spec.eval import BenchmarkRef, EvalSpec, benchmark_name
 
 
 def run_eval(
@@ -55,13 +55,14 @@ def run_eval(
                 pass_ks=spec.pass_ks,
                 max_problems=spec.max_problems,
                 benchmark_dir=benchmark_dir,
+                prompt=spec.prompt,
             )
             for name in spec.benchmarks
         ]
 
 
 def evaluate_benchmark(
-    name: str,
+    benchmark: BenchmarkRef,
     sampling: SamplingConfig,
     engine: RolloutEngine,
     tokenizer: Any,
@@ -72,12 +73,13 @@ def evaluate_benchmark(
     benchmark_dir: str | os.PathLike[str] | None = None,
     prompt: PromptConfig | None = None,
 ) -> BenchmarkResult:
-    """One benchmark: `sampling.n` samples for each of its (first `max_problems`) problems,
-    scored as Avg@n and Pass@j for each j in `pass_ks`.
+    """One benchmark or custom eval set: `sampling.n` samples for each of its (first
+    `max_problems`) problems, prompted as `prompt` says, scored as Avg@n and Pass@j for each
+    j in `pass_ks`.
 
     Takes what it uses rather than an eval spec: eval jobs and the periodic evals of train
     jobs fill these in from their own specs."""
-    problems = load_benchmark(name, benchmark_dir)[:max_problems]
+    problems = load_problems(benchmark, benchmark_dir)[:max_problems]
     prompt = prompt or PromptConfig()
     prompt_ids = [
         tokenizer(prompt_text(tokenizer, p.problem, prompt), add_special_tokens=False)["input_ids"]
@@ -89,7 +91,7 @@ def evaluate_benchmark(
     verdicts = grader.grade(responses, answers)
     per_problem = _per_problem(problems, [c.prompt_index for c in completions], verdicts)
     return BenchmarkResult(
-        benchmark=name,
+        benchmark=benchmark_name(benchmark),
         k=sampling.n,
         scores=benchmark_scores(per_problem, pass_ks),
         per_problem=per_problem,

@@ -203,7 +203,7 @@ def periodic_eval(
             grader,
             pass_ks=reported_pass_ks(spec.eval.k),
             max_problems=spec.eval.max_problems,
-            prompt=spec.prompt,
+            prompt=spec.eval.prompt or spec.prompt,
         )
         for name in spec.eval.benchmarks
     ]

@@ -1,17 +1,68 @@
-"""The eval job spec: which model, which benchmarks, how many samples."""
+"""The eval job spec: which model, which benchmarks, how many samples, which prompt."""
 
+from collections.abc import Sequence
 from typing import Annotated, Literal, Self, get_args
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from trainer.spec.base import PATH_MAX, SpecModel
+from trainer.spec.prompt import PromptConfig
 from trainer.spec.resources import Resources
 
 BenchmarkName = Literal[
-    "aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench", "gsm8k", "gsm8k_mini"
+    "aime24",
+    "aime25",
+    "amc23",
+    "math500",
+    "minerva",
+    "olympiadbench",
+    "gsm8k",
+    "gsm8k_mini",
+    "arith-test",
 ]
-"""`gsm8k_mini`: the first 30 GSM8K test problems, shipped with the package (no data dir)."""
+"""`gsm8k_mini`: the first 30 GSM8K test problems, shipped with the package (no data dir).
+`arith-test`: the held-out split of the built-in arithmetic task (`trainer.data.arith`)."""
 BENCHMARK_NAMES: tuple[str, ...] = get_args(BenchmarkName)
+
+
+def _not_builtin(name: str) -> str:
+    if name in BENCHMARK_NAMES:
+        raise ValueError(f"{name!r} is a built-in benchmark's name; give the set another")
+    return name
+
+
+class EvalSet(SpecModel):
+    """A custom eval set: a JSONL file of `{"problem", "answer"}` rows (`"id"` optional).
+
+    In the service the path must be absolute and under the operator's data roots, as a
+    train spec's `dataset.path`."""
+
+    name: Annotated[
+        str,
+        Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+        AfterValidator(_not_builtin),
+    ]
+    """Reported as the benchmark's name (results, metrics `eval/<name>/...`, comparisons)."""
+    path: str = Field(min_length=1, max_length=PATH_MAX, pattern=r"\.jsonl$")
+    """The JSONL file; answers are graded by the same math grader as every benchmark."""
+
+
+BenchmarkRef = BenchmarkName | EvalSet
+"""A built-in benchmark by name, or a custom eval set."""
+
+
+def benchmark_name(ref: BenchmarkRef) -> str:
+    """The name results and metrics carry."""
+    return ref.name if isinstance(ref, EvalSet) else ref
+
+
+def check_unique_names(refs: Sequence[BenchmarkRef]) -> None:
+    """Two entries with one name would overwrite each other's results."""
+    names = [benchmark_name(ref) for ref in refs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"benchmarks are named more than once: {repeated}")
+
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -55,8 +106,10 @@ class EvalSpec(SpecModel):
 
     model: EvalModel
     """The model to score."""
-    benchmarks: list[BenchmarkName] = Field(min_length=1, max_length=32)
-    """Benchmarks to score, each reported on its own."""
+    benchmarks: list[BenchmarkRef] = Field(min_length=1, max_length=32)
+    """Benchmarks to score, each reported on its own: built-in names or `{name, path}` sets."""
+    prompt: PromptConfig = PromptConfig()
+    """How a problem becomes the prompt; give a train job's own to score it as trained."""
     k: Annotated[int, Field(ge=1, le=1024)] = 32
     """Samples per problem (Avg@k averages them)."""
     pass_k: list[PositiveInt] | None = Field(default=None, max_length=64)
@@ -84,6 +137,7 @@ class EvalSpec(SpecModel):
 
     @model_validator(mode="after")
     def _pass_k_fits(self) -> Self:
+        check_unique_names(self.benchmarks)
         for k in self.pass_k or []:
             if k > self.k:
                 raise ValueError(f"pass_k entry {k} exceeds k ({self.k})")

@@ -4,12 +4,11 @@ from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
-from trainer.spec.base import NAME_MAX, PATH_MAX, TEXT_MAX, SpecModel
-from trainer.spec.eval import BenchmarkName
+from trainer.spec.base import NAME_MAX, PATH_MAX, SpecModel
+from trainer.spec.eval import BenchmarkRef, check_unique_names
 from trainer.spec.loss import PolicyLossConfig
+from trainer.spec.prompt import PromptConfig
 from trainer.spec.resources import Resources
-
-DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 AdvantageEstimator = Literal["grpo", "dr_grpo", "rloo"]
 KLType = Literal["k1", "k2", "k3", "low_var_kl", "k1+", "k3+", "low_var_kl+"]
@@ -63,15 +62,6 @@ class DatasetConfig(SpecModel):
     """Use only the first N rows of the dataset."""
     shuffle: bool = True
     """Reshuffle the prompts each epoch, seeded by the spec's `seed`."""
-
-
-class PromptConfig(SpecModel):
-    instruction: str = Field(default=DEFAULT_INSTRUCTION, max_length=TEXT_MAX)
-    """Appended after the problem, as in the paper."""
-    use_chat_template: bool = True
-    """Wrap the prompt with the tokenizer's chat template when it has one."""
-    system_prompt: str | None = Field(default=None, max_length=TEXT_MAX)
-    """System message before the problem (not added to prompts given as chat messages)."""
 
 
 class AlgorithmConfig(SpecModel):
@@ -225,8 +215,11 @@ class CheckpointConfig(SpecModel):
 class PeriodicEvalConfig(SpecModel):
     every_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     """0 disables evaluation during training."""
-    benchmarks: list[BenchmarkName] = Field(default_factory=list, max_length=32)
-    """Benchmarks scored at each periodic evaluation."""
+    benchmarks: list[BenchmarkRef] = Field(default_factory=list, max_length=32)
+    """Benchmarks scored at each periodic evaluation: built-in names or `{name, path}` sets."""
+    prompt: PromptConfig | None = None
+    """How a problem becomes the prompt in these evaluations; unset: the train spec's own
+    `prompt`, so the policy is scored as it is trained."""
     k: Annotated[int, Field(ge=1, le=MAX_GROUP_SIZE)] = 4
     """Samples per problem (Avg@k)."""
     max_problems: PositiveInt | None = None
@@ -311,6 +304,7 @@ class TrainSpec(SpecModel):
                 f"rollout.max_prompt_tokens + rollout.max_response_tokens ({needed}) "
                 f"exceeds model.max_context_length ({limit})"
             )
+        check_unique_names(self.eval.benchmarks)
         if self.eval.every_steps and not self.eval.benchmarks:
             raise ValueError("eval.benchmarks must name at least one benchmark when enabled")
         if self.algorithm.overlong_buffer_len > self.rollout.max_response_tokens:

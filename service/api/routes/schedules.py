@@ -79,6 +79,8 @@ def create_schedule(
     """Store a schedule of the token's principal; beat fires it at each cron time (UTC)."""
     settings = get_settings()
     violations = _webhook_violations(request.webhook_url, settings)
+    loc = ("eval", "benchmarks")
+    violations += spec_policy.check_eval_sets(loc, request.eval.benchmarks, settings)
     if request.target.model_path is not None:
         loc = ("target", "model_path")
         violations += spec_policy.check_model_path(loc, request.target.model_path, settings)
