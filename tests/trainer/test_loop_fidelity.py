@@ -1,5 +1,6 @@
-"""Loop tests that tell a correct update from three plausible bugs: old log-probs taken at
-T = 1 whatever the rollout temperature, EOS dropped from the response mask, and per-micro-batch
+"""Loop tests that tell a correct update from four plausible bugs: old log-probs taken at
+T = 1 whatever the rollout temperature, old log-probs taken from the rollout engine instead
+of recomputed by the trainer, EOS dropped from the response mask, and per-micro-batch
 normalisation. Each was applied to the code and seen to fail its test here.
 
 The model is the tiny one with its EOS logit raised, so responses end at varied lengths."""
@@ -66,6 +67,17 @@ def test_old_logprobs_use_the_rollout_temperature(
     (same weights before the update, so they agree to float rounding)."""
     metrics = one_step(eos_prone_model, toy_dataset, tmp_path, rollout={"temperature": 0.6})
     assert metrics["rollout/logprob_abs_diff"] < 1e-4
+
+
+def test_old_logprobs_are_the_trainers_own_not_the_engines(
+    eos_prone_model: str, toy_dataset: str, tmp_path: Path
+) -> None:
+    """The engine's log-probs differ from the trainer's by rounding (cached decoding, not
+    one full forward; with vLLM, another kernel). π_old is the trainer's own forward on the
+    same weights, so the first update of a step starts at r = π/π_old = 1 exactly."""
+    metrics = one_step(eos_prone_model, toy_dataset, tmp_path)
+    assert metrics["rollout/logprob_abs_diff"] > 0
+    assert metrics["ratio/max"] == 1.0 and metrics["ratio/mean"] == 1.0
 
 
 def test_every_response_token_including_eos_is_trained(
