@@ -8,30 +8,15 @@ The model is the tiny one with its EOS logit raised, so responses end at varied 
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.trainer.loop_specs import toy_spec
+from tests.trainer.loop_specs import eos_prone_copy, toy_spec
 from trainer.reporting.callbacks import Callback
 from trainer.rl.loop import train
 
 
 @pytest.fixture(scope="module")
 def eos_prone_model(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The tiny model with EOS's (tied) embedding moved along the mean final hidden state,
-    so that about one token in six is EOS."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    ids = torch.randint(3, len(tokenizer), (8, 24), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        hidden = model.base_model(input_ids=ids).last_hidden_state.reshape(-1, 64)
-        mean = hidden.mean(0)
-        weight = model.get_output_embeddings().weight
-        weight[tokenizer.eos_token_id] += 4.0 * mean / mean.square().sum()
-    out = tmp_path_factory.mktemp("eos_prone")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
+    return eos_prone_copy(tiny_model_dir, tmp_path_factory.mktemp("eos_prone"))
 
 
 class Last(Callback):
