@@ -92,6 +92,8 @@ def _train(
     ] = None,
 ) -> None:
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
+    import torch
+
     from trainer.checkpoints.hub_push import HubPush
     from trainer.checkpoints.remote import is_remote, staging_dir
     from trainer.extras import missing_extras
@@ -127,6 +129,8 @@ def _train(
         callbacks = CallbackList(hooks)
         if push is not None:
             callbacks.callbacks.append(HubPush(push, events=callbacks))
+        # A supervisor sets OMP_NUM_THREADS to its slot's share of the cores (workers.cpus).
+        progress.console.log(f"torch uses {torch.get_num_threads()} CPU threads")
         result = train(spec, output_dir=out, callbacks=callbacks, resume=resume)
     where = result.checkpoint.uri if result.checkpoint else "no checkpoint"
     console.print(f"done at step {result.final_step}: {where}")

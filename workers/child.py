@@ -2,7 +2,9 @@
 
 The child is `python -m trainer.supervised ...` (see there: it dies with this process even
 on `kill -9`), alone or as torchrun with one rank per GPU. It inherits this slot's
-environment, hence its `CUDA_VISIBLE_DEVICES`. Its stdout and stderr go to a log file
+environment, hence its `CUDA_VISIBLE_DEVICES`, with `OMP_NUM_THREADS` set to its share of
+the cores (`workers.cpus`): an inherited value is replaced, since it was set for the
+worker process, not for one of its slots. Its stdout and stderr go to a log file
 whose tail explains a failure.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from trainer.distributed.launch import torchrun_command
 from trainer.supervised import PARENT_ENV
+from workers.cpus import THREAD_ENV
 
 TAIL_CHARS = 4000
 
@@ -35,10 +38,11 @@ def child_command(
 class Child:
     """A started process group; `terminate` brings all of it down."""
 
-    def __init__(self, argv: list[str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], log_path: Path, *, threads: int) -> None:
         self.log_path = log_path
         # Plain tracebacks: typer's boxed ones wrap the error line the cause is read from.
         env = {**os.environ, PARENT_ENV: str(os.getpid()), "_TYPER_STANDARD_TRACEBACK": "1"}
+        env[THREAD_ENV] = str(threads)
         with log_path.open("ab") as sink:
             self.proc = subprocess.Popen(
                 argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env

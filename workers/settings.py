@@ -46,6 +46,9 @@ class WorkerSettings(BaseSettings):
     """Set by `dgpo worker --slots`; each pool process pins to its share of the GPUs."""
     worker_gpus: str | None = None
     """Comma-separated GPU indices this worker may use (default: all detected)."""
+    child_threads: int | None = Field(default=None, ge=1)
+    """CPU threads (`OMP_NUM_THREADS`) of each attempt process. Default: the cores this
+    worker may use divided among its slots and a torchrun group's ranks (`workers.cpus`)."""
 
     @model_validator(mode="after")
     def _renew_before_expiry(self) -> "WorkerSettings":

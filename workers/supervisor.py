@@ -31,6 +31,7 @@ from store import reports
 from store.leases import Lease, LeaseLost
 from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
+from workers import cpus
 from workers.child import Child, child_command
 from workers.failures import ChildFailed, describe_exit, oom_kills
 from workers.leases import LeaseKeeper
@@ -84,9 +85,21 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
     argv = child_command(
         plan.module, plan.args, nproc=plan.nproc, memory_limit_mb=settings.child_memory_limit_mb
     )
+    threads = cpus.attempt_threads(
+        slots=settings.worker_slots,
+        nproc=plan.nproc,
+        cores=cpus.available_cores(),
+        override=settings.child_threads,
+    )
     oom_before = oom_kills()
-    child = Child(argv, plan.run_dir / f"attempt-{lease.attempt}.log")
-    log.info("job %s: attempt %d runs as pid %d", lease.job_id, lease.attempt, child.pid)
+    child = Child(argv, plan.run_dir / f"attempt-{lease.attempt}.log", threads=threads)
+    log.info(
+        "job %s: attempt %d runs as pid %d with %d CPU threads per process",
+        lease.job_id,
+        lease.attempt,
+        child.pid,
+        threads,
+    )
     try:
         ending = _watch(child, plan, relay, reporter, keeper, lease, settings)
     finally:

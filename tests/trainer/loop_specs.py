@@ -1,7 +1,12 @@
-"""A small, fast TrainSpec on the tiny model and the toy task, shared by the loop tests."""
+"""A small, fast TrainSpec on the tiny model and the toy task, and a variant of the tiny
+model whose responses end at varied lengths, shared by the loop tests."""
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer.reporting.callbacks import Callback
 from trainer.spec import TrainSpec
@@ -40,3 +45,19 @@ class StopAfter(Callback):
 
     def should_stop(self) -> bool:
         return self.seen >= self.stop_at
+
+
+def eos_prone_copy(model_dir: str, out: Path) -> str:
+    """The tiny model with EOS's (tied) embedding moved along the mean final hidden state,
+    so that about one token in six is EOS; saved to `out`."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = torch.randint(3, len(tokenizer), (8, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        hidden = model.base_model(input_ids=ids).last_hidden_state.reshape(-1, 64)
+        mean = hidden.mean(0)
+        weight = model.get_output_embeddings().weight
+        weight[tokenizer.eos_token_id] += 4.0 * mean / mean.square().sum()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)

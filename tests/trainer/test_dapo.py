@@ -1,17 +1,22 @@
 """DAPO's overlong shaping equals verl's reward manager; overlong filtering masks truncated
-responses; dynamic sampling keeps generating until the batch is full, and says when it cannot."""
+responses; dynamic sampling judges groups on their scores before the length penalty, keeps
+generating until the batch is full, and says when it cannot."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.trainer.loop_specs import toy_spec
+from tests.trainer.loop_specs import eos_prone_copy, toy_spec
+from trainer.distributed.ranks import Solo
+from trainer.engines import build_engine
 from trainer.engines.base import Completion
 from trainer.reporting.callbacks import Callback
+from trainer.rewards.registry import build_reward
 from trainer.rl.batch import make_batch
 from trainer.rl.dapo import mask_truncated, overlong_penalty
-from trainer.rl.loop import train
+from trainer.rl.loop import _engine_options, collect_rollouts, train
+from trainer.rl.run_state import build_run_state
 
 
 def verl_overlong_reward(valid_response_length, max_resp_len, buffer_len, penalty_factor):
@@ -98,3 +103,33 @@ def test_dynamic_sampling_refills_until_full_or_reports_the_short_batch(
             assert any(
                 m["batch/groups"] == 4 and m["batch/gen_batches"] > 1 for m in recorder.metrics
             )
+
+
+def test_dynamic_sampling_judges_groups_on_scores_before_the_length_penalty(
+    tiny_model_dir: str, toy_dataset: str, tmp_path: Path
+) -> None:
+    """Responses of varied lengths, all inside L_cache: no group's shaped rewards are all
+    equal, yet a group whose scores are (verl's `acc` metric) carries no signal and is
+    dropped. Kept groups are exactly those with differing scores."""
+    model = eos_prone_copy(tiny_model_dir, tmp_path / "eos_prone")
+    spec = toy_spec(
+        model,
+        toy_dataset,
+        algorithm={
+            "dynamic_sampling": True,
+            "overlong_buffer_len": 12,
+            "overlong_penalty_factor": 0.5,
+        },
+        rollout={"max_response_tokens": 12},
+    )
+    state = build_run_state(
+        spec, str(tmp_path / "run"), resume=False, callbacks=Callback(), prepare=Solo().prepare
+    )
+    engine = build_engine("hf", _engine_options(spec, state))
+    rollouts = collect_rollouts(spec, state, engine, build_reward(spec.algorithm))
+    size = spec.algorithm.group_size
+    groups = [slice(i * size, (i + 1) * size) for i in range(len(rollouts.examples))]
+    lengths = {len(c.token_ids) for c in rollouts.completions}
+    assert len(lengths) > 1  # the penalty differs within groups
+    assert rollouts.gen_batches > 1  # a group was dropped, so generation went on
+    assert all(len(set(rollouts.scores[g])) > 1 for g in groups)

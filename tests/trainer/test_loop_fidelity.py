@@ -1,5 +1,6 @@
-"""Loop tests that tell a correct update from three plausible bugs: old log-probs taken at
-T = 1 whatever the rollout temperature, EOS dropped from the response mask, and per-micro-batch
+"""Loop tests that tell a correct update from four plausible bugs: old log-probs taken at
+T = 1 whatever the rollout temperature, old log-probs taken from the rollout engine instead
+of recomputed by the trainer, EOS dropped from the response mask, and per-micro-batch
 normalisation. Each was applied to the code and seen to fail its test here.
 
 The model is the tiny one with its EOS logit raised, so responses end at varied lengths."""
@@ -7,30 +8,15 @@ The model is the tiny one with its EOS logit raised, so responses end at varied 
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.trainer.loop_specs import toy_spec
+from tests.trainer.loop_specs import eos_prone_copy, toy_spec
 from trainer.reporting.callbacks import Callback
 from trainer.rl.loop import train
 
 
 @pytest.fixture(scope="module")
 def eos_prone_model(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The tiny model with EOS's (tied) embedding moved along the mean final hidden state,
-    so that about one token in six is EOS."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    ids = torch.randint(3, len(tokenizer), (8, 24), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        hidden = model.base_model(input_ids=ids).last_hidden_state.reshape(-1, 64)
-        mean = hidden.mean(0)
-        weight = model.get_output_embeddings().weight
-        weight[tokenizer.eos_token_id] += 4.0 * mean / mean.square().sum()
-    out = tmp_path_factory.mktemp("eos_prone")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
+    return eos_prone_copy(tiny_model_dir, tmp_path_factory.mktemp("eos_prone"))
 
 
 class Last(Callback):
@@ -66,6 +52,17 @@ def test_old_logprobs_use_the_rollout_temperature(
     (same weights before the update, so they agree to float rounding)."""
     metrics = one_step(eos_prone_model, toy_dataset, tmp_path, rollout={"temperature": 0.6})
     assert metrics["rollout/logprob_abs_diff"] < 1e-4
+
+
+def test_old_logprobs_are_the_trainers_own_not_the_engines(
+    eos_prone_model: str, toy_dataset: str, tmp_path: Path
+) -> None:
+    """The engine's log-probs differ from the trainer's by rounding (cached decoding, not
+    one full forward; with vLLM, another kernel). π_old is the trainer's own forward on the
+    same weights, so the first update of a step starts at r = π/π_old = 1 exactly."""
+    metrics = one_step(eos_prone_model, toy_dataset, tmp_path)
+    assert metrics["rollout/logprob_abs_diff"] > 0
+    assert metrics["ratio/max"] == 1.0 and metrics["ratio/mean"] == 1.0
 
 
 def test_every_response_token_including_eos_is_trained(

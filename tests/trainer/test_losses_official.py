@@ -217,3 +217,20 @@ def test_gradient_preserving_losses_apply_the_dual_clip(name):
     (grad,) = torch.autograd.grad(loss, log_prob)
     assert loss.item() == pytest.approx(10.0) and grad.item() == 0.0
     assert metrics["clip/dual_frac"] == 1.0
+
+
+@pytest.mark.parametrize("name", POLICY_LOSS_NAMES)
+def test_at_exactly_20_the_log_ratio_clamp_still_passes_the_gradient(name):
+    """torch.clamp's bounds are inclusive: at |log r| = 20 exactly, verl's clamp (and every
+    official code built on it) still passes the gradient; only past it is W = 0."""
+    cfg = PolicyLossConfig(name=name)
+    new = torch.tensor([[-21.0, -1.0, -21.0, -1.0]], dtype=F64)  # log r = -20, 20, -20, 20
+    old = torch.tensor([[-1.0, -21.0, -1.0, -21.0]], dtype=F64)
+    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0]], dtype=F64)
+    mask = torch.ones(new.shape, dtype=torch.bool)
+    ours_lp, ref_lp = new.clone().requires_grad_(), new.clone().requires_grad_()
+    loss, _ = compute_policy_loss(name, ours_lp, old, adv, mask, cfg)
+    (grad,) = torch.autograd.grad(loss, ours_lp)
+    ref_loss = agg(REFERENCES[name](old, ref_lp, adv, mask, cfg), mask, cfg.loss_agg_mode)
+    (ref_grad,) = torch.autograd.grad(ref_loss, ref_lp)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=0)

@@ -67,6 +67,32 @@ def test_dapo_defaults_to_clip_higher_unless_set():
     assert PolicyLossConfig(name="grpo").clip_ratio_high == 0.2
 
 
+def test_the_dapo_recipe_is_dapo_overlong_shaping_and_dynamic_sampling_unless_set():
+    """verl's DAPO recipe: L_cache 4096 of 20480 response tokens (a fifth), penalty factor
+    1, groups filtered on accuracy for up to 10 generation batches."""
+    from trainer.spec import TrainSpec
+
+    def algorithm(loss: str, **overrides: object) -> AlgorithmConfig:
+        return TrainSpec.model_validate(
+            {
+                "model": {"path": "m"},
+                "dataset": {"path": "d.jsonl"},
+                "algorithm": {"policy_loss": {"name": loss}, **overrides},
+                "rollout": {"max_response_tokens": 1000},
+            }
+        ).algorithm
+
+    dapo = algorithm("dapo")
+    assert (dapo.dynamic_sampling, dapo.max_resample_rounds) == (True, 9)
+    assert (dapo.overlong_buffer_len, dapo.overlong_penalty_factor) == (200, 1.0)
+    assert not dapo.overlong_filter
+    assert dapo.policy_loss.clip_ratio_high == 0.28
+    mine = algorithm("dapo", dynamic_sampling=False, overlong_buffer_len=0)
+    assert (mine.dynamic_sampling, mine.overlong_buffer_len) == (False, 0)
+    grpo = algorithm("grpo")
+    assert (grpo.dynamic_sampling, grpo.overlong_buffer_len) == (False, 0)
+
+
 def test_overlong_buffer_must_fit_the_response_length():
     from trainer.spec import TrainSpec
 

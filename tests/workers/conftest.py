@@ -57,13 +57,18 @@ class WorkerProcess:
     """One `python -m dgpo worker` process group (parent and its pool children)."""
 
     def __init__(
-        self, name: str, queues: str, log_path: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        queues: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        slots: int = 1,
     ) -> None:
         self.name = f"{name}@test"
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dgpo", "worker", "--queues", queues, "--slots", "1",
+            [sys.executable, "-m", "dgpo", "worker", "--queues", queues, "--slots", str(slots),
              "--name", self.name, "--loglevel", "INFO"],
             cwd=REPO_ROOT,
             env={**os.environ, **WORKER_ENV, **(env or {})},
@@ -106,13 +111,15 @@ class WorkerProcess:
 def start_worker(
     postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Factory for worker processes (name, queues, extra environment); every one still
-    alive is stopped at session end."""
+    """Factory for worker processes (name, queues, extra environment, slots); every one
+    still alive is stopped at session end."""
     started: list[WorkerProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
-    def start(name: str, queues: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(name, queues, logs / f"{name}.log", env)
+    def start(
+        name: str, queues: str, env: dict[str, str] | None = None, slots: int = 1
+    ) -> WorkerProcess:
+        worker = WorkerProcess(name, queues, logs / f"{name}.log", env, slots)
         started.append(worker)
         worker.wait_ready()
         return worker

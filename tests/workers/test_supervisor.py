@@ -3,8 +3,8 @@
 Real `dgpo worker` processes, Postgres and Redis, the tiny model. What is proven here:
 a cancel always lands (a step that takes minutes is killed after the grace), a killed
 child is retried with its cause and loses no metric step, a child over its memory limit
-fails with a cause that says so, the slot's memory stays at its idle size, and a lost
-lease ends the child at once.
+fails with a cause that says so, the slot's memory stays at its idle size, a lost
+lease ends the child at once, and each child of a 2-slot worker gets half the cores.
 """
 
 import os
@@ -23,6 +23,7 @@ from store.models import Job
 from tests.workers.conftest import WorkerProcess, child_pids, job_dir, submit_seeded, wait_for
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
 from trainer.checkpoints.local import verify_checkpoint
+from workers.cpus import available_cores
 
 
 def rss_kb(pid: int) -> int:
@@ -175,3 +176,24 @@ def test_a_child_whose_lease_was_taken_over_is_terminated_at_once(
     session.commit()
     wait_for(lambda: not child_pids(job_id), "the child to be terminated", timeout=15)
     assert cpu_worker.proc.poll() is None
+
+
+def test_each_child_of_a_two_slot_worker_uses_its_share_of_the_cores(
+    start_worker: Callable[..., WorkerProcess],
+    client: TestClient,
+    tokens: dict[str, str],
+    train_request: Callable[..., dict],
+) -> None:
+    """torch in the child runs cores // 2 threads, whatever OMP_NUM_THREADS the worker
+    itself inherited (set for the worker process, not for one of its slots)."""
+    from config.settings import get_settings
+
+    api = Api(client, tokens)
+    worker = start_worker("halves", "gpu.halves", {"OMP_NUM_THREADS": "7"}, slots=2)
+    request = train_request(total_steps=1, resources={"gpus": 1, "gpu_type": "halves"})
+    job_id = api.submit(request)
+    job = api.wait(job_id, worker)
+    worker.stop()
+    assert job["status"] == "succeeded", job["error"]
+    log = (Path(get_settings().home) / "jobs" / job_id / "attempt-1.log").read_text()
+    assert f"torch uses {max(1, available_cores() // 2)} CPU threads" in log, log[-2000:]

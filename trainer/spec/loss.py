@@ -20,10 +20,11 @@ PositiveInt = Annotated[int, Field(ge=1, strict=True)]
 RECIPES: dict[str, dict[str, Any]] = {
     "dgpo": {},  # DGPO-RL's run script: ε 0.2/0.2, n=1, m=2, token-mean
     "grpo": {},  # verl's defaults: ε 0.2/0.2, c=3, token-mean
-    "dapo": {"clip_ratio_high": 0.28},  # DAPO paper: clip-higher
+    "dapo": {"clip_ratio_high": 0.28},  # DAPO: clip-higher (its algorithm keys: TrainSpec)
     "cispo": {"clip_ratio_low": 10.0, "clip_ratio_high": 0.2},  # no lower bound (verl example)
     "gppo": {"clip_ratio_c": 10.0},  # Klear/CE-GPPO recipe scripts: c = 10
-    "ce_gppo": {"clip_ratio_c": 10.0, "ce_gppo_beta1": 0.75, "ce_gppo_beta2": 1.0},  # 7B recipe
+    # CE-GPPO's 7B script; its 1.5B script uses beta1 0.5 (docs/losses.md)
+    "ce_gppo": {"clip_ratio_c": 10.0, "ce_gppo_beta1": 0.75, "ce_gppo_beta2": 1.0},
     "aspo": {"clip_ratio_c": 3.0},  # Archer2.0 math script: ε 0.2/0.2, c = 3, token-mean
     "sapo": {"sapo_tau_pos": 1.0, "sapo_tau_neg": 1.05, "loss_agg_mode": "seq-mean-token-mean"},
     "gspo": {
@@ -55,7 +56,8 @@ class PolicyLossConfig(SpecModel):
     dgpo_m: PositiveInt = 2
     """DGPO decay root on the HP side (r > 1+ε_high, A > 0)."""
     ce_gppo_beta1: Annotated[float, Field(ge=0.0)] = 0.75
-    """CE-GPPO gradient scale outside the bound on the LN side."""
+    """CE-GPPO gradient scale outside the bound on the LN side (0.75: the official 7B
+    script; its 1.5B script uses 0.5)."""
     ce_gppo_beta2: Annotated[float, Field(ge=0.0)] = 1.0
     """CE-GPPO gradient scale outside the bound on the HP side."""
     sapo_tau_pos: Annotated[float, Field(gt=0.0)] = 1.0

@@ -1,6 +1,6 @@
 """The train job spec: everything a DGPO run needs, validated before it is queued."""
 
-from typing import Annotated, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
@@ -90,7 +90,8 @@ class AlgorithmConfig(SpecModel):
     entropy_coef: float = 0.0
     """Entropy bonus: the loss subtracts this times the mean token entropy (0: none)."""
     dynamic_sampling: bool = False
-    """DAPO-style: drop groups whose rewards are all equal and keep generating until the step
+    """DAPO-style: drop groups whose scores (before any overlong penalty, verl's `acc`) are all
+    equal and keep generating until the step
     has `prompts_per_step` groups, for at most 1 + max_resample_rounds generation batches
     (then the step trains on fewer groups and a `dynamic_sampling_short` event says so)."""
     max_resample_rounds: Annotated[int, Field(ge=0, le=100)] = 9
@@ -261,6 +262,18 @@ class LoggingConfig(SpecModel):
     """Longer prompts and completions are cut to this many characters (the ends kept)."""
 
 
+DAPO_ALGORITHM_RECIPE: dict[str, Any] = {
+    "dynamic_sampling": True,
+    "max_resample_rounds": 9,
+    "overlong_penalty_factor": 1.0,
+}
+"""What `policy_loss.name: dapo` turns on besides clip-higher, for the algorithm keys a spec
+leaves unset: verl's DAPO recipe (`recipe/dapo/run_dapo_qwen2.5_32b.sh` @ 03150d4f): groups
+filtered on accuracy for up to 10 generation batches, overlong penalty factor 1."""
+DAPO_BUFFER_FRACTION = 0.2
+"""DAPO's L_cache / max response length: 4096 of 20480 tokens in the same script."""
+
+
 class TrainSpec(SpecModel):
     """A complete DGPO (or baseline) RL fine-tuning run."""
 
@@ -288,6 +301,29 @@ class TrainSpec(SpecModel):
     """Seeds Python, NumPy and torch, the prompt order and each step's sampling."""
     resources: Resources = Resources()
     """GPUs the job needs; decides the queue that runs it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dapo_recipe(cls, data: object) -> object:
+        """`dapo` names DAPO, not only its clip-higher: overlong reward shaping (L_cache a
+        fifth of rollout.max_response_tokens) and dynamic sampling, unless the spec sets them."""
+        if not isinstance(data, dict) or not isinstance(data.get("algorithm"), dict):
+            return data
+        algorithm = data["algorithm"]
+        loss = algorithm.get("policy_loss")
+        name = loss.get("name") if isinstance(loss, dict) else getattr(loss, "name", None)
+        if name != "dapo":
+            return data
+        recipe = dict(DAPO_ALGORITHM_RECIPE)
+        rollout = data.get("rollout") or {}
+        max_len = (
+            rollout.get("max_response_tokens", RolloutConfig().max_response_tokens)
+            if isinstance(rollout, dict)
+            else getattr(rollout, "max_response_tokens", None)
+        )
+        if isinstance(max_len, int):  # anything else fails the field's own validation
+            recipe["overlong_buffer_len"] = int(max_len * DAPO_BUFFER_FRACTION)
+        return {**data, "algorithm": {**recipe, **algorithm}}
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
