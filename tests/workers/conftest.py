@@ -22,7 +22,6 @@ WORKER_ENV = {
     "DGPO_STOP_POLL_S": "0",
     "DGPO_METRICS_BATCH": "4",
     "DGPO_KILL_GRACE_S": "2",
-    "DGPO_BENCHMARK_DIR": str((REPO_ROOT / "../shared/benchmarks").resolve()),
 }
 
 
