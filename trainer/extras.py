@@ -1,21 +1,26 @@
 """Optional packages a spec needs, found without importing them (torch-free).
 
-A tracker or a dataset format whose package is missing would otherwise fail only after the
-model has loaded. `dgpo-train` (and so every worker-run job) checks this first; the API
-checks it too in the embedded mode, where it shares the worker's Python environment (a
-remote API cannot know what a worker has installed).
+A tracker, a dataset format or the vLLM engine whose package is missing would otherwise
+fail only after the model has loaded. `dgpo-train` and the worker check this first; the
+API checks it too in the embedded mode, where it shares the worker's Python environment
+(a remote API cannot know what a worker has installed).
 """
 
 from importlib.util import find_spec
 from pathlib import Path
 
 from trainer.data.builtins import BUILTIN_DATASETS
-from trainer.spec import TrainSpec
+from trainer.spec import EvalSpec, TrainSpec
 
 
-def missing_extras(spec: TrainSpec) -> list[tuple[tuple[str, ...], str]]:
+def missing_extras(spec: TrainSpec | EvalSpec) -> list[tuple[tuple[str, ...], str]]:
     """(field, one-line message) for each optional package the spec needs and lacks."""
+    if isinstance(spec, EvalSpec):
+        needed = [(("engine",), "vllm", "vllm")] if spec.engine == "vllm" else []
+        return _absent(needed)
     needed = []
+    if spec.rollout.engine == "vllm":
+        needed.append((("rollout", "engine"), "vllm", "vllm"))
     if spec.logging.tensorboard.enabled:
         needed.append((("logging", "tensorboard"), "tensorboard", "tensorboard"))
     if spec.logging.wandb.enabled:
@@ -25,6 +30,11 @@ def missing_extras(spec: TrainSpec) -> list[tuple[tuple[str, ...], str]]:
         needed.append((("dataset", "path"), "pyarrow", "data"))
     elif suffix != ".jsonl" and spec.dataset.path not in BUILTIN_DATASETS:
         needed.append((("dataset", "path"), "datasets", "data"))
+    return _absent(needed)
+
+
+def _absent(needed: list[tuple[tuple[str, ...], str, str]]) -> list[tuple[tuple[str, ...], str]]:
+    """(field, message) for each (field, module, extra) whose module is not installed."""
     return [
         (loc, f"needs the {module!r} package, not installed: pip install 'dgpo[{extra}]'")
         for loc, module, extra in needed

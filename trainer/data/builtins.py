@@ -55,6 +55,9 @@ BUILTIN_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny": ("tiny-model", _build_tiny),
 }
 """Name -> (directory under `builtin_root()`, builder)."""
+BUILTIN_MODEL_POSITIONS: dict[str, int] = {"tiny": 1024}
+"""Name -> the model's `max_position_embeddings`: the submit check knows it before the
+model is built (`trainer.data.model_info`); the builder writes it into the config."""
 BUILTIN_DATASETS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "toy-digits": ("toy-digits.jsonl", _build_toy_digits),
 }

@@ -61,8 +61,9 @@ async def submit_job(
     The 201 body's `warnings` say when no live worker serves the job's queue."""
     settings = get_settings()
     spec_policy.raise_if(spec_policy.check_spec(request, settings))
-    if settings.embedded and isinstance(request, TrainJobRequest):
+    if settings.embedded:  # the API shares the worker's disk and Python
         spec_policy.raise_if(spec_policy.check_extras(request))
+    spec_policy.raise_if(spec_policy.check_model(request, on_disk=settings.embedded))
     if isinstance(request, EvalJobRequest) and request.model.checkpoint is not None:
         await run_in_threadpool(_check_checkpoint_ref, request, token.visible_owner)
     job, replayed = await http.app.state.submissions.submit(
