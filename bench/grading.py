@@ -4,7 +4,7 @@ Each gold answer is graded against itself (boxed) and against a wrong answer (th
 next problem's gold), so both the matching and the non-matching paths are timed.
 Worker start-up is excluded (each grader is warmed up first).
 
-    python bench/grading.py [--workers N] [--benchmark-dir DIR]
+    python bench/grading.py [--workers N]
 """
 
 import argparse
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.benchmarks import load_local
+from trainer.benchmarks import load_benchmark
 from trainer.rewards.grading import Grader
 
 
@@ -31,13 +31,8 @@ def rate(num_workers: int, responses: list[str], golds: list[str]) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument(
-        "--benchmark-dir",
-        default=os.environ.get("DGPO_BENCHMARK_DIR")
-        or Path(__file__).resolve().parents[1] / "../shared/benchmarks",
-    )
     args = parser.parse_args()
-    answers = [p.answer for p in load_local("math500", args.benchmark_dir)]
+    answers = [p.answer for p in load_benchmark("math500")]
     wrong = answers[1:] + answers[:1]
     responses = [f"So the answer is $\\boxed{{{a}}}$." for a in answers + wrong]
     golds = answers + answers

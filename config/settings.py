@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     non-public addresses are refused unless listed in `outbound_private_networks`."""
     outbound_private_networks: list[str] = Field(default_factory=list)
     """Non-public networks (CIDR, e.g. `10.1.2.0/24`) webhooks may reach anyway."""
+    webhook_tries: int = Field(default=4, ge=1, le=10)
+    """POSTs of one regression alert at most: a 5xx, 408, 429 or a network error is
+    retried, a refusal or another 4xx is not."""
+    webhook_backoff_s: float = Field(default=2.0, ge=0, le=60)
+    """Wait before the second try, doubling after each (2, 4, 8 s: with 5 s timeouts a
+    failing endpoint holds the settling worker 34 s at most)."""
     data_roots: list[Path] = Field(default_factory=list)
     """Directories model, dataset and reference-model paths may come from (default
     `$DGPO_HOME/models`, `datasets` and `demo`); anything else must be a hub repo id."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.settings import Settings
+from trainer.data.model_info import context_length, local_model_problem
 from trainer.extras import missing_extras
 from trainer.spec import EvalSpec, TrainSpec
 from trainer.spec.eval import BenchmarkRef, EvalSet
@@ -84,10 +85,54 @@ def check_eval_sets(
 
 
 def check_extras(spec: TrainSpec | EvalSpec) -> list[Violation]:
-    """Optional packages (trackers, dataset formats, built-in models) the spec needs and this
-    Python lacks:
-    the worker's check, and the API's in the embedded mode, which shares its environment."""
+    """Optional packages (trackers, dataset formats, vLLM, built-in models) the spec needs and
+    this Python lacks: the worker's check, and the API's in the embedded mode, which shares
+    it."""
     return [Violation(loc, message) for loc, message in missing_extras(spec)]
+
+
+def check_model(spec: TrainSpec | EvalSpec, *, on_disk: bool) -> list[Violation]:
+    """What the spec's own models rule out: a local model directory that is missing or
+    lacks `config.json`, and lengths beyond the model's positions.
+
+    `on_disk`: this process sees the workers' data roots (the worker, the embedded API);
+    a remote API checks only built-in names, whose config the package knows.
+    """
+    if isinstance(spec, TrainSpec):
+        named = [(("model", "path"), spec.model.path)]
+        if spec.algorithm.reference_model is not None:
+            named.append((("algorithm", "reference_model"), spec.algorithm.reference_model))
+    else:
+        named = [(("model", "path"), spec.model.path)] if spec.model.path else []
+    found = [
+        Violation(loc, problem)
+        for loc, path in named
+        if on_disk and Path(path).is_absolute() and (problem := local_model_problem(path))
+    ]
+    if found or not named:
+        return found
+    path = named[0][1]
+    known = context_length(path) if on_disk or not Path(path).is_absolute() else None
+    return _context(spec, known) if known is not None else []
+
+
+def _context(spec: TrainSpec | EvalSpec, known: tuple[int, str]) -> list[Violation]:
+    positions, source = known
+    of_model = f"the model's context of {positions} positions ({source})"
+    if isinstance(spec, EvalSpec):
+        if spec.max_tokens <= positions:
+            return []
+        return [Violation(("max_tokens",), f"max_tokens ({spec.max_tokens}) exceeds {of_model}")]
+    needed = spec.rollout.max_prompt_tokens + spec.rollout.max_response_tokens
+    if spec.model.max_context_length is not None or needed <= positions:
+        return []  # the spec's own max_context_length overrides the config (checked there)
+    return [
+        Violation(
+            ("rollout", "max_response_tokens"),
+            f"rollout.max_prompt_tokens + rollout.max_response_tokens ({needed}) exceeds "
+            + of_model,
+        )
+    ]
 
 
 def raise_if(violations: list[Violation]) -> None:
@@ -113,6 +158,7 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
     its root with symlinks resolved, and a hub id must not name a local directory."""
     raise_if(check_spec(spec, settings))
     raise_if(check_extras(spec))
+    raise_if(check_model(spec, on_disk=True))
     if isinstance(spec, TrainSpec):
         named = [
             (("model", "path"), spec.model.path),

@@ -159,11 +159,11 @@ def _compare(
     return overall, {"baseline_job_id": baseline_id, "threshold": threshold, "benchmarks": rows}
 
 
-def record_webhook(job_id: str, run_id: int, kind: str, message: str) -> None:
-    """The outcome of a regression's webhook (`webhook_sent` or `webhook_failed`), as an
-    event of the run's job."""
+def record_webhook(job_id: str, run_id: int, kind: str, message: str, attempt: int) -> None:
+    """The outcome of one try of a regression's webhook (`webhook_sent` or
+    `webhook_failed`), as an event of the run's job."""
     with get_sessionmaker()() as session:
         job = session.get(Job, job_id)
         if job is not None:
-            append_event(session, job, kind, message, {"run_id": run_id})
+            append_event(session, job, kind, message, {"run_id": run_id, "try": attempt})
             session.commit()

@@ -34,6 +34,11 @@ class TokenInfo:
         """The only owner whose rows this token may see, or None (admin: everyone's)."""
         return None if self.scope == TokenScope.ADMIN else self.principal
 
+    @property
+    def sees_hosts(self) -> bool:
+        """Worker host names (a job's `lease_owner`) are the operator's: admin tokens only."""
+        return self.scope == TokenScope.ADMIN
+
 
 def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()

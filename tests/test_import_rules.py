@@ -36,6 +36,7 @@ TORCH_FREE_TRAINER = {
     "trainer.results": "eval results and the comparison model the API returns",
     "trainer.evaluation.compare": "store/evals.py: the paired bootstrap and the verdict",
     "trainer.extras": "config/spec_policy.py: which optional extras are installed",
+    "trainer.data.model_info": "config/spec_policy.py: a model's own config.json and positions",
 }
 """The only trainer modules `config/`, `store/` and `service/` may import, and why (each
 is checked to import no ML library)."""

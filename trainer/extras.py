@@ -1,10 +1,10 @@
 """Optional packages a spec needs, found without importing them (torch-free).
 
-A tracker, a dataset format or a built-in model whose packages are missing would otherwise
-fail only after the model has loaded (or, on a worker, once per attempt). `dgpo-train` (and
-so every worker-run job) checks this first, as does the worker before an eval job; the API
-checks it too in the embedded mode, where it shares the worker's Python environment (a
-remote API cannot know what a worker has installed).
+A tracker, a dataset format, the vLLM engine or a built-in model whose packages are missing
+would otherwise fail only after the model has loaded (or, on a worker, once per attempt).
+`dgpo-train` (and so every worker-run job) checks this first, as does the worker before an
+eval job; the API checks it too in the embedded mode, where it shares the worker's Python
+environment (a remote API cannot know what a worker has installed).
 """
 
 from importlib.util import find_spec
@@ -18,10 +18,13 @@ from trainer.spec import EvalSpec, TrainSpec
 def missing_extras(spec: TrainSpec | EvalSpec) -> list[tuple[tuple[str, ...], str]]:
     """(field, one-line message) for each optional package the spec needs and lacks."""
     if isinstance(spec, EvalSpec):
-        return _builtin_model(("model", "path"), spec.model.path)
+        needed = [(("engine",), "vllm", "vllm")] if spec.engine == "vllm" else []
+        return _builtin_model(("model", "path"), spec.model.path) + _absent(needed)
     found = _builtin_model(("model", "path"), spec.model.path)
     found += _builtin_model(("algorithm", "reference_model"), spec.algorithm.reference_model)
     needed = []
+    if spec.rollout.engine == "vllm":
+        needed.append((("rollout", "engine"), "vllm", "vllm"))
     if spec.logging.tensorboard.enabled:
         needed.append((("logging", "tensorboard"), "tensorboard", "tensorboard"))
     if spec.logging.wandb.enabled:
@@ -31,7 +34,12 @@ def missing_extras(spec: TrainSpec | EvalSpec) -> list[tuple[tuple[str, ...], st
         needed.append((("dataset", "path"), "pyarrow", "data"))
     elif suffix != ".jsonl" and spec.dataset.path not in BUILTIN_DATASETS:
         needed.append((("dataset", "path"), "datasets", "data"))
-    return found + [
+    return found + _absent(needed)
+
+
+def _absent(needed: list[tuple[tuple[str, ...], str, str]]) -> list[tuple[tuple[str, ...], str]]:
+    """(field, message) for each (field, module, extra) whose module is not installed."""
+    return [
         (loc, f"needs the {module!r} package, not installed: pip install 'dgpo[{extra}]'")
         for loc, module, extra in needed
         if find_spec(module) is None

@@ -9,7 +9,9 @@ from typing import Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from dgpo.client import DEFAULT_API_URL, DgpoAPIError, DgpoClient, env_token
 
@@ -24,7 +26,10 @@ def api_client() -> Iterator[DgpoClient]:
         with DgpoClient.from_env() as client:
             yield client
     except DgpoAPIError as exc:
-        err_console.print(f"[red]error:[/red] {exc}{_hint(exc)}", markup=True, highlight=False)
+        # The API's text is data, not markup: `pip install 'dgpo[data]'` keeps its `[data]`;
+        # soft wrap leaves a command in it on one line, whole for copying.
+        message = f"[red]error:[/red] {escape(str(exc))}{_hint(exc)}"
+        err_console.print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
 
 
@@ -60,7 +65,8 @@ def print_table(
     """Rows of dicts as a table; missing keys print empty, floats with 4 significant digits.
 
     Narrow terminals wrap cells instead of cutting them with `…`; the `keep` columns (ids
-    people copy) never wrap at all, so the others give way first.
+    people copy, labels) never wrap at all, so the others give way first. Cells are plain
+    text: an API's `[data]` is not Rich markup.
     """
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     table = Table(title=title or None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
@@ -71,7 +77,7 @@ def print_table(
         else:
             table.add_column(column, overflow="fold")
     for line in cells:
-        table.add_row(*line)
+        table.add_row(*map(Text, line))
     console.print(table)
 
 

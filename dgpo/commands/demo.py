@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 
 from dgpo.client import DgpoClient
 from dgpo.commands._api import api_client, console
@@ -83,10 +84,10 @@ def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]
     url = os.environ.get("DGPO_API_URL", "")
     console.print(f"{what}: job {job['id']} submitted (dashboard: {url}/ui/jobs/{job['id']})")
     for warning in job.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     job = follow(api, job["id"], interval=1.0)
     if job["status"] != "succeeded":
-        console.print(f"[red]{what} job {job['status']}:[/red] {job['error']}")
+        console.print(f"[red]{what} job {job['status']}:[/red] {escape(job['error'] or '')}")
         raise typer.Exit(1)
     return job
 

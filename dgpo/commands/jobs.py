@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,7 +53,9 @@ def submit(
         return
     console.print(f"{job['id']}  {job['kind']}  {job['status']}  queue={job['queue']}")
     for warning in job.get("warnings", []):
-        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True
+        )
 
 
 @app.command("list")
@@ -101,7 +104,8 @@ def show(
         return
     fields = ("id", "kind", "status", "queue", "priority", "attempt", "progress_text", "error")
     rows = [{"field": f.removesuffix("_text"), "value": job.get(f)} for f in fields]
-    print_table(rows, ("field", "value"), keep=("value",))
+    # The labels keep their width; a long value (the error) wraps under its column.
+    print_table(rows, ("field", "value"), keep=("field",))
     if checkpoints:
         rows = [{**c, "sha256": c["sha256"][:12]} for c in checkpoints]
         print_table(rows, ("step", "uri", "size_bytes", "sha256"), "checkpoints")
@@ -133,13 +137,20 @@ def watch(
     """Live progress bar and the latest metrics until the job finishes."""
     with api_client() as api:
         job = follow(api, job_id, interval)
-    console.print(f"{job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else ""))
+    verdict = f"{job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else "")
+    console.print(verdict, markup=False, highlight=False)
     if job["status"] != "succeeded":
         raise typer.Exit(1)
 
 
 def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any]:
-    """Render a job's progress until it is terminal; returns the final job (used by `demo`)."""
+    """Render a job's progress until it is terminal; returns the final job (used by `demo`).
+
+    A terminal gets a live bar; a pipe or a log gets one line per change (a live display
+    there prints only when it stops, and leaves the cursor on its last border).
+    """
+    if not console.is_terminal:
+        return _follow_lines(api, job_id, interval)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -164,6 +175,26 @@ def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any
             if job["status"] in TERMINAL_STATUSES:
                 return job
             time.sleep(interval)
+
+
+def _follow_lines(api: DgpoClient, job_id: str, interval: float) -> dict[str, Any]:
+    """`follow` for a pipe: a line whenever the status, its reason or the step changes, and
+    the last step's metrics once the job ends."""
+    said, last_step, latest = "", 0, {}
+    while True:
+        job = api.get_job(job_id)
+        new = api.job_metrics(job_id, min_step=last_step + 1)
+        if new:
+            last_step, latest = new[-1]["step"], new[-1]["values"]
+        line = f"{job_id[:8]}  {job['progress_text']}  {_doing(job, last_step)}"
+        if line != said:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+            said = line
+        if job["status"] in TERMINAL_STATUSES:
+            if latest:
+                console.print(_metrics_table(last_step, latest))
+            return job
+        time.sleep(interval)
 
 
 def _doing(job: dict[str, Any], step: int) -> str:

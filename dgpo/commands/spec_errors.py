@@ -1,7 +1,8 @@
 """Spec-file errors a person can act on: `file:line: field.path: message`, one per line.
 
 Pydantic's own text names internal validators (`tagged-union[function-after[...]]`) and
-PyYAML's names `<unicode string>`; both are rewritten against the file the user wrote.
+PyYAML's names `<unicode string>`; both are rewritten against the file the user wrote. An
+unknown key also gets its close match (`lr: ... (did you mean optim.lr?)`).
 """
 
 from collections.abc import Sequence
@@ -47,6 +48,10 @@ def load_job_spec(path: Path) -> Any:
 
 def validation_lines(path: Path, exc: ValidationError) -> list[str]:
     """One `file:line: field.path: message` per error, the line of the deepest key found."""
+    from trainer.spec.jobs import EvalJobRequest, TrainJobRequest
+    from trainer.spec.keys import close_key
+
+    requests = {"train": TrainJobRequest, "eval": EvalJobRequest}
     try:
         root = yaml.compose(path.read_text())
     except yaml.YAMLError:
@@ -57,7 +62,12 @@ def validation_lines(path: Path, exc: ValidationError) -> list[str]:
         line = _line_of(root, loc)
         where = f"{path}:{line}" if line else str(path)
         field = ".".join(str(part) for part in loc) or "(top level)"
-        lines.append(f"{where}: {field}: {error['msg']}")
+        message = error["msg"]
+        request = requests.get(str(error["loc"][0])) if error["loc"] else None
+        if error["type"] == "extra_forbidden" and request is not None:
+            meant = close_key(request, tuple(str(part) for part in loc))
+            message += f" (did you mean {meant}?)" if meant else ""
+        lines.append(f"{where}: {field}: {message}")
     return lines
 
 

@@ -119,6 +119,7 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
         "job.html",
         {
             "job": job,
+            "lease_owner": job.lease_owner if token.sees_hosts else None,
             "progress": _progress(job),
             "charts": charts,
             "latest": points[-1] if points else None,

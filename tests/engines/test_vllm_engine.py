@@ -19,7 +19,6 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.engines.conftest import require_vllm
-from tests.trainer.benchmark_data import SHARED_BENCHMARKS
 from tests.trainer.loop_specs import toy_spec
 from trainer.engines import Completion, RolloutEngine, SamplingConfig, build_engine
 from trainer.evaluation.runner import engine_options, run_eval
@@ -119,9 +118,7 @@ def test_prompts_of_one_call_sample_independently_and_reproducibly(
 
 
 def test_eval_job_scores_on_the_vllm_engine(engine: RolloutEngine, tiny_model_dir: str) -> None:
-    (result,) = run_eval(
-        eval_spec(tiny_model_dir), tiny_model_dir, engine=engine, benchmark_dir=SHARED_BENCHMARKS
-    )
+    (result,) = run_eval(eval_spec(tiny_model_dir), tiny_model_dir, engine=engine)
     assert result.benchmark == "amc23" and result.num_problems == 2
     assert {"avg@2", "pass@1", "pass@2"} <= set(result.scores)
     assert all(len(p.samples) == 2 for p in result.per_problem)

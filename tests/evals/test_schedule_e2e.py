@@ -1,7 +1,6 @@
 """End to end on CPU: a schedule triggered twice runs two real eval jobs on a real worker
 (the tiny model over a slice of two benchmarks) and records a verdict for each run."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,26 +9,16 @@ import pytest
 from tests.conftest import bearer
 from tests.workers.conftest import WorkerProcess, wait_for
 
-BENCHMARKS = os.environ.get("DGPO_BENCHMARK_DIR") or str(
-    Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
-)
-
 
 @pytest.fixture
 def eval_worker(clean_db: str, redis_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """A `dgpo worker` on the cpu queue that reads benchmarks from the shared directory."""
-    saved = os.environ.get("DGPO_BENCHMARK_DIR")
-    os.environ["DGPO_BENCHMARK_DIR"] = BENCHMARKS  # inherited by the subprocess
+    """A `dgpo worker` on the cpu queue (amc23 and math500 ship with the package)."""
     worker = WorkerProcess("evals", "cpu", tmp_path / "worker.log")
     try:
         worker.wait_ready()
         yield worker
     finally:
         worker.stop()
-        if saved is None:
-            os.environ.pop("DGPO_BENCHMARK_DIR")
-        else:
-            os.environ["DGPO_BENCHMARK_DIR"] = saved
 
 
 def test_schedule_triggered_twice_runs_two_evals_with_verdicts(

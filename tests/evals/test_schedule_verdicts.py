@@ -25,8 +25,10 @@ GOOD, BAD = counts([4] * 30), counts([0] * 30)
 
 @pytest.fixture(autouse=True)
 def loopback_webhooks_allowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The operator's opt-in that lets webhooks reach this test's own 127.0.0.1 server."""
+    """The operator's opt-in that lets webhooks reach this test's own 127.0.0.1 server,
+    and retries 50 ms apart instead of seconds."""
     monkeypatch.setenv("DGPO_OUTBOUND_PRIVATE_NETWORKS", '["127.0.0.1/32"]')
+    monkeypatch.setenv("DGPO_WEBHOOK_BACKOFF_S", "0.05")
     get_settings.cache_clear()
     yield
     monkeypatch.undo()
@@ -36,13 +38,15 @@ def loopback_webhooks_allowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 SECRET_BODY = b"internal-service-secret-token"
 
 
-def _serve(status: int, host: str = "127.0.0.1") -> tuple[HTTPServer, list[dict]]:
-    """A real HTTP endpoint that records the JSON bodies POSTed to it."""
+def _serve(*statuses: int, host: str = "127.0.0.1") -> tuple[HTTPServer, list[dict]]:
+    """A real HTTP endpoint that records the JSON bodies POSTed to it and answers them with
+    `statuses` in turn (the last one from then on)."""
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            status = statuses[min(len(received), len(statuses)) - 1]
             self.send_response(status)
             self.end_headers()
             if status != 204:
@@ -163,9 +167,9 @@ def test_unreachable_webhook_is_an_event_not_a_crash(client, tokens, session):
     finish(session, run["job_id"], BAD)
     settle_job(run["job_id"])
     assert runs(client, tokens["read"], sid)[0]["verdict"] == "regression"
-    events = session.scalars(select(JobEvent).where(JobEvent.job_id == run["job_id"])).all()
-    failed = [e for e in events if e.kind == "webhook_failed"]
-    assert len(failed) == 1 and url in failed[0].message
+    failed = _webhook_events(session, run["job_id"])  # transient: every try is recorded
+    assert [e.kind for e in failed] == ["webhook_failed"] * 4
+    assert all(url in e.message for e in failed)
 
 
 def test_tick_fires_due_schedules_once_and_settles_orphaned_runs(client, tokens, session):
@@ -209,7 +213,7 @@ def test_webhook_to_a_name_that_resolves_to_loopback_is_refused_when_sent(
     client, tokens, session, monkeypatch
 ):
     """The name passes at submit (no DNS there); every resolved address is checked at send."""
-    server, received = _serve(204, host="0.0.0.0")
+    server, received = _serve(204, host="0.0.0.0")  # refused before any try: not retried
     name = socket.gethostname()  # this machine's own name: loopback or a private address
     url = f"http://{name}:{server.server_port}/hook"
     monkeypatch.setenv("DGPO_OUTBOUND_PRIVATE_NETWORKS", "[]")
@@ -223,11 +227,40 @@ def test_webhook_to_a_name_that_resolves_to_loopback_is_refused_when_sent(
 
 
 def test_webhook_response_body_never_reaches_an_event(client, tokens, session):
+    server, received = _serve(400)
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    job_id = _regression(client, tokens, session, url)
+    settle_job(job_id)
+    server.shutdown()
+    (event,) = _webhook_events(session, job_id)  # a client error is final: one try
+    assert len(received) == 1 and event.kind == "webhook_failed" and "400" in event.message
+    assert SECRET_BODY.decode() not in event.message
+
+
+def test_transient_webhook_failures_are_retried_with_backoff_and_each_try_recorded(
+    client, tokens, session
+):
+    server, received = _serve(503, 502, 204)
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    job_id = _regression(client, tokens, session, url)
+    settle_job(job_id)
+    server.shutdown()
+    events = _webhook_events(session, job_id)
+    assert [(e.kind, e.data["try"]) for e in events] == [
+        ("webhook_failed", 1), ("webhook_failed", 2), ("webhook_sent", 3)
+    ]  # fmt: skip
+    assert events[0].message == f"try 1/4: POST {url} failed: HTTP 503; retrying in 0.05s"
+    assert events[1].message == f"try 2/4: POST {url} failed: HTTP 502; retrying in 0.1s"
+    assert events[2].message == f"try 3/4: POST {url}: 204"
+    assert len(received) == 3 and received[0] == received[2]  # the same alert each time
+
+
+def test_webhook_retries_stop_at_their_bound(client, tokens, session):
     server, received = _serve(500)
     url = f"http://127.0.0.1:{server.server_port}/hook"
     job_id = _regression(client, tokens, session, url)
     settle_job(job_id)
     server.shutdown()
-    (event,) = _webhook_events(session, job_id)
-    assert len(received) == 1 and event.kind == "webhook_failed" and "500" in event.message
-    assert SECRET_BODY.decode() not in event.message
+    events = _webhook_events(session, job_id)
+    assert len(received) == len(events) == 4
+    assert events[-1].message == f"try 4/4: POST {url} failed: HTTP 500; giving up"

@@ -149,3 +149,22 @@ def test_cli_creates_a_token_for_a_principal(clean_db, session):
     assert result.exit_code == 0, result.output
     row = session.query(ApiToken).filter_by(name="ci").one()
     assert (row.principal, row.scope) == ("team-ci", "submit")
+
+
+def test_worker_host_names_are_shown_to_admin_tokens_only(client, people, session):
+    """A job's `lease_owner` names the worker host running it: fleet detail for the
+    operator, not for the principals whose jobs run there."""
+    from store.models import Job
+
+    jid = client.post("/jobs", json=train_body(), headers=people["bob"]).json()["id"]
+    session.get(Job, jid).lease_owner = "gpu-node-17.internal@slot0"
+    session.commit()
+    for who in ("bob", "bob_read"):
+        assert client.get(f"/jobs/{jid}", headers=people[who]).json()["lease_owner"] is None
+        (listed,) = client.get("/jobs", headers=people[who]).json()["items"]
+        assert listed["lease_owner"] is None
+        page = client.get(f"/ui/jobs/{jid}", headers=people[who])
+        assert page.status_code == 200 and "gpu-node-17" not in page.text
+    seen = client.get(f"/jobs/{jid}", headers=people["admin"]).json()
+    assert seen["lease_owner"] == "gpu-node-17.internal@slot0"
+    assert "gpu-node-17" in client.get(f"/ui/jobs/{jid}", headers=people["admin"]).text

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.trainer.benchmark_data import SHARED_BENCHMARKS as SHARED
 from trainer.evaluation.cli import eval_main
 from trainer.evaluation.runner import run_eval
 from trainer.spec.eval import EvalSpec
@@ -26,7 +25,7 @@ def spec_for(model: str, **overrides: object) -> EvalSpec:
 
 
 def test_run_eval_scores_a_slice_of_two_benchmarks(tiny_model_dir: str) -> None:
-    results = run_eval(spec_for(tiny_model_dir), tiny_model_dir, benchmark_dir=SHARED)
+    results = run_eval(spec_for(tiny_model_dir), tiny_model_dir)
     assert [r.benchmark for r in results] == ["math500", "amc23"]
     for result in results:
         assert result.k == 2 and result.num_problems == 2
@@ -42,7 +41,7 @@ def test_run_eval_scores_a_slice_of_two_benchmarks(tiny_model_dir: str) -> None:
 
 def test_same_seed_gives_the_same_samples(tiny_model_dir: str) -> None:
     spec = spec_for(tiny_model_dir, benchmarks=["amc23"], max_problems=1)
-    first, second = (run_eval(spec, tiny_model_dir, benchmark_dir=SHARED) for _ in range(2))
+    first, second = (run_eval(spec, tiny_model_dir) for _ in range(2))
     assert first == second
 
 
@@ -57,7 +56,7 @@ def test_dgpo_eval_cli_prints_scores_and_writes_results(
         )
     )  # fmt: skip
     out = tmp_path / "results.json"
-    eval_main([str(spec_file), "--benchmark-dir", str(SHARED), "--output", str(out)])
+    eval_main([str(spec_file), "--output", str(out)])
     table = capsys.readouterr().out.splitlines()
     assert table[0].split("\t") == ["benchmark", "problems", "avg@2", "pass@1", "pass@2"]
     assert table[1].startswith("amc23\t1\t") and table[2].startswith("average")

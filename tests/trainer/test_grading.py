@@ -208,3 +208,21 @@ def test_worker_killed_from_outside_is_replaced_and_its_answer_retried() -> None
         g._workers[0].process.wait()
         assert [v.correct for v in g.grade([B("2"), B("3")], ["2", "4"])] == [True, False]
         assert g.workers_replaced == 1
+
+
+def test_math_verify_still_has_the_private_functions_the_magnitude_patch_replaces() -> None:
+    """`trainer.rewards.magnitude` replaces math-verify's private `sympy_numeric_eq` and
+    calls its `get_pct_val` (0.9 onwards): a release that renames either must fail here,
+    not grade silently without the patch."""
+    import inspect
+
+    from math_verify import grader as mv_grader
+
+    from trainer.rewards import magnitude
+
+    assert callable(getattr(mv_grader, "get_pct_val", None)), "math-verify lost get_pct_val"
+    parameters = list(inspect.signature(mv_grader.sympy_numeric_eq).parameters)
+    assert parameters == ["a", "b", "float_rounding", "numeric_precision"]
+    magnitude.install()
+    assert mv_grader.sympy_numeric_eq.__module__ == magnitude.__name__
+    assert not grade_one("\\boxed{1e-7}", "2e-7").correct  # the patch is what grades

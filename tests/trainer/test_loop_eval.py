@@ -7,9 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.trainer.benchmark_data import SHARED_BENCHMARKS
 from tests.trainer.loop_specs import toy_spec
-from trainer.benchmarks import BENCHMARK_DIR_ENV
 from trainer.reporting.callbacks import Callback
 from trainer.results import BenchmarkResult
 from trainer.rl.loop import train
@@ -29,9 +27,8 @@ class Recorder(Callback):
 
 
 def test_periodic_eval_reports_results_and_metrics_without_changing_training(
-    tiny_model_dir: str, toy_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: str, toy_dataset: str, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(BENCHMARK_DIR_ENV, str(SHARED_BENCHMARKS))
     plain = toy_spec(tiny_model_dir, toy_dataset, total_steps=2, checkpoint={"every_steps": 0})
     with_eval = plain.model_copy(
         update={

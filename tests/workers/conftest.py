@@ -23,7 +23,6 @@ WORKER_ENV = {
     "DGPO_STOP_POLL_S": "0",
     "DGPO_METRICS_BATCH": "4",
     "DGPO_KILL_GRACE_S": "2",
-    "DGPO_BENCHMARK_DIR": str((REPO_ROOT / "../shared/benchmarks").resolve()),
     # Jobs asking for GPUs run on this CPU-only host (tests/workers/test_gpu_jobs.py: without).
     CPU_STANDS_IN_ENV: "1",
 }

@@ -1,8 +1,10 @@
 """The benchmark registry: one entry per benchmark, where to find it and how big it is.
 
-Local JSONL files (see `../shared/benchmarks/SOURCES.md`) are already normalised
-to `{"id", "problem", "answer"}`; the Hugging Face fields below describe the hub
-copies, whose column names and answer formats differ per benchmark.
+Every benchmark whose source states a licence (MIT, all of them but aime25) ships with the
+package as JSONL already normalised to `{"id", "problem", "answer"}` (`data/SOURCES.md`:
+repository, commit and licence per file). aime25's source states none, so it is read from
+`$DGPO_BENCHMARK_DIR` or the hub. The Hugging Face fields below describe the hub copies,
+whose column names and answer formats differ per benchmark.
 """
 
 import re
@@ -67,20 +69,22 @@ BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
         Benchmark("aime24", "problem", "answer", 30, "HuggingFaceH4/aime_2024", None,
-                  "train", "aime24.jsonl", id_field="id", normalize_answer=_number_answer),
+                  "train", "aime24.jsonl", id_field="id", normalize_answer=_number_answer,
+                  packaged=True),
         Benchmark("aime25", "problem", "answer", 30, "yentinglin/aime_2025", None,
                   "train", "aime25.jsonl", id_field="id", normalize_answer=_number_answer),
         Benchmark("amc23", "question", "answer", 40, "math-ai/amc23", None, "test",
-                  "amc23.jsonl", id_field="id", normalize_answer=_number_answer),
+                  "amc23.jsonl", id_field="id", normalize_answer=_number_answer, packaged=True),
         Benchmark("math500", "problem", "answer", 500, "HuggingFaceH4/MATH-500", None,
-                  "test", "math500.jsonl", id_field="unique_id"),
+                  "test", "math500.jsonl", id_field="unique_id", packaged=True),
         Benchmark("minerva", "question", "answer", 272, "math-ai/minervamath", None, "test",
-                  "minerva.jsonl"),
+                  "minerva.jsonl", packaged=True),
         Benchmark("olympiadbench", "question", "final_answer", 675, "Hothan/OlympiadBench",
                   None, "train", "olympiadbench.jsonl", hf_config="OE_TO_maths_en_COMP",
-                  id_field="id", normalize_answer=_olympiad_answer),
+                  id_field="id", normalize_answer=_olympiad_answer, packaged=True),
         Benchmark("gsm8k", "question", "answer", 1319, "openai/gsm8k", None, "test",
-                  "gsm8k_test.jsonl", hf_config="main", normalize_answer=_gsm8k_answer),
+                  "gsm8k_test.jsonl", hf_config="main", normalize_answer=_gsm8k_answer,
+                  packaged=True),
         # The first 30 GSM8K test problems (MIT, see data/SOURCES.md): the demo's and
         # the examples' benchmark, so they run from a clone with no data and no hub.
         Benchmark("gsm8k_mini", "question", "answer", 30, "openai/gsm8k", None, "test",

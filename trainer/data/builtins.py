@@ -72,6 +72,9 @@ BUILTIN_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     SMOLLM2: ("smollm2-135m", _build_smollm2),
 }
 """Name -> (directory under `builtin_root()`, builder)."""
+BUILTIN_MODEL_POSITIONS: dict[str, int] = {"tiny": 1024}
+"""Name -> the model's `max_position_embeddings`: the submit check knows it before the
+model is built (`trainer.data.model_info`); the builder writes it into the config."""
 BUILTIN_DATASETS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "toy-digits": ("toy-digits.jsonl", _build_toy_digits),
     "arith": ("arith-train.jsonl", _build_arith),

@@ -19,6 +19,8 @@ import torch
 from tokenizers import pre_tokenizers
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
+from trainer.data.builtins import BUILTIN_MODEL_POSITIONS
+
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 
 CHAT_TEMPLATE = (
@@ -59,7 +61,7 @@ def tiny_config(vocab_size: int, **overrides: int | float | bool) -> Qwen2Config
         "num_hidden_layers": 2,
         "num_attention_heads": 1,
         "num_key_value_heads": 1,
-        "max_position_embeddings": 1024,
+        "max_position_embeddings": BUILTIN_MODEL_POSITIONS["tiny"],
         "tie_word_embeddings": True,
         **overrides,
     }

@@ -28,8 +28,9 @@ def run_eval(
 ) -> list[BenchmarkResult]:
     """Score the model at `model_path` on every benchmark of `spec`, in spec order.
 
-    `engine` defaults to `spec.engine` built from `model_path`; local benchmark files
-    come from `benchmark_dir` or `$DGPO_BENCHMARK_DIR`, else the Hugging Face hub.
+    `engine` defaults to `spec.engine` built from `model_path`; benchmarks are read from
+    the package, except those that do not ship (aime25): from `benchmark_dir` or
+    `$DGPO_BENCHMARK_DIR`, else the Hugging Face hub.
     """
     from transformers import AutoTokenizer
 

@@ -22,7 +22,8 @@ from service.schemas import (
 from store import job_data, jobs
 from store.db import get_sessionmaker
 from store.errors import BadRequest
-from store.models import JobStatus
+from store.models import Job, JobStatus
+from store.tokens import TokenInfo
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -61,8 +62,9 @@ async def submit_job(
     The 201 body's `warnings` say when no live worker serves the job's queue."""
     settings = get_settings()
     spec_policy.raise_if(spec_policy.check_spec(request, settings))
-    if settings.embedded:
+    if settings.embedded:  # the API shares the worker's disk and Python
         spec_policy.raise_if(spec_policy.check_extras(request))
+    spec_policy.raise_if(spec_policy.check_model(request, on_disk=settings.embedded))
     if isinstance(request, EvalJobRequest) and request.model.checkpoint is not None:
         await run_in_threadpool(_check_checkpoint_ref, request, token.visible_owner)
     job, replayed = await http.app.state.submissions.submit(
@@ -71,7 +73,17 @@ async def submit_job(
     if replayed:
         response.status_code = status.HTTP_200_OK
         response.headers[REPLAY_HEADER] = "true"
+    if not token.sees_hosts:  # a replay returns the job as it is now, perhaps running
+        job.lease_owner = None
     return job
+
+
+def _out(job: Job, token: TokenInfo) -> JobOut:
+    """The job as `token` may see it: worker host names only for admins."""
+    out = JobOut.model_validate(job)
+    if not token.sees_hosts:
+        out.lease_owner = None
+    return out
 
 
 def _check_checkpoint_ref(request: EvalJobRequest, owner: str | None) -> None:
@@ -121,12 +133,12 @@ def list_jobs(
         cursor=cursor,
         limit=limit,
     )
-    return JobPage(items=[JobOut.model_validate(j) for j in items], next_cursor=next_cursor)
+    return JobPage(items=[_out(j, token) for j in items], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
 def get_job(job_id: str, session: SessionDep, token: ReadToken) -> JobOut:
-    return JobOut.model_validate(jobs.get_job(session, job_id, owner=token.visible_owner))
+    return _out(jobs.get_job(session, job_id, owner=token.visible_owner), token)
 
 
 @router.post(
@@ -136,7 +148,7 @@ def get_job(job_id: str, session: SessionDep, token: ReadToken) -> JobOut:
 )
 def cancel_job(job_id: str, session: SessionDep, token: SubmitToken) -> JobOut:
     """Queued → cancelled now; running → cancelling (stops at the next step). Idempotent."""
-    return JobOut.model_validate(jobs.cancel(session, job_id, token.visible_owner))
+    return _out(jobs.cancel(session, job_id, token.visible_owner), token)
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
