@@ -4,11 +4,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from config import spec_policy
 from config.settings import get_settings
-from service import submit_checks
+from service import event_stream, submit_checks
 from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.job_views import with_results
 from service.schemas import (
     CheckpointOut,
     ErrorOut,
@@ -121,12 +123,12 @@ def list_jobs(
         cursor=cursor,
         limit=limit,
     )
-    return JobPage(items=[JobOut.model_validate(j) for j in items], next_cursor=next_cursor)
+    return JobPage(items=with_results(session, items), next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
 def get_job(job_id: str, session: SessionDep, token: ReadToken) -> JobOut:
-    return JobOut.model_validate(jobs.get_job(session, job_id, owner=token.visible_owner))
+    return with_results(session, [jobs.get_job(session, job_id, owner=token.visible_owner)])[0]
 
 
 @router.post(
@@ -136,7 +138,7 @@ def get_job(job_id: str, session: SessionDep, token: ReadToken) -> JobOut:
 )
 def cancel_job(job_id: str, session: SessionDep, token: SubmitToken) -> JobOut:
     """Queued → cancelled now; running → cancelling (stops at the next step). Idempotent."""
-    return JobOut.model_validate(jobs.cancel(session, job_id, token.visible_owner))
+    return with_results(session, [jobs.cancel(session, job_id, token.visible_owner)])[0]
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
@@ -150,6 +152,39 @@ def job_events(
     """The job's append-only log, oldest first; poll with `after_id` = last id seen."""
     jobs.get_job(session, job_id, owner=token.visible_owner)
     return [EventOut.model_validate(e) for e in job_data.events(session, job_id, after_id, limit)]
+
+
+@router.get(
+    "/{job_id}/events/stream",
+    response_class=StreamingResponse,
+    responses={
+        **NOT_FOUND,
+        200: {
+            "content": {event_stream.MEDIA_TYPE: {"schema": {"type": "string"}}},
+            "description": "Server-Sent Events: `job_event` (an event, with its id), `job` "
+            "(the job, when it changed), `end` (the final job; the stream then closes)",
+        },
+    },
+)
+def job_event_stream(
+    job_id: str,
+    session: SessionDep,
+    token: ReadToken,
+    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    last_event_id: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=2**62, include_in_schema=False)
+    ] = None,
+) -> StreamingResponse:
+    """Follow a job without polling: its events after `after_id` (or a reconnecting
+    client's `Last-Event-ID`) as they are written, and the job whenever it changes, until
+    it ends."""
+    jobs.get_job(session, job_id, owner=token.visible_owner)
+    start = last_event_id if last_event_id is not None else after_id
+    return StreamingResponse(
+        event_stream.stream(job_id, token.visible_owner, start),
+        media_type=event_stream.MEDIA_TYPE,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/{job_id}/metrics", response_model=MetricSeries, responses=NOT_FOUND)
