@@ -24,7 +24,6 @@ from trainer.checkpoints.local import Checkpoint, save_checkpoint
 from trainer.checkpoints.remote import is_remote, save_remote
 from trainer.distributed.group import (
     DistEnv,
-    StepSync,
     broadcast_object,
     env_from_torchrun,
     full_state_dict,
@@ -33,8 +32,9 @@ from trainer.distributed.group import (
     shutdown_distributed,
 )
 from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig, build_engine
+from trainer.precision import to_master
 from trainer.reporting.callbacks import Callback
-from trainer.rl.precision import to_master
+from trainer.rl.step_sync import StepSync
 from trainer.spec import TrainSpec
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Solo:
         return callbacks
 
     def prepare(self, model: nn.Module, spec: TrainSpec) -> nn.Module:
-        """fp32 master weights of a half-precision model (see `trainer.rl.precision`)."""
+        """fp32 master weights of a half-precision model (see `trainer.precision`)."""
         return to_master(model)
 
     def engine(self, name: str, options: EngineOptions) -> RolloutEngine:

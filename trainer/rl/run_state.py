@@ -19,9 +19,9 @@ from trainer.checkpoints.local import Checkpoint, latest_valid_checkpoint, load_
 from trainer.checkpoints.remote import is_remote, latest_valid_remote
 from trainer.checkpoints.sharded import load_optimizer_state
 from trainer.data.prompts import PromptStream, build_examples, load_rows
+from trainer.precision import autocast_dtype
 from trainer.reporting.callbacks import Callback
 from trainer.rl.optim import build_optimizer, build_scheduler
-from trainer.rl.precision import autocast_dtype
 from trainer.rl.update import SkipGuard
 from trainer.spec import TrainSpec
 
@@ -42,7 +42,7 @@ class RunState:
     compute_dtype: torch.dtype = torch.float32
     """The spec's dtype: what rollout engines compute in and checkpoints are written in."""
     autocast_dtype: torch.dtype | None = None
-    """`compute_dtype` when the policy holds fp32 masters of it (`trainer.rl.precision`)."""
+    """`compute_dtype` when the policy holds fp32 masters of it (`trainer.precision`)."""
     last_rollouts: Any = None
     """The latest step's `Rollouts` (for `logging.sample_every`); not checkpointed."""
 
@@ -97,7 +97,7 @@ def build_run_state(
     """A fresh run, or the newest checkpoint in `output_dir` that passes its manifest.
 
     `prepare` wraps the loaded model before the optimizer is built (fp32 masters in one
-    process, FSDP2 sharding in a torchrun group, see `trainer.distributed.ranks`); `device`
+    process, FSDP2 sharding in a torchrun group, see `trainer.rl.ranks`); `device`
     overrides `pick_device` (a rank's GPU).
     """
     checkpoint = None
