@@ -24,7 +24,10 @@ from pydantic import BaseModel
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 LOCAL_TOKEN_FILE = "local-admin.token"
 """Written under DGPO_HOME by `dgpo up`, so the CLI on the same machine needs no setup."""
+JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+"""Copies of `store.models.JobStatus` (the client imports no store code); the test
+`tests/ops/test_status_names.py` keeps them equal."""
 STREAM_RETRIES = 5
 """Reconnects in a row, a second apart, before `stream_job` gives up."""
 

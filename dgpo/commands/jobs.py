@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from dgpo.client import DgpoClient
+from dgpo.client import JOB_STATUSES, DgpoClient
 from dgpo.commands._api import (
     api_client,
     console,
@@ -57,7 +57,7 @@ def submit(
 
 @app.command("list")
 def list_jobs(
-    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
+    status: Annotated[str | None, typer.Option(help=", ".join(JOB_STATUSES))] = None,
     kind: Annotated[str | None, typer.Option(help="train or eval")] = None,
     meta: Annotated[list[str] | None, typer.Option(help="Metadata filter KEY=VALUE")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,

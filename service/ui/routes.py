@@ -18,7 +18,7 @@ from service.schemas import progress_percent, progress_text
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
 from store import fleet, job_data
 from store import jobs as store_jobs
-from store.models import Job, utcnow
+from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 from store.tokens import TokenInfo, verify_token
 
 COOKIE = "dgpo_ui_token"
@@ -35,6 +35,8 @@ SECURITY_HEADERS = {
 }
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+templates.env.globals["job_statuses"] = list(JobStatus)
+templates.env.globals["live_statuses"] = [JobStatus.QUEUED, *ACTIVE_STATUSES]
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
 
 
