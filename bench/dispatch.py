@@ -141,7 +141,7 @@ def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, flo
     from trainer.spec import TrainSpec
     from workers.relay import ReportRelay, report_file
     from workers.reporting import DbReporter
-    from workers.settings import get_worker_settings
+    from config.worker_settings import get_worker_settings
 
     class TimedWriter(ReportWriter):
         """A `ReportWriter` that sums the wall time of its writes."""

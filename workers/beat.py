@@ -4,7 +4,7 @@ from typing import Any
 
 from workers.routing import MAINTENANCE_QUEUE, RECONCILE_TASK
 from workers.schedules import FIRE_SCHEDULES_TASK, TICK_S
-from workers.settings import WorkerSettings
+from config.worker_settings import WorkerSettings
 
 
 def beat_schedule(settings: WorkerSettings) -> dict[str, dict[str, Any]]:

@@ -20,7 +20,7 @@ from datetime import timedelta
 from store import broker, dispatch, recovery
 from store import workers as worker_rows
 from store.models import utcnow
-from workers.settings import WorkerSettings, get_worker_settings
+from config.worker_settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import socket
 from store import workers as worker_rows
 from store.workers import Machine
 from workers import gpus
-from workers.settings import get_worker_settings
+from config.worker_settings import get_worker_settings
 
 
 def _devices() -> list[str]:

@@ -20,7 +20,7 @@ from trainer.reporting.callbacks import Callback, CheckpointInfo
 from trainer.reporting.channel import Report
 from trainer.results import BenchmarkResult
 from workers.leases import LeaseKeeper
-from workers.settings import WorkerSettings
+from config.worker_settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

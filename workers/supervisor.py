@@ -36,7 +36,7 @@ from workers.failures import ChildFailed, describe_exit, oom_kills
 from workers.leases import LeaseKeeper
 from workers.relay import ReportRelay, report_file
 from workers.reporting import DbReporter
-from workers.settings import WorkerSettings
+from config.worker_settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from workers.leases import LeaseKeeper
 from workers.reconciler import reconcile, republish
 from workers.routing import RECONCILE_TASK
 from workers.schedules import FIRE_SCHEDULES_TASK, settle_job, tick
-from workers.settings import get_worker_settings
+from config.worker_settings import get_worker_settings
 from workers.supervisor import Ending, run_attempt
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from trainer.results import BenchmarkResult, ProblemResult, SampleVerdict
 from workers.reconciler import reconcile
 from workers.relay import ReportRelay, report_file
 from workers.reporting import DbReporter
-from workers.settings import WorkerSettings
+from config.worker_settings import WorkerSettings
 
 SETTINGS = WorkerSettings(lease_s=30, lease_renew_s=5, requeue_lost_after_s=60)
 RESULT = BenchmarkResult(

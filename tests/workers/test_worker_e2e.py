@@ -22,7 +22,7 @@ from tests.conftest import bearer, operator_dir
 from tests.workers.conftest import WorkerProcess, child_pids, wait_for
 from trainer.checkpoints.local import MANIFEST
 from workers.reconciler import reconcile
-from workers.settings import WorkerSettings
+from config.worker_settings import WorkerSettings
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
