@@ -17,10 +17,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from config.worker_settings import WorkerSettings, get_worker_settings
 from store import broker, dispatch, recovery
 from store import workers as worker_rows
 from store.models import utcnow
-from config.worker_settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
 
