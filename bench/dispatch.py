@@ -132,6 +132,7 @@ def dispatch_latency(model: str, data: str, jobs: int) -> tuple[list[float], lis
 def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, float]:
     """Mean seconds per step inside the `ReportWriter` hooks (the trainer's cost), median
     step seconds without them, and mean seconds per step of relaying into Postgres."""
+    from config.worker_settings import get_worker_settings
     from store.db import get_sessionmaker
     from store.leases import claim
     from store.models import Job
@@ -141,7 +142,6 @@ def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, flo
     from trainer.spec import TrainSpec
     from workers.relay import ReportRelay, report_file
     from workers.reporting import DbReporter
-    from workers.settings import get_worker_settings
 
     class TimedWriter(ReportWriter):
         """A `ReportWriter` that sums the wall time of its writes."""

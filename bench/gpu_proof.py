@@ -34,12 +34,13 @@ from transformers import AutoModelForCausalLM
 
 from bench.train_step import plain_logprobs
 from trainer.data.tiny import tiny_config
-from trainer.distributed.group import DistEnv, StepSync, shard_policy
-from trainer.distributed.ranks import Solo
+from trainer.distributed.group import DistEnv, shard_policy
 from trainer.engines import Completion
+from trainer.precision import autocast
 from trainer.rl.batch import make_batch
 from trainer.rl.optim import build_optimizer
-from trainer.rl.precision import autocast
+from trainer.rl.ranks import Solo
+from trainer.rl.step_sync import StepSync
 from trainer.rl.update import SkipGuard, batched_logprobs, policy_update
 from trainer.spec import TrainSpec
 

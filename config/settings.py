@@ -1,4 +1,5 @@
-"""Service settings from the environment (prefix `DGPO_`), with embedded-mode defaults.
+"""Service settings from the environment (prefix `DGPO_`, unknown names refused:
+`config.env`), with embedded-mode defaults.
 
 In the embedded mode (`dgpo up`, which sets `DGPO_EMBEDDED=1`) everything lives under
 `DGPO_HOME` (~/.dgpo): a SQLite database and a server-less kombu broker, so it needs no
@@ -12,12 +13,11 @@ from pathlib import Path
 from typing import Self
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.env import DgpoSettings
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DGPO_", extra="ignore")
-
+class Settings(DgpoSettings):
     home: Path = Path("~/.dgpo")
     embedded: bool = False
     """One machine, no services: default the database and broker to SQLite under `home`."""

@@ -10,12 +10,13 @@ their fields); every non-2xx answer raises `DgpoAPIError` carrying the status an
 server's `detail`. Imports neither torch nor the service: only httpx and the spec models.
 """
 
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import httpx
 from pydantic import BaseModel
@@ -23,7 +24,12 @@ from pydantic import BaseModel
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 LOCAL_TOKEN_FILE = "local-admin.token"
 """Written under DGPO_HOME by `dgpo up`, so the CLI on the same machine needs no setup."""
+JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+"""Copies of `store.models.JobStatus` (the client imports no store code); the test
+`tests/ops/test_status_names.py` keeps them equal."""
+STREAM_RETRIES = 5
+"""Reconnects in a row, a second apart, before `stream_job` gives up."""
 
 Json = dict[str, Any]
 
@@ -111,6 +117,10 @@ class DgpoClient:
             ) from exc
         if response.is_success:
             return response.json() if response.content else None
+        self._raise(response, method, path)
+
+    @staticmethod
+    def _raise(response: httpx.Response, method: str, path: str) -> NoReturn:
         try:
             detail = response.json().get("detail", response.text)
         except ValueError:
@@ -168,6 +178,34 @@ class DgpoClient:
         """The job's append-only log, oldest first; poll with `after_id` = last id seen."""
         params = {"after_id": after_id, "limit": limit}
         return self._request("GET", f"/jobs/{job_id}/events", params=params)
+
+    def stream_job(self, job_id: str, *, after_id: int = 0) -> Iterator[tuple[str, Json]]:
+        """GET /jobs/{id}/events/stream: `(kind, body)` as the server sends them until the
+        job ends: `("job_event", event)`, `("job", job)` when it changed, `("end", job)`
+        last. A dropped connection is reopened after the last event seen (up to
+        `STREAM_RETRIES` times in a row)."""
+        path = f"/jobs/{job_id}/events/stream"
+        failures = 0
+        while True:
+            try:
+                with self._http.stream("GET", path, params={"after_id": after_id}) as response:
+                    if not response.is_success:
+                        response.read()
+                        self._raise(response, "GET", path)
+                    for kind, body in _sse_messages(response.iter_lines()):
+                        failures = 0
+                        if kind == "job_event":
+                            after_id = body["id"]
+                        yield kind, body
+                        if kind == "end":
+                            return
+                why = "closed before the job ended"
+            except httpx.TransportError as exc:  # the server restarted or a proxy cut it
+                why = str(exc)
+            failures += 1
+            if failures > STREAM_RETRIES:
+                raise DgpoAPIError(0, f"event stream lost: {why}", "GET", path)
+            time.sleep(1.0)
 
     def job_metrics(
         self,
@@ -247,6 +285,20 @@ class DgpoClient:
 
     def list_schedule_runs(self, schedule_id: str) -> list[Json]:
         return self._request("GET", f"/schedules/{schedule_id}/runs")
+
+
+def _sse_messages(lines: Iterator[str]) -> Iterator[tuple[str, Json]]:
+    """`(event, JSON data)` of each Server-Sent Events message; comments are skipped."""
+    kind, data = "message", ""
+    for line in lines:
+        if not line:
+            if data:
+                yield kind, json.loads(data)
+            kind, data = "message", ""
+        elif line.startswith("event:"):
+            kind = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data += line.removeprefix("data:").strip()
 
 
 def _many(value: str | Sequence[str] | None) -> list[str]:

@@ -14,6 +14,7 @@ from service.fleet_metrics import FleetCollector
 from service.intake import SubmitBatcher
 from service.observability import LatencyMiddleware, Telemetry
 from service.request_guard import BodyGuard
+from service.ui import TokenNeeded, token_page
 from service.ui import router as ui_router
 
 YOUNG_GENERATION = 10_000
@@ -71,6 +72,7 @@ def create_app() -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(tokens.router)
     app.include_router(ui_router)
+    app.add_exception_handler(TokenNeeded, token_page)
     app.state.telemetry.registry.register(FleetCollector())
     return app
 

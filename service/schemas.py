@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from store.event_levels import Level, event_level
+
 
 def progress_percent(status: str, progress: float | None) -> float:
     """0-100; a succeeded job is 100 whether or not it reported steps (evals do not)."""
@@ -20,7 +22,19 @@ def progress_text(
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, use_attribute_docstrings=True)
+
+
+class ResultRef(BaseModel):
+    """Where a job's product is: its newest checkpoint (the final one once it succeeded)."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    step: int
+    """The training step the checkpoint was saved at."""
+    uri: str
+    """Local path or fsspec URI of the HF-format checkpoint directory; an eval job's
+    `model.checkpoint` can name it."""
 
 
 FROM_SPEC = ("gpus", "gpu_type", "resources", "total_steps")
@@ -60,6 +74,9 @@ class JobOut(_Out):
     enqueued_at: datetime | None
     warnings: list[str] = []
     """Set on submit: e.g. no live worker serves the job's queue (it waits for one)."""
+    result: ResultRef | None = None
+    """The job's newest checkpoint (step, uri), its final one once it succeeded; None
+    until one is saved and for eval jobs (their scores are at `/jobs/{id}/results`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -92,12 +109,23 @@ class JobPage(BaseModel):
 
 class EventOut(_Out):
     id: int
+    """Increasing per database; resume a poll (`after_id`) or a stream (`Last-Event-ID`)."""
     job_id: str
     ts: datetime
     kind: str
+    """What happened: `status` (a transition; `data` has `from` and `to`), `checkpoint`,
+    `eval`, `samples`, `enqueued`, ..."""
     message: str
     attempt: int
+    """The attempt the event belongs to (0 before the first claim)."""
     data: dict[str, Any]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def level(self) -> Level:
+        """`info`, `warning` (e.g. a checkpoint not saved, a retry) or `error` (the job
+        failed)."""
+        return event_level(self.kind, self.data)
 
 
 class MetricPoint(_Out):
@@ -121,6 +149,9 @@ class CheckpointOut(_Out):
     size_bytes: int
     attempt: int
     created_at: datetime
+    metrics: dict[str, Any] | None
+    """The metrics reported for this step (reward, KL, ...), to pick a checkpoint by; None
+    when the step reported none."""
 
 
 class ResultOut(_Out):

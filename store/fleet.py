@@ -98,6 +98,15 @@ def list_workers(session: Session, status: str | None) -> Sequence[Worker]:
     return session.scalars(stmt).all()
 
 
+def recent_workers(session: Session, dead_since: datetime) -> tuple[Sequence[Worker], int]:
+    """The live workers and those dead (last heartbeat) since `dead_since`, and how many
+    older dead ones were left out: workers of stopped stacks leave their rows behind."""
+    recent = (Worker.status == WorkerStatus.ALIVE) | (Worker.heartbeat_at >= dead_since)
+    shown = session.scalars(select(Worker).where(recent).order_by(Worker.id)).all()
+    hidden = session.scalar(select(func.count()).select_from(Worker).where(~recent)) or 0
+    return shown, hidden
+
+
 def served_queues(session: Session) -> set[str]:
     """Every queue some live worker consumes."""
     workers = Worker.__table__  # Core, not ORM: it runs once per group commit of POST /jobs

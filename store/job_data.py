@@ -1,9 +1,11 @@
 """Reads of what a job produced: events, metric series (downsampled), checkpoints, results."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from store.models import Checkpoint, EvalResult, JobEvent, Metric
@@ -65,9 +67,52 @@ def metric_series(
     return total, points
 
 
-def checkpoints(session: Session, job_id: str) -> Sequence[Checkpoint]:
-    stmt = select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
-    return session.scalars(stmt).all()
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """A checkpoint row with the metrics its step reported (None when it reported none):
+    the numbers to pick a checkpoint by, read from the metrics table, not copied."""
+
+    job_id: str
+    step: int
+    uri: str
+    sha256: str
+    size_bytes: int
+    attempt: int
+    created_at: datetime
+    metrics: dict[str, Any] | None
+
+
+def checkpoints(session: Session, job_id: str) -> list[SavedCheckpoint]:
+    stmt = (
+        select(Checkpoint, Metric.values)
+        .outerjoin(Metric, (Metric.job_id == Checkpoint.job_id) & (Metric.step == Checkpoint.step))
+        .where(Checkpoint.job_id == job_id)
+        .order_by(Checkpoint.step)
+    )
+    return [
+        SavedCheckpoint(
+            c.job_id, c.step, c.uri, c.sha256, c.size_bytes, c.attempt, c.created_at, values
+        )
+        for c, values in session.execute(stmt)
+    ]
+
+
+def newest_checkpoints(session: Session, job_ids: Collection[str]) -> dict[str, tuple[int, str]]:
+    """(step, uri) of each job's newest checkpoint, for the jobs that saved one: the job's
+    result pointer (its final checkpoint once it succeeded). One query for a page."""
+    if not job_ids:
+        return {}
+    newest = (
+        select(Checkpoint.job_id, func.max(Checkpoint.step))
+        .where(Checkpoint.job_id.in_(job_ids))
+        .group_by(Checkpoint.job_id)
+    )
+    rows = session.execute(
+        select(Checkpoint.job_id, Checkpoint.step, Checkpoint.uri).where(
+            tuple_(Checkpoint.job_id, Checkpoint.step).in_(newest)
+        )
+    )
+    return {job_id: (step, uri) for job_id, step, uri in rows}
 
 
 def results(session: Session, job_id: str, benchmark: str | None) -> Sequence[EvalResult]:

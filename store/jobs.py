@@ -21,11 +21,9 @@ from store.lifecycle import transition
 from store.models import Job, JobStatus, new_id, utcnow
 from store.serialize import dumps
 from trainer.spec import EvalJobRequest, TrainJobRequest
+from trainer.spec.jobs import without_envelope
 
 JobRequestModel = TrainJobRequest | EvalJobRequest
-
-
-ENVELOPE_FIELDS = frozenset({"kind", "priority", "metadata"})
 
 
 def request_hash(request: JobRequestModel) -> str:
@@ -108,7 +106,7 @@ def new_job(request: JobRequestModel, idempotency_key: str | None, owner: str) -
             "id": new_id(),
             "kind": request.kind,
             "status": JobStatus.QUEUED,
-            "spec": {k: v for k, v in dumped.items() if k not in ENVELOPE_FIELDS},
+            "spec": without_envelope(dumped),
             "priority": request.priority,
             "queue": resources.queue,
             "metadata": dumped["metadata"],

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Row, select
 
+from store import fleet
 from store.db import get_sessionmaker
 from store.lifecycle import transition
 from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
@@ -83,3 +84,9 @@ def queued_jobs(excluding: Collection[str]) -> Sequence[Row[Any]]:
                 Job.status == JobStatus.QUEUED, Job.id.not_in(excluding)
             )
         ).all()
+
+
+def served_queues() -> set[str]:
+    """Every queue some live worker consumes, in a session of its own."""
+    with get_sessionmaker()() as session:
+        return fleet.served_queues(session)

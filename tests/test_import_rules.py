@@ -41,6 +41,20 @@ TORCH_FREE_TRAINER = {
 """The only trainer modules `config/`, `store/` and `service/` may import, and why (each
 is checked to import no ML library)."""
 
+TRAINER_STAGES: tuple[tuple[str, ...], ...] = (
+    ("spec", "results"),
+    ("data", "rewards", "benchmarks", "losses", "reporting", "precision"),
+    ("engines", "extras"),
+    ("distributed",),
+    ("checkpoints",),
+    ("evaluation",),
+    ("rl",),
+    ("cli", "supervised"),
+)
+"""The trainer's parts (sub-packages and top-level modules), lowest first: a part imports
+only parts of earlier stages (and itself), so no two parts import each other. The RL loop
+(`rl`) sits on rollout engines, the rank group and checkpoints; the CLIs on everything."""
+
 HTTP_FREE = ("fastapi", "starlette", "uvicorn")
 SERVICE_SQLALCHEMY = ("sqlalchemy.orm", "sqlalchemy.exc")
 """`service/` holds no query: from SQLAlchemy it takes only the `Session` type it passes to
@@ -123,6 +137,16 @@ def _package(module: str) -> str:
     return module.partition(".")[0]
 
 
+def _trainer_part(module: str) -> str | None:
+    """`rl` for `trainer.rl.loop`, `precision` for `trainer.precision`; None outside."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "trainer" else None
+
+
+def _stage(part: str) -> int:
+    return next(i for i, stage in enumerate(TRAINER_STAGES) if part in stage)
+
+
 def violations(imports: list[Import]) -> list[str]:
     """Every import that breaks a rule, as a readable line."""
     found = []
@@ -133,6 +157,9 @@ def violations(imports: list[Import]) -> list[str]:
             found.append(f"{imp}: {package}/ imports only {allowed} of ours")
         if package == "dgpo":
             continue
+        part, target_part = _trainer_part(imp.module), _trainer_part(imp.target)
+        if part and target_part and part != target_part and _stage(target_part) >= _stage(part):
+            found.append(f"{imp}: trainer/{part} may not import trainer/{target_part} (stages)")
         if package not in ("trainer", "workers") and _within(imp.target, ML_LIBRARIES):
             found.append(f"{imp}: only trainer/ and workers/ import torch, transformers or vllm")
         if (
@@ -200,6 +227,12 @@ def test_each_torch_free_trainer_module_is_used_and_torch_free():
     assert loaded.stdout.strip() == "[]"
 
 
+def test_every_trainer_part_has_a_stage():
+    parts = {_trainer_part(m) for m in MODULES} - {None, "__init__"}
+    staged = [p for stage in TRAINER_STAGES for p in stage]
+    assert sorted(staged) == sorted(set(staged)) == sorted(parts)
+
+
 @pytest.mark.parametrize(
     ("module", "source", "rule"),
     [
@@ -217,6 +250,8 @@ def test_each_torch_free_trainer_module_is_used_and_torch_free():
         ("workers.tasks", "from sqlalchemy import update", "workers/ runs no query"),
         ("migrations.env", "from service.app import create_app", "migrations/ imports only"),
         ("trainer.rl.batch", "from trainer.rl.update import policy_update", "import cycle"),
+        ("trainer.engines.hf", "def f():\n    import trainer.rl.batch", "(stages)"),
+        ("trainer.losses.base", "from trainer.rewards import registry", "(stages)"),
         ("trainer.spec.base", "from .. import spec", "import cycle"),
         ("store.models", "from store.jobs import get_job", "import cycle"),
     ],

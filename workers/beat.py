@@ -2,9 +2,9 @@
 
 from typing import Any
 
+from config.worker_settings import WorkerSettings
 from workers.routing import MAINTENANCE_QUEUE, RECONCILE_TASK
 from workers.schedules import FIRE_SCHEDULES_TASK, TICK_S
-from workers.settings import WorkerSettings
 
 
 def beat_schedule(settings: WorkerSettings) -> dict[str, dict[str, Any]]:

@@ -13,10 +13,10 @@ from celery import Celery, bootsteps, signals
 
 from config.logs import configure_logging
 from config.settings import get_settings
+from config.worker_settings import get_worker_settings
 from store.broker import redis_transport_options
 from workers import routing
 from workers.beat import beat_schedule
-from workers.settings import get_worker_settings
 
 log = logging.getLogger(__name__)
 

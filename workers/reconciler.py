@@ -8,8 +8,10 @@
    publish again, in batches. On Redis the queues are read once to see which messages
    are really missing, so a job waiting for capacity is never re-sent; on brokers that
    cannot be inspected, a job never dispatched (`enqueued_at` None) or dispatched longer
-   ago than `requeue_lost_after_s` is. A duplicate is harmless: the claim lets only one
-   message run the job.
+   ago than `requeue_lost_after_s` is, once a live worker serves its queue: until then
+   nobody would take the message, and an `enqueued` event every pass would read like a
+   fault (the job's page and `GET /queue` say that nobody serves it). A duplicate is
+   harmless: the claim lets only one message run the job.
 3. A worker whose heartbeat stopped is marked dead.
 """
 
@@ -17,10 +19,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from config.worker_settings import WorkerSettings, get_worker_settings
 from store import broker, dispatch, recovery
 from store import workers as worker_rows
 from store.models import utcnow
-from workers.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,12 @@ def _republish_lost_messages(settings: WorkerSettings, report: ReconcileReport) 
         lost = [row for row in waiting if row.id not in present]
     else:
         cutoff = utcnow() - timedelta(seconds=settings.requeue_lost_after_s)
-        lost = [row for row in waiting if row.enqueued_at is None or row.enqueued_at <= cutoff]
+        served = recovery.served_queues()
+        lost = [
+            row
+            for row in waiting
+            if row.queue in served and (row.enqueued_at is None or row.enqueued_at <= cutoff)
+        ]
     for start in range(0, len(lost), REPUBLISH_BATCH):
         batch = [row.id for row in lost[start : start + REPUBLISH_BATCH]]
         sent = dispatch.resend(batch, resent_by="the reconciler")

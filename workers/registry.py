@@ -4,10 +4,10 @@
 import os
 import socket
 
+from config.worker_settings import get_worker_settings
 from store import workers as worker_rows
 from store.workers import Machine
 from workers import gpus
-from workers.settings import get_worker_settings
 
 
 def _devices() -> list[str]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+from config.worker_settings import WorkerSettings
 from store import leases, reports
 from store.db import retrying
 from store.leases import Lease, LeaseLost
@@ -20,7 +21,6 @@ from trainer.reporting.callbacks import Callback, CheckpointInfo
 from trainer.reporting.channel import Report
 from trainer.results import BenchmarkResult
 from workers.leases import LeaseKeeper
-from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

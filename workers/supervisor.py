@@ -27,6 +27,7 @@ import yaml
 
 from config import spec_policy
 from config.settings import get_settings
+from config.worker_settings import WorkerSettings
 from store import reports
 from store.leases import Lease, LeaseLost
 from trainer.reporting.channel import benchmark_result
@@ -37,7 +38,6 @@ from workers.failures import ChildFailed, describe_exit, oom_kills
 from workers.leases import LeaseKeeper
 from workers.relay import ReportRelay, report_file
 from workers.reporting import DbReporter
-from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

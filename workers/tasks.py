@@ -15,6 +15,7 @@ from typing import Any
 from celery.exceptions import Reject
 
 from config.logs import job_log_context
+from config.worker_settings import get_worker_settings
 from store import attempts
 from store.db import is_transient, retrying
 from store.leases import Lease, LeaseLost, claim
@@ -25,7 +26,6 @@ from workers.leases import LeaseKeeper
 from workers.reconciler import reconcile, republish
 from workers.routing import RECONCILE_TASK
 from workers.schedules import FIRE_SCHEDULES_TASK, settle_job, tick
-from workers.settings import get_worker_settings
 from workers.supervisor import Ending, run_attempt
 
 log = logging.getLogger(__name__)

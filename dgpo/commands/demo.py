@@ -85,7 +85,7 @@ def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]
     console.print(f"{what}: job {job['id']} submitted (dashboard: {url}/ui/jobs/{job['id']})")
     for warning in job.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    job = follow(api, job["id"], interval=1.0)
+    job = follow(api, job["id"])
     if job["status"] != "succeeded":
         console.print(f"[red]{what} job {job['status']}:[/red] {escape(job['error'] or '')}")
         raise typer.Exit(1)

@@ -1,6 +1,5 @@
 """`dgpo jobs ...`: submit, list, show, cancel, watch and plot jobs through the REST API."""
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,8 +9,9 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from dgpo.client import TERMINAL_STATUSES, DgpoClient
+from dgpo.client import JOB_STATUSES, DgpoClient
 from dgpo.commands._api import (
     api_client,
     console,
@@ -60,7 +60,7 @@ def submit(
 
 @app.command("list")
 def list_jobs(
-    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
+    status: Annotated[str | None, typer.Option(help=", ".join(JOB_STATUSES))] = None,
     kind: Annotated[str | None, typer.Option(help="train or eval")] = None,
     meta: Annotated[list[str] | None, typer.Option(help="Metadata filter KEY=VALUE")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
@@ -130,27 +130,30 @@ def cancel(job_id: str) -> None:
 
 
 @app.command()
-def watch(
-    job_id: str,
-    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls")] = 2.0,
-) -> None:
-    """Live progress bar and the latest metrics until the job finishes."""
+def watch(job_id: str) -> None:
+    """Live progress bar, the job's events and the latest metrics until the job finishes
+    (over the API's event stream: nothing is polled)."""
     with api_client() as api:
-        job = follow(api, job_id, interval)
+        job = follow(api, job_id)
     verdict = f"{job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else "")
     console.print(verdict, markup=False, highlight=False)
     if job["status"] != "succeeded":
         raise typer.Exit(1)
 
 
-def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any]:
-    """Render a job's progress until it is terminal; returns the final job (used by `demo`).
+LEVEL_STYLES = {"info": "dim", "warning": "yellow", "error": "red"}
 
-    A terminal gets a live bar; a pipe or a log gets one line per change (a live display
-    there prints only when it stops, and leaves the cursor on its last border).
+
+def follow(api: DgpoClient, job_id: str) -> dict[str, Any]:
+    """Render a job's progress and events as the event stream delivers them until it is
+    terminal; returns the final job (used by `demo`).
+
+    A terminal gets a live bar; a pipe or a log gets one line per event and per change of
+    status or step (a live display there prints only when it stops, and leaves the cursor
+    on its last border).
     """
     if not console.is_terminal:
-        return _follow_lines(api, job_id, interval)
+        return _follow_lines(api, job_id)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -162,8 +165,11 @@ def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any
     latest: dict[str, Any] = {}
     last_step = 0
     with Live(Group(progress), console=console, refresh_per_second=4) as live:
-        while True:
-            job = api.get_job(job_id)
+        for kind, body in api.stream_job(job_id):
+            if kind == "job_event":
+                live.console.print(_event_line(body), highlight=False, overflow="ellipsis")
+                continue
+            job = body
             new = api.job_metrics(job_id, min_step=last_step + 1)
             if new:
                 last_step, latest = new[-1]["step"], new[-1]["values"]
@@ -172,17 +178,28 @@ def follow(api: DgpoClient, job_id: str, interval: float = 2.0) -> dict[str, Any
                 task, completed=percent, text=job["progress_text"], status=_doing(job, last_step)
             )
             live.update(Group(progress, _metrics_table(last_step, latest)))
-            if job["status"] in TERMINAL_STATUSES:
-                return job
-            time.sleep(interval)
+    return job
 
 
-def _follow_lines(api: DgpoClient, job_id: str, interval: float) -> dict[str, Any]:
-    """`follow` for a pipe: a line whenever the status, its reason or the step changes, and
-    the last step's metrics once the job ends."""
+def _event_line(event: dict[str, Any]) -> Text:
+    """`12:01:07 warning checkpoint_skipped: disk full; not saved` (first line only)."""
+    level = event["level"]
+    line = Text(f"{event['ts'][11:19]} ")
+    line.append(f"{level:<7} {event['kind']}", style=LEVEL_STYLES[level])
+    line.append(f": {event['message'].splitlines()[0] if event['message'] else ''}")
+    return line
+
+
+def _follow_lines(api: DgpoClient, job_id: str) -> dict[str, Any]:
+    """`follow` for a pipe: each event, a line whenever the status, its reason or the step
+    changes, and the last step's metrics once the job ends."""
     said, last_step, latest = "", 0, {}
-    while True:
-        job = api.get_job(job_id)
+    job: dict[str, Any] = {}
+    for kind, body in api.stream_job(job_id):
+        if kind == "job_event":
+            console.print(_event_line(body), highlight=False, soft_wrap=True)
+            continue
+        job = body
         new = api.job_metrics(job_id, min_step=last_step + 1)
         if new:
             last_step, latest = new[-1]["step"], new[-1]["values"]
@@ -190,11 +207,9 @@ def _follow_lines(api: DgpoClient, job_id: str, interval: float) -> dict[str, An
         if line != said:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
             said = line
-        if job["status"] in TERMINAL_STATUSES:
-            if latest:
-                console.print(_metrics_table(last_step, latest))
-            return job
-        time.sleep(interval)
+    if latest:
+        console.print(_metrics_table(last_step, latest))
+    return job
 
 
 def _doing(job: dict[str, Any], step: int) -> str:

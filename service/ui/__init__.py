@@ -1,5 +1,6 @@
-"""The /ui dashboard router (mounted by `service.app`)."""
+"""The /ui dashboard router (mounted by `service.app`, which also installs `token_page`
+for `TokenNeeded`)."""
 
-from service.ui.routes import router
+from service.ui.routes import TokenNeeded, router, token_page
 
-__all__ = ["router"]
+__all__ = ["TokenNeeded", "router", "token_page"]

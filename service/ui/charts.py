@@ -29,7 +29,14 @@ class ChartGroup:
 
     title: str
     pattern: str
+    flat_zero_note: str | None = None
+    """Said under the chart when every value is 0, where that is expected, not a fault."""
 
+
+ON_POLICY = (
+    "all 0: expected on-policy (one update per batch, so π = π_old: ratios are 1, "
+    "nothing is clipped, the KL to π_old is 0)"
+)
 
 CHART_GROUPS = (
     # Units first: `time/reward` is seconds, whatever else its name matches.
@@ -38,9 +45,9 @@ CHART_GROUPS = (
     ChartGroup("Accuracy (fraction)", r"acc"),
     ChartGroup("Reward", r"reward"),
     ChartGroup("Response length (tokens)", r"(response|completion|resp)[_/]?len"),
-    ChartGroup("Clip fractions (LN / HP)", r"clip"),
+    ChartGroup("Clip fractions (LN / HP)", r"clip", ON_POLICY),
     ChartGroup("Weight W", r"(^|[/_])w([/_]|$)|weight"),
-    ChartGroup("KL", r"kl"),
+    ChartGroup("KL", r"kl", ON_POLICY),
     ChartGroup("Entropy (nats)", r"entropy"),
 )
 
@@ -55,7 +62,9 @@ def series_by_name(rows: Sequence[tuple[int, Mapping[str, object]]]) -> dict[str
     return series
 
 
-def grouped_charts(series: Mapping[str, list[Point]]) -> list[tuple[str, dict[str, list[Point]]]]:
+def grouped_charts(
+    series: Mapping[str, list[Point]],
+) -> list[tuple[ChartGroup, dict[str, list[Point]]]]:
     """The standard chart groups that have data, each with its matching series.
 
     A metric lands in the first group it matches, so `clip_frac/kl_side` is not drawn twice.
@@ -69,7 +78,7 @@ def grouped_charts(series: Mapping[str, list[Point]]) -> list[tuple[str, dict[st
         }
         taken |= members.keys()
         if members:
-            charts.append((group.title, members))
+            charts.append((group, members))
     return charts
 
 
@@ -88,6 +97,17 @@ def nice_ticks(low: float, high: float, count: int = 5) -> tuple[list[float], in
     return [round(i * step, decimals + 2) for i in range(first, last + 1)], decimals
 
 
+def step_ticks(first: float, last: float, count: int = 8) -> list[float]:
+    """About `count` x labels: the first and last step and round steps (1, 2 or 5 x 10^k
+    apart) between them, none crowding the ends."""
+    if last - first < 1:
+        return [first]
+    ticks, _ = nice_ticks(first, last, count)
+    spacing = max(1.0, ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
+    inner = [t for t in ticks if first + spacing / 2 < t < last - spacing / 2 and t == int(t)]
+    return [first, *inner, last]
+
+
 def _tick_label(value: float, decimals: int) -> str:
     if value != 0 and not 1e-3 <= abs(value) < 1e6:
         return f"{value:.2e}"
@@ -95,9 +115,15 @@ def _tick_label(value: float, decimals: int) -> str:
 
 
 def line_chart(
-    title: str, series: Mapping[str, list[Point]], width: int = 460, height: int = 230
+    title: str,
+    series: Mapping[str, list[Point]],
+    width: int = 460,
+    height: int = 230,
+    *,
+    flat_zero_note: str | None = None,
 ) -> Markup:
-    """One SVG line chart with y ticks, the step range and a legend."""
+    """One SVG line chart with y ticks, step labels, a legend, and `flat_zero_note` when
+    every value is 0."""
     series = {name: sorted(pts) for name, pts in series.items() if pts}
     xs = [x for pts in series.values() for x, _ in pts]
     ys = [y for pts in series.values() for _, y in pts]
@@ -135,10 +161,18 @@ def line_chart(
             f"{_tick_label(value, decimals)}</text>"
         )
     axis_y = top + plot_h + 12
-    parts.append(f'<text x="{left}" y="{axis_y}" class="tick">step {_fmt(x0)}</text>')
-    parts.append(
-        f'<text x="{left + plot_w}" y="{axis_y}" class="tick" text-anchor="end">{_fmt(x1)}</text>'
-    )
+    steps = step_ticks(min(xs), max(xs))
+    for i, step in enumerate(steps):
+        anchor = "start" if i == 0 else "end" if i == len(steps) - 1 else "middle"
+        label = f"step {_fmt(step)}" if i == 0 else _fmt(step)
+        parts.append(
+            f'<text x="{sx(step):.1f}" y="{axis_y}" class="tick x" text-anchor="{anchor}">'
+            f"{label}</text>"
+        )
+    if flat_zero_note and not any(ys):
+        parts.append(
+            f'<text x="{left + 6}" y="{top + 14}" class="note">{escape(flat_zero_note)}</text>'
+        )
     for i, (name, pts) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)

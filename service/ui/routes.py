@@ -6,6 +6,7 @@ token in an HttpOnly cookie scoped to /ui and redirects to the same page without
 (the secret leaves the address bar and history at once).
 """
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,12 +19,17 @@ from service.schemas import progress_percent, progress_text
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
 from store import fleet, job_data
 from store import jobs as store_jobs
-from store.models import Job, utcnow
+from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 from store.tokens import TokenInfo, verify_token
 
 COOKIE = "dgpo_ui_token"
 PAGE_SIZE = 100
 EVENTS_SHOWN = 500
+ERROR_CHARS = 200
+"""Of a failed job's error in the job list (the job's page shows all of it)."""
+DEAD_WORKERS_SHOWN = timedelta(hours=24)
+"""A dead worker stays listed this long after its last heartbeat, then only `GET /workers`
+lists it: a stopped stack's workers would otherwise stay on the page for ever."""
 
 SECURITY_HEADERS = {
     # Pages are static HTML with inline CSS and SVG: no script, frame or outside fetch.
@@ -35,6 +41,8 @@ SECURITY_HEADERS = {
 }
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+templates.env.globals["job_statuses"] = list(JobStatus)
+templates.env.globals["live_statuses"] = [JobStatus.QUEUED, *ACTIVE_STATUSES]
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
 
 
@@ -49,12 +57,7 @@ def ui_token(request: Request, session: SessionDep) -> TokenInfo:
     )
     info = verify_token(session, raw) if raw else None
     if info is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "open /ui?token=<token> once (create a token with "
-            "`dgpo token create NAME --scope read`), or send `Authorization: Bearer <token>`",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise TokenNeeded(bool(raw))
     if from_query:
         # Swap the secret in the URL for a cookie, then reload the clean URL.
         clean = request.url.remove_query_params("token")
@@ -70,6 +73,24 @@ def ui_token(request: Request, session: SessionDep) -> TokenInfo:
 
 
 UiToken = Annotated[TokenInfo, Depends(ui_token)]
+
+
+class TokenNeeded(Exception):
+    """No token, or one the database does not know: answered with a page that asks for
+    one (`token_page`), since a person in a browser reads it, not a program."""
+
+    def __init__(self, rejected: bool) -> None:
+        super().__init__("a dashboard token is needed")
+        self.rejected = rejected
+
+
+def token_page(request: Request, exc: Exception) -> HTMLResponse:
+    """401 as a page: how to get a token and how to open the dashboard with it."""
+    assert isinstance(exc, TokenNeeded)
+    response = _page(request, "token.html", {"rejected": exc.rejected, "token_name": None})
+    response.status_code = status.HTTP_401_UNAUTHORIZED
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def _page(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
@@ -93,6 +114,8 @@ def jobs_page(
     jobs, _ = store_jobs.list_jobs(
         session, owner=token.visible_owner, statuses=[status] if status else (), limit=PAGE_SIZE
     )
+    now = utcnow()
+    workers, hidden = fleet.recent_workers(session, dead_since=now - DEAD_WORKERS_SHOWN)
     return _page(
         request,
         "jobs.html",
@@ -100,8 +123,11 @@ def jobs_page(
             "jobs": [(job, _progress(job)) for job in jobs],
             "status_filter": status,
             "queues": fleet.queue_summary(session).queues,
-            "workers": fleet.list_workers(session, None),
-            "now": utcnow(),
+            "workers": workers,
+            "workers_hidden": hidden,
+            "dead_shown_hours": int(DEAD_WORKERS_SHOWN.total_seconds() // 3600),
+            "error_chars": ERROR_CHARS,
+            "now": now,
             "token_name": token.name,
         },
     )
@@ -113,7 +139,11 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
     job = store_jobs.get_job(session, job_id, owner=token.visible_owner)
     _, points = job_data.metric_series(session, job_id, max_points=MAX_POINTS)
     series = series_by_name([(p["step"], p["values"]) for p in points])
-    charts = [line_chart(title, members) for title, members in grouped_charts(series)]
+    charts = [
+        line_chart(group.title, members, flat_zero_note=group.flat_zero_note)
+        for group, members in grouped_charts(series)
+    ]
+    waiting = job.status == JobStatus.QUEUED
     return _page(
         request,
         "job.html",
@@ -121,6 +151,9 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
             "job": job,
             "lease_owner": job.lease_owner if token.sees_hosts else None,
             "progress": _progress(job),
+            "warnings": fleet.queue_warnings([job.queue], fleet.served_queues(session))
+            if waiting
+            else [],
             "charts": charts,
             "latest": points[-1] if points else None,
             "checkpoints": job_data.checkpoints(session, job_id),

@@ -19,7 +19,6 @@ from trainer.checkpoints.local import load_trainer_state, save_checkpoint, verif
 from trainer.checkpoints.sharded import load_optimizer_state, save_sharded_checkpoint
 from trainer.distributed.group import (
     ShardedPolicy,
-    StepSync,
     env_from_torchrun,
     full_state_dict,
     init_distributed,
@@ -29,6 +28,7 @@ from trainer.distributed.group import (
 from trainer.engines.base import Completion
 from trainer.rl.batch import make_batch
 from trainer.rl.optim import build_optimizer
+from trainer.rl.step_sync import StepSync
 from trainer.rl.update import SkipGuard, batched_logprobs, policy_update
 from trainer.spec import TrainSpec
 

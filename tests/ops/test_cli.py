@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,16 +84,17 @@ def test_show_prints_checkpoints_and_eval_scores(live_server, tokens, finished_j
 def test_watch_exits_zero_on_success_and_one_on_failure(
     live_server, tokens, finished_job, client, session
 ):
-    ok = dgpo(live_server, tokens["read"], "jobs", "watch", finished_job["id"], "--interval", "0.2")
+    ok = dgpo(live_server, tokens["read"], "jobs", "watch", finished_job["id"])
     assert ok.returncode == 0, ok.stderr
     assert (
         f"{STEPS}/{STEPS}" in ok.stdout and "succeeded" in ok.stdout and "kl/approx_k3" in ok.stdout
     )
+    assert re.search(r"\d\d:\d\d:\d\d info +succeeded: finished", ok.stdout)  # its events
     failed = client.post(
         "/jobs", json=train_body(), headers={"Authorization": f"Bearer {tokens['submit']}"}
     ).json()
     finish_job(session, failed["id"], status="failed")
-    bad = dgpo(live_server, tokens["read"], "jobs", "watch", failed["id"], "--interval", "0.2")
+    bad = dgpo(live_server, tokens["read"], "jobs", "watch", failed["id"])
     assert bad.returncode == 1 and "failed" in bad.stdout
 
 

@@ -1,21 +1,28 @@
 """The /ui dashboard in a real headless Chromium: auth cookie, job list, charts, tables.
 
 Chromium (Debian package `chromium`; .ci/run installs it) loads the page of a finished
-job through `?token=`, which exercises the redirect-and-cookie flow a person uses. The
-screenshot is kept under artifacts/ for a human to look at.
+job through `?token=`, which exercises the redirect-and-cookie flow a person uses. A
+failed job's page is measured at 1280 px through the DevTools protocol (no horizontal
+scroll). The screenshots are kept under artifacts/ for a human to look at.
 """
 
+import base64
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from service.ui.charts import CHART_GROUPS
-from tests.ops.conftest import STEPS
+from store.models import Job
+from tests.ops.conftest import STEPS, finish_job, submit
+from tests.service.helpers import train_body
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -87,3 +94,79 @@ def test_token_in_url_becomes_an_httponly_cookie_and_is_required(live_server, to
         header = {"Authorization": f"Bearer {tokens['read']}"}
         assert httpx.get(f"{live_server}/ui", headers=header).status_code == 200
         assert http.get("/ui", params={"token": "dgpo_wrong"}).status_code == 401
+
+
+def _page_widths(url: str, tmp_path: Path, shot: Path) -> tuple[int, int]:
+    """(document scroll width, viewport width) of `url` loaded at 1280 px, through the
+    DevTools protocol (the pages run no script of their own), and a screenshot."""
+    assert CHROMIUM is not None, "CI needs Chromium for this test"
+    argv = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", f"--user-data-dir={tmp_path / 'cdp-profile'}", "--window-size=1280,900",
+        "--hide-scrollbars", "--remote-debugging-port=0", "about:blank",
+    ]  # fmt: skip
+    browser = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        assert browser.stderr is not None
+        line = ""
+        while "DevTools listening on" not in line:
+            line = browser.stderr.readline()
+            assert line, "chromium exited before opening DevTools"
+        port = int(re.search(r"ws://[^:]+:(\d+)/", line).group(1))  # type: ignore[union-attr]
+        page = next(
+            t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"
+        )
+        with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+            ids = iter(range(1, 10_000))
+
+            def call(method: str, **params: object) -> dict:
+                sent = next(ids)
+                ws.send(json.dumps({"id": sent, "method": method, "params": params}))
+                while True:
+                    reply = json.loads(ws.recv(timeout=60))
+                    if reply.get("id") == sent:
+                        return reply["result"]
+
+            def evaluate(expression: str) -> object:
+                return call("Runtime.evaluate", expression=expression, returnByValue=True)[
+                    "result"
+                ]["value"]
+
+            call("Page.navigate", url=url)
+            deadline = time.monotonic() + 60
+            while not (
+                evaluate("document.readyState") == "complete"
+                and evaluate("location.pathname").startswith("/ui/jobs/")
+                and "token" not in str(evaluate("location.search"))
+            ):
+                assert time.monotonic() < deadline, "page did not load"
+                time.sleep(0.2)
+            widths = evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            png = call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+            shot.write_bytes(base64.b64decode(png["data"]))
+            return widths[0], widths[1]  # type: ignore[index]
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+
+
+def test_a_failed_jobs_page_fits_1280_px_without_horizontal_scroll(
+    live_server, tokens, client, session, tmp_path
+):
+    job = submit(client, tokens["submit"], train_body(total_steps=STEPS))
+    finish_job(session, job["id"], status="failed")
+    row = session.get(Job, job["id"])
+    row.error = (
+        "trainer process exited with code 1: RuntimeError: CUDA error at "
+        + "/".join(f"very_long_directory_name_{i}" for i in range(20))
+        + " " + "x" * 300
+    )  # fmt: skip
+    session.commit()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard_failed_job_1280.png"
+    url = f"{live_server}/ui/jobs/{job['id']}?token={tokens['read']}"
+    scroll_width, viewport = _page_widths(url, tmp_path, shot)
+    assert viewport == 1280
+    assert scroll_width <= viewport, f"page is {scroll_width} px wide in a {viewport} px window"
+    assert shot.read_bytes()[:4] == b"\x89PNG"

@@ -7,9 +7,8 @@ import secrets
 import redis
 
 from store import broker
-from store.jobs import ENVELOPE_FIELDS
 from tests.service.helpers import train_body
-from trainer.spec.jobs import JOB_REQUEST_ADAPTER
+from trainer.spec.jobs import JOB_REQUEST_ADAPTER, without_envelope
 
 PER_MESSAGE_IDS = {"id", "root_id", "correlation_id", "delivery_tag"}
 
@@ -59,5 +58,5 @@ def test_top_priority_job_goes_to_the_plain_queue_list(redis_url):
 def test_stored_spec_equals_the_revalidated_spec():
     request = JOB_REQUEST_ADAPTER.validate_python(train_body(priority=3, metadata={"a": "b"}))
     dumped = request.model_dump(mode="json")
-    stored = {k: v for k, v in dumped.items() if k not in ENVELOPE_FIELDS}
+    stored = without_envelope(dumped)
     assert stored == request.spec().model_dump(mode="json")

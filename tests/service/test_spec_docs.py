@@ -55,3 +55,20 @@ def test_every_request_spec_field_has_a_description(client):
         if not prop.get("description", "").strip()
     ]
     assert not missing, f"undocumented spec fields: {missing}"
+
+
+def test_job_api_conventions_are_documented(client):
+    """The result pointer, event levels, checkpoint metrics and the event stream."""
+    openapi = client.get("/openapi.json").json()
+    components = openapi["components"]["schemas"]
+    for model, field in [
+        ("JobOut", "result"),
+        ("ResultRef", "uri"),
+        ("EventOut", "level"),
+        ("CheckpointOut", "metrics"),
+    ]:
+        assert components[model]["properties"][field].get("description"), f"{model}.{field}"
+    level = components["EventOut"]["properties"]["level"]
+    assert level["enum"] == ["info", "warning", "error"]
+    stream = openapi["paths"]["/jobs/{job_id}/events/stream"]["get"]["responses"]["200"]
+    assert "text/event-stream" in stream["content"]

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from tests.trainer.loop_specs import eos_prone_copy, toy_spec
-from trainer.distributed.ranks import Solo
 from trainer.engines import build_engine
 from trainer.engines.base import Completion
 from trainer.reporting.callbacks import Callback
@@ -16,6 +15,7 @@ from trainer.rewards.registry import build_reward
 from trainer.rl.batch import make_batch
 from trainer.rl.dapo import mask_truncated, overlong_penalty
 from trainer.rl.loop import _engine_options, collect_rollouts, train
+from trainer.rl.ranks import Solo
 from trainer.rl.run_state import build_run_state
 
 

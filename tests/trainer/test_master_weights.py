@@ -8,12 +8,12 @@ import torch
 from safetensors import safe_open
 
 from tests.trainer.loop_specs import toy_spec
-from trainer.distributed.ranks import Solo
 from trainer.engines import build_engine
 from trainer.reporting.callbacks import Callback
 from trainer.rewards.registry import build_reward
 from trainer.rl.batch import make_batch
 from trainer.rl.loop import _engine_options, collect_rollouts
+from trainer.rl.ranks import Solo
 from trainer.rl.run_state import build_run_state
 from trainer.rl.update import batched_logprobs, policy_update
 

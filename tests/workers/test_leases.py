@@ -8,12 +8,12 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from config.worker_settings import WorkerSettings
 from store import broker
 from store.leases import LeaseLost, claim, fenced, renew
 from store.models import Job, JobEvent, JobStatus, Metric, Worker, WorkerStatus, utcnow
 from workers.reconciler import reconcile
 from workers.reporting import DbReporter
-from workers.settings import WorkerSettings
 
 SETTINGS = WorkerSettings(lease_s=30, lease_renew_s=5, metrics_batch=1, requeue_lost_after_s=60)
 

@@ -7,12 +7,12 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from config.worker_settings import WorkerSettings
 from store import broker, job_rows, jobs
 from store.models import DEFAULT_PRINCIPAL, JobEvent, new_id, utcnow
 from tests.service.helpers import train_body
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 from workers.reconciler import reconcile
-from workers.settings import WorkerSettings
 
 WAITING = 10_000
 RESOURCES = {"gpus": 1, "gpu_type": "scale"}

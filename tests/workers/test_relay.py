@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
+from config.worker_settings import WorkerSettings
 from store.db import get_engine
 from store.leases import claim
 from store.models import Checkpoint, EvalResult, Job, JobEvent, Metric, utcnow
@@ -20,7 +21,6 @@ from trainer.results import BenchmarkResult, ProblemResult, SampleVerdict
 from workers.reconciler import reconcile
 from workers.relay import ReportRelay, report_file
 from workers.reporting import DbReporter
-from workers.settings import WorkerSettings
 
 SETTINGS = WorkerSettings(lease_s=30, lease_renew_s=5, requeue_lost_after_s=60)
 RESULT = BenchmarkResult(

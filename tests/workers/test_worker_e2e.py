@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config.worker_settings import WorkerSettings
 from store import broker
 from store.models import Checkpoint, EvalResult, Metric, utcnow
 from tests.conftest import bearer, operator_dir
 from tests.workers.conftest import WorkerProcess, child_pids, wait_for
 from trainer.checkpoints.local import MANIFEST
 from workers.reconciler import reconcile
-from workers.settings import WorkerSettings
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

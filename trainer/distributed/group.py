@@ -12,7 +12,8 @@ mini-batch (all-reduced). Why that gives exactly the single-process gradient:
 FSDP2 averages gradients over ranks by default (it divides by W), which would give g / W;
 `shard_policy` sets the divide factor to 1 so the reduce-scatter sums. Padding rows added to
 even out the ranks carry no valid token, so they add nothing to the loss, the gradient or
-the counts. The loss reported is the all-reduced sum, i.e. the single-process loss.
+the counts. The loss reported is the all-reduced sum, i.e. the single-process loss. The per-step
+part (slices, global counts and sums) is `trainer.rl.step_sync.StepSync`.
 
 Rollouts: rank 0 alone owns the rollout engine; it generates and broadcasts the completions
 (`broadcast_object`), so every rank builds the same batch and takes its slice. On GPU the
@@ -20,10 +21,8 @@ vLLM engine on rank 0 uses `rollout.tensor_parallel_size` from the spec and is w
 generation and put to sleep around the update, so it shares the GPUs with the FSDP shards.
 """
 
-import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,9 +36,6 @@ from torch.distributed.fsdp import (
     MixedPrecisionPolicy,
     fully_shard,
 )
-
-from trainer.losses.aggregation import step_counts
-from trainer.rl.batch import RolloutBatch
 
 
 @dataclass(frozen=True)
@@ -179,51 +175,3 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-class StepSync:
-    """What the update needs from the group: its slice, the global counts, global sums."""
-
-    def __init__(self, env: DistEnv, device: torch.device) -> None:
-        self.env = env
-        self.device = device
-
-    def local_rows(self, mini_rows: int) -> int:
-        """Rows of one mini-batch on each rank (every rank the same, padding included)."""
-        return math.ceil(mini_rows / self.env.world_size)
-
-    def shard(self, batch: RolloutBatch, mini_rows: int) -> RolloutBatch:
-        """This rank's contiguous slice of every mini-batch, padded to `local_rows`."""
-        return take_rows(batch, list(self.shard_index(len(batch.advantages), mini_rows)))
-
-    def shard_index(self, total: int, mini_rows: int) -> Iterator[int | None]:
-        """Row indices of this rank's slice; None marks a padding row."""
-        per_rank = self.local_rows(mini_rows)
-        for start in range(0, total, mini_rows):
-            stop = min(start + mini_rows, total)
-            first = start + self.env.rank * per_rank
-            for i in range(first, first + per_rank):
-                yield i if i < stop else None
-
-    def counts(self, response_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """(tokens, sequences) of this mini-batch summed over all ranks."""
-        tokens, seqs = step_counts(response_mask)
-        both = torch.stack([tokens, seqs]).to(self.device, torch.float64)
-        dist.all_reduce(both)
-        return both[0], both[1]
-
-    def total(self, value: float) -> float:
-        """`value` summed over ranks (NaN on one rank makes the total NaN everywhere)."""
-        box = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(box)
-        return float(box)
-
-
-def take_rows(batch: RolloutBatch, index: list[int | None]) -> RolloutBatch:
-    """Rows `index` of `batch`; a None row copies row 0 with no valid response token."""
-    rows = torch.tensor([0 if i is None else i for i in index], device=batch.advantages.device)
-    part = {f.name: getattr(batch, f.name).index_select(0, rows) for f in fields(batch)}
-    padding = torch.tensor([i is None for i in index], device=rows.device)
-    part["response_mask"] = part["response_mask"] & ~padding[:, None]
-    part["advantages"] = part["advantages"].masked_fill(padding, 0.0)
-    return RolloutBatch(**part)

@@ -16,13 +16,13 @@ def _hf(options: EngineOptions) -> RolloutEngine:
     """Shares `options.model` when given (colocated training), else loads its own copy.
 
     A shared policy with fp32 master weights generates under autocast to `options.dtype`,
-    the precision the trainer computes its log-probs in (`trainer.rl.precision`).
+    the precision the trainer computes its log-probs in (`trainer.precision`).
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     from trainer.engines.hf import HFEngine
-    from trainer.rl.precision import autocast_dtype
+    from trainer.precision import autocast_dtype
 
     device = torch.device(options.device)
     dtype = _torch_dtype(options, device)

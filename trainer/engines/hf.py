@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from trainer.engines.base import Completion, SamplingConfig
-from trainer.rl.precision import autocast
+from trainer.precision import autocast
 
 
 class HFEngine:
@@ -27,7 +27,7 @@ class HFEngine:
     ):
         self.model = model
         self.compute_dtype = compute_dtype
-        """Autocast dtype over a model holding fp32 masters (`trainer.rl.precision`), or None."""
+        """Autocast dtype over a model holding fp32 masters (`trainer.precision`), or None."""
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
         self.batch_size = batch_size

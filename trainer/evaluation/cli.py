@@ -17,17 +17,16 @@ import yaml
 from trainer.evaluation.scores import average_scores
 from trainer.results import BenchmarkResult
 from trainer.spec.eval import EvalSpec
+from trainer.spec.jobs import without_envelope
 
 
 def load_eval_spec(path: str | Path) -> EvalSpec:
     data = yaml.safe_load(Path(path).read_text())
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of eval spec fields")
-    if data.pop("kind", "eval") != "eval":
+    if data.get("kind", "eval") != "eval":
         raise ValueError(f"{path}: kind must be 'eval' for dgpo-eval (use dgpo-train)")
-    for envelope_key in ("priority", "metadata"):
-        data.pop(envelope_key, None)
-    return EvalSpec.model_validate(data)
+    return EvalSpec.model_validate(without_envelope(data))
 
 
 def _score_order(key: str) -> tuple[bool, int]:

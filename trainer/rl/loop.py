@@ -15,7 +15,6 @@ import torch
 from trainer.checkpoints.local import NonFiniteModelError
 from trainer.data.builtins import resolve_train_spec
 from trainer.data.prompts import Example
-from trainer.distributed.ranks import Solo, open_group
 from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig
 from trainer.evaluation.runner import evaluate_benchmark
 from trainer.reporting.callbacks import Callback, CheckpointInfo
@@ -25,6 +24,7 @@ from trainer.rewards.registry import Reward, apply_truncation, build_reward
 from trainer.rl.advantages import compute_advantages
 from trainer.rl.batch import make_batch
 from trainer.rl.dapo import mask_truncated, overlong_penalty
+from trainer.rl.ranks import Solo, open_group
 from trainer.rl.run_state import RunState, build_run_state, load_model
 from trainer.rl.update import batched_logprobs, policy_update
 from trainer.spec import TrainSpec
@@ -65,7 +65,7 @@ def train(
     With `resume`, continues from the newest valid checkpoint in `output_dir` (step
     numbering continues). Raises `NonFiniteUpdatesError` after too many skipped updates.
     Under torchrun every rank calls it and the ranks train as one FSDP2 group
-    (`trainer.distributed.ranks`); only rank 0 calls `callbacks` and returns the real checkpoint.
+    (`trainer.rl.ranks`); only rank 0 calls `callbacks` and returns the real checkpoint.
     """
     spec = resolve_train_spec(spec)
     group = open_group(output_dir)

@@ -22,9 +22,9 @@ from trainer.checkpoints.remote import is_remote, latest_valid_remote
 from trainer.checkpoints.sharded import load_optimizer_state
 from trainer.data.prompts import PromptStream, build_examples, load_rows
 from trainer.devices import training_device
+from trainer.precision import MASTER_DTYPE, autocast_dtype
 from trainer.reporting.callbacks import Callback
 from trainer.rl.optim import build_optimizer, build_scheduler
-from trainer.rl.precision import MASTER_DTYPE, autocast_dtype
 from trainer.rl.update import SkipGuard
 from trainer.spec import TrainSpec
 
@@ -45,7 +45,7 @@ class RunState:
     compute_dtype: torch.dtype = torch.float32
     """The spec's dtype: what rollout engines compute in and checkpoints are written in."""
     autocast_dtype: torch.dtype | None = None
-    """`compute_dtype` when the policy holds fp32 masters of it (`trainer.rl.precision`)."""
+    """`compute_dtype` when the policy holds fp32 masters of it (`trainer.precision`)."""
     last_rollouts: Any = None
     """The latest step's `Rollouts` (for `logging.sample_every`); not checkpointed."""
 
@@ -107,9 +107,9 @@ def build_run_state(
 ) -> RunState:
     """A fresh run, or the newest checkpoint in `output_dir` that passes its manifest.
 
-    The policy is loaded in fp32 (its master weights, `trainer.rl.precision`) and computes
+    The policy is loaded in fp32 (its master weights, `trainer.precision`) and computes
     in the spec's dtype under autocast. `prepare` wraps it before the optimizer is built
-    (FSDP2 sharding in a torchrun group, see `trainer.distributed.ranks`); `device` is a
+    (FSDP2 sharding in a torchrun group, see `trainer.rl.ranks`); `device` is a
     torchrun rank's own (its GPU, or the CPU under gloo).
     """
     checkpoint = None

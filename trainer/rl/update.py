@@ -15,14 +15,14 @@ from torch.distributed.tensor import DTensor
 
 from trainer.losses.aggregation import aggregate_loss, step_counts
 from trainer.losses.registry import combine_metrics, compute_policy_loss, step_loss_config
+from trainer.precision import autocast
 from trainer.rl.batch import RolloutBatch
 from trainer.rl.kl import kl_penalty
 from trainer.rl.logprobs import fused_token_logprobs
-from trainer.rl.precision import autocast
 from trainer.spec import TrainSpec
 
 if TYPE_CHECKING:
-    from trainer.distributed.group import StepSync
+    from trainer.rl.step_sync import StepSync
 
 
 class NonFiniteUpdatesError(RuntimeError):
@@ -39,7 +39,7 @@ def response_logprobs(
 ) -> tuple[Tensor, Tensor | None]:
     """log π(response token) `[N, T]` (0 where masked) and optionally the entropy.
 
-    `compute_dtype` (fp32 masters, `trainer.rl.precision`): the backbone runs under autocast
+    `compute_dtype` (fp32 masters, `trainer.precision`): the backbone runs under autocast
     and the lm_head weight is cast once, so the fused log-prob matmuls run in it too.
     """
     with autocast(batch.input_ids.device, compute_dtype):
@@ -123,7 +123,7 @@ def policy_update(
 ) -> dict[str, float]:
     """All optimizer steps of one training step; returns combined loss diagnostics.
 
-    `compute_dtype`: autocast over fp32 master weights (`trainer.rl.precision`).
+    `compute_dtype`: autocast over fp32 master weights (`trainer.precision`).
 
     With `sync` (multi-process), `batch` is this rank's slice (`StepSync.shard`): counts
     and the loss are summed over ranks, and every rank runs every backward (a skipped

@@ -4,8 +4,9 @@ The envelope (`kind`, `priority`, `metadata`) sits beside the spec's own fields,
 one YAML file serves `dgpo jobs submit`, `dgpo-train` and `dgpo-eval` alike.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, TypeAdapter
@@ -29,12 +30,21 @@ class _Envelope(SpecModel):
     a schedule's `latest_checkpoint_of` finds train jobs by them)."""
 
 
+ENVELOPE_FIELDS = frozenset({"kind", *_Envelope.model_fields})
+"""What a job request holds beside its spec; the job row stores the spec without them."""
+
+
+def without_envelope(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's part of a request body or spec file."""
+    return {k: v for k, v in data.items() if k not in ENVELOPE_FIELDS}
+
+
 class TrainJobRequest(TrainSpec, _Envelope):
     kind: Literal["train"]
     """Which spec follows: `train` (this one) or `eval`."""
 
     def spec(self) -> TrainSpec:
-        return TrainSpec.model_validate(self.model_dump(exclude={"kind", "priority", "metadata"}))
+        return TrainSpec.model_validate(self.model_dump(exclude=ENVELOPE_FIELDS))
 
 
 class EvalJobRequest(EvalSpec, _Envelope):
@@ -42,7 +52,7 @@ class EvalJobRequest(EvalSpec, _Envelope):
     """Which spec follows: `eval` (this one) or `train`."""
 
     def spec(self) -> EvalSpec:
-        return EvalSpec.model_validate(self.model_dump(exclude={"kind", "priority", "metadata"}))
+        return EvalSpec.model_validate(self.model_dump(exclude=ENVELOPE_FIELDS))
 
 
 JobRequest = Annotated[TrainJobRequest | EvalJobRequest, Field(discriminator="kind")]
@@ -55,4 +65,12 @@ def load_job_file(path: str | Path) -> TrainJobRequest | EvalJobRequest:
     return JOB_REQUEST_ADAPTER.validate_python(data)
 
 
-__all__ = ["EvalJobRequest", "JobRequest", "Resources", "TrainJobRequest", "load_job_file"]
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "EvalJobRequest",
+    "JobRequest",
+    "Resources",
+    "TrainJobRequest",
+    "load_job_file",
+    "without_envelope",
+]

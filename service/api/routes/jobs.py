@@ -4,11 +4,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from config import spec_policy
 from config.settings import get_settings
-from service import submit_checks
+from service import event_stream, submit_checks
 from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.job_views import with_results
 from service.schemas import (
     CheckpointOut,
     ErrorOut,
@@ -22,8 +24,7 @@ from service.schemas import (
 from store import job_data, jobs
 from store.db import get_sessionmaker
 from store.errors import BadRequest
-from store.models import Job, JobStatus
-from store.tokens import TokenInfo
+from store.models import JobStatus
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -78,14 +79,6 @@ async def submit_job(
     return job
 
 
-def _out(job: Job, token: TokenInfo) -> JobOut:
-    """The job as `token` may see it: worker host names only for admins."""
-    out = JobOut.model_validate(job)
-    if not token.sees_hosts:
-        out.lease_owner = None
-    return out
-
-
 def _check_checkpoint_ref(request: EvalJobRequest, owner: str | None) -> None:
     with get_sessionmaker()() as session:
         submit_checks.check_checkpoint_ref(session, request, owner)
@@ -133,12 +126,18 @@ def list_jobs(
         cursor=cursor,
         limit=limit,
     )
-    return JobPage(items=[_out(j, token) for j in items], next_cursor=next_cursor)
+    return JobPage(
+        items=with_results(session, items, sees_hosts=token.sees_hosts), next_cursor=next_cursor
+    )
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
 def get_job(job_id: str, session: SessionDep, token: ReadToken) -> JobOut:
-    return _out(jobs.get_job(session, job_id, owner=token.visible_owner), token)
+    return with_results(
+        session,
+        [jobs.get_job(session, job_id, owner=token.visible_owner)],
+        sees_hosts=token.sees_hosts,
+    )[0]
 
 
 @router.post(
@@ -148,7 +147,9 @@ def get_job(job_id: str, session: SessionDep, token: ReadToken) -> JobOut:
 )
 def cancel_job(job_id: str, session: SessionDep, token: SubmitToken) -> JobOut:
     """Queued → cancelled now; running → cancelling (stops at the next step). Idempotent."""
-    return _out(jobs.cancel(session, job_id, token.visible_owner), token)
+    return with_results(
+        session, [jobs.cancel(session, job_id, token.visible_owner)], sees_hosts=token.sees_hosts
+    )[0]
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=NOT_FOUND)
@@ -162,6 +163,39 @@ def job_events(
     """The job's append-only log, oldest first; poll with `after_id` = last id seen."""
     jobs.get_job(session, job_id, owner=token.visible_owner)
     return [EventOut.model_validate(e) for e in job_data.events(session, job_id, after_id, limit)]
+
+
+@router.get(
+    "/{job_id}/events/stream",
+    response_class=StreamingResponse,
+    responses={
+        **NOT_FOUND,
+        200: {
+            "content": {event_stream.MEDIA_TYPE: {"schema": {"type": "string"}}},
+            "description": "Server-Sent Events: `job_event` (an event, with its id), `job` "
+            "(the job, when it changed), `end` (the final job; the stream then closes)",
+        },
+    },
+)
+def job_event_stream(
+    job_id: str,
+    session: SessionDep,
+    token: ReadToken,
+    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    last_event_id: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=2**62, include_in_schema=False)
+    ] = None,
+) -> StreamingResponse:
+    """Follow a job without polling: its events after `after_id` (or a reconnecting
+    client's `Last-Event-ID`) as they are written, and the job whenever it changes, until
+    it ends."""
+    jobs.get_job(session, job_id, owner=token.visible_owner)
+    start = last_event_id if last_event_id is not None else after_id
+    return StreamingResponse(
+        event_stream.stream(job_id, token.visible_owner, token.sees_hosts, start),
+        media_type=event_stream.MEDIA_TYPE,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/{job_id}/metrics", response_model=MetricSeries, responses=NOT_FOUND)

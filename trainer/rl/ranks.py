@@ -24,7 +24,6 @@ from trainer.checkpoints.local import Checkpoint, save_checkpoint
 from trainer.checkpoints.remote import is_remote, save_remote
 from trainer.distributed.group import (
     DistEnv,
-    StepSync,
     broadcast_object,
     env_from_torchrun,
     full_state_dict,
@@ -34,6 +33,7 @@ from trainer.distributed.group import (
 )
 from trainer.engines import Completion, EngineOptions, RolloutEngine, SamplingConfig, build_engine
 from trainer.reporting.callbacks import Callback
+from trainer.rl.step_sync import StepSync
 from trainer.spec import TrainSpec
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Solo:
         return callbacks
 
     def prepare(self, model: nn.Module, spec: TrainSpec) -> nn.Module:
-        """The loaded policy as it is (fp32 masters, see `trainer.rl.precision`)."""
+        """The loaded policy as it is (fp32 masters, see `trainer.precision`)."""
         return model
 
     def engine(self, name: str, options: EngineOptions) -> RolloutEngine:

@@ -1,17 +1,17 @@
 """Worker-side knobs (env prefix `DGPO_`): lease timing, reconciler thresholds, batching.
 
-Kept apart from the service settings because only worker and beat processes read them.
+Kept apart from the service settings because only worker and beat processes read them;
+beside them in `config/` because each must know the other's names (`config.env`).
 """
 
 from functools import lru_cache
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.env import DgpoSettings
 
 
-class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DGPO_", extra="ignore")
-
+class WorkerSettings(DgpoSettings):
     lease_s: float = Field(default=60.0, gt=0)
     """How long a claim lives without a heartbeat; a crashed worker's job waits this long."""
     lease_renew_s: float = Field(default=10.0, gt=0)
