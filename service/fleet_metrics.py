@@ -20,7 +20,8 @@ DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 
 
 
 class FleetCollector(Collector):
-    """Queue wait and demand per GPU type, job durations, worker heartbeat ages."""
+    """Queue wait and demand per GPU type and per job shape, job durations, worker
+    heartbeat ages."""
 
     def collect(self) -> Iterator[Metric]:
         with get_sessionmaker()() as session:
@@ -46,6 +47,33 @@ class FleetCollector(Collector):
         slots = GaugeMetricFamily("dgpo_worker_slots", "Job slots of live workers")
         slots.add_metric([], summary.slots_alive)
         yield from (wait, gpus, busy, slots)
+        yield from self._shapes(summary)
+
+    def _shapes(self, summary: fleet.FleetLoad) -> Iterator[Metric]:
+        labels = ["queue", "gpu_type", "gpus"]
+        queued = GaugeMetricFamily(
+            "dgpo_queue_shape_jobs", "Queued jobs per shape (GPUs per job)", labels=labels
+        )
+        wait = GaugeMetricFamily(
+            "dgpo_queue_shape_oldest_wait_seconds",
+            "Age of the oldest queued job of each shape",
+            labels=labels,
+        )
+        unfit = GaugeMetricFamily(
+            "dgpo_queue_shape_unplaceable",
+            "1 when no live slot serving the queue has this many GPUs",
+            labels=labels,
+        )
+        for shape in summary.shapes:
+            key = [shape.queue, shape.gpu_type, str(shape.gpus)]
+            queued.add_metric(key, shape.queued)
+            wait.add_metric(key, shape.oldest_wait_seconds or 0.0)
+            unfit.add_metric(key, 0 if shape.fits_live_slot else 1)
+        largest = GaugeMetricFamily(
+            "dgpo_queue_largest_request_gpus", "The most GPUs one queued job asks for"
+        )
+        largest.add_metric([], summary.largest_queued_gpus)
+        yield from (queued, wait, unfit, largest)
 
     def _durations(self, session: Session) -> Metric:
         family = HistogramMetricFamily(

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from trainer.reporting.callbacks import Callback, CallbackList, CheckpointInfo
 from trainer.results import BenchmarkResult
 from trainer.spec import TrainSpec
+from trainer.spec.jobs import ENVELOPE
 
 console = Console(stderr=True)
 
@@ -29,7 +30,7 @@ console = Console(stderr=True)
 def load_train_spec(path: Path) -> TrainSpec:
     data = yaml.safe_load(path.read_text())
     if isinstance(data, dict) and data.get("kind") == "train":
-        data = {k: v for k, v in data.items() if k not in ("kind", "priority", "metadata")}
+        data = {k: v for k, v in data.items() if k not in ENVELOPE}
     return TrainSpec.model_validate(data)
 
 

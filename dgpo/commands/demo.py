@@ -86,7 +86,9 @@ def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]
         console.print(f"[yellow]warning:[/yellow] {warning}")
     job = follow(api, job["id"], interval=1.0)
     if job["status"] != "succeeded":
-        console.print(f"[red]{what} job {job['status']}:[/red] {job['error']}")
+        console.print(
+            f"[red]{what} job {job['status']}:[/red] {(job['error'] or {}).get('message')}"
+        )
         raise typer.Exit(1)
     return job
 

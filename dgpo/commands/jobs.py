@@ -100,12 +100,18 @@ def show(
         print_json({"job": job, "checkpoints": checkpoints, "results": results})
         return
     fields = ("id", "kind", "status", "queue", "priority", "attempt", "progress_text", "error")
-    rows = [{"field": f.removesuffix("_text"), "value": job.get(f)} for f in fields]
+    shown = {**job, "error": _error_text(job["error"]) if job["error"] else None}
+    rows = [{"field": f.removesuffix("_text"), "value": shown.get(f)} for f in fields]
     print_table(rows, ("field", "value"), keep=("value",))
     if checkpoints:
         rows = [{**c, "sha256": c["sha256"][:12]} for c in checkpoints]
         print_table(rows, ("step", "uri", "size_bytes", "sha256"), "checkpoints")
     print_results(results)
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    """`data_missing (attempt 1): dataset.path ... does not exist`."""
+    return f"{error['code']} (attempt {error['attempt']}): {error['message']}"
 
 
 def print_results(results: list[dict[str, Any]]) -> None:
@@ -133,7 +139,9 @@ def watch(
     """Live progress bar and the latest metrics until the job finishes."""
     with api_client() as api:
         job = follow(api, job_id, interval)
-    console.print(f"{job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else ""))
+    console.print(
+        f"{job['id']} {job['status']}" + (f": {_error_text(job['error'])}" if job["error"] else "")
+    )
     if job["status"] != "succeeded":
         raise typer.Exit(1)
 

@@ -17,6 +17,7 @@ import yaml
 from trainer.evaluation.scores import average_scores
 from trainer.results import BenchmarkResult
 from trainer.spec.eval import EvalSpec
+from trainer.spec.jobs import ENVELOPE
 
 
 def load_eval_spec(path: str | Path) -> EvalSpec:
@@ -25,7 +26,7 @@ def load_eval_spec(path: str | Path) -> EvalSpec:
         raise ValueError(f"{path}: expected a mapping of eval spec fields")
     if data.pop("kind", "eval") != "eval":
         raise ValueError(f"{path}: kind must be 'eval' for dgpo-eval (use dgpo-train)")
-    for envelope_key in ("priority", "metadata"):
+    for envelope_key in ENVELOPE:
         data.pop(envelope_key, None)
     return EvalSpec.model_validate(data)
 
