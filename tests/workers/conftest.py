@@ -23,7 +23,12 @@ WORKER_ENV = {
     "DGPO_METRICS_BATCH": "4",
     "DGPO_KILL_GRACE_S": "2",
     "DGPO_BENCHMARK_DIR": str((REPO_ROOT / "../shared/benchmarks").resolve()),
+    # Retry a transient failure at once: tests of the back-off set their own.
+    "DGPO_RETRY": '{"backoff_s": 0}',
 }
+FAKE_GPUS = {"DGPO_WORKER_GPUS": "0,1"}
+"""What a worker on a `gpu.*` queue advertises unless a test says otherwise: two GPUs in
+its one slot (this host has none; the jobs' ranks run on CPU with gloo)."""
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
@@ -54,16 +59,22 @@ class WorkerProcess:
     """One `python -m dgpo worker` process group (parent and its pool children)."""
 
     def __init__(
-        self, name: str, queues: str, log_path: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        queues: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        slots: int = 1,
     ) -> None:
         self.name = f"{name}@test"
         self.log_path = log_path
         self.log = log_path.open("wb")
+        gpus = FAKE_GPUS if "gpu." in queues else {}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dgpo", "worker", "--queues", queues, "--slots", "1",
+            [sys.executable, "-m", "dgpo", "worker", "--queues", queues, "--slots", str(slots),
              "--name", self.name, "--loglevel", "INFO"],
             cwd=REPO_ROOT,
-            env={**os.environ, **WORKER_ENV, **(env or {})},
+            env={**os.environ, **WORKER_ENV, **gpus, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -108,8 +119,10 @@ def start_worker(
     started: list[WorkerProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
-    def start(name: str, queues: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(name, queues, logs / f"{name}.log", env)
+    def start(
+        name: str, queues: str, env: dict[str, str] | None = None, slots: int = 1
+    ) -> WorkerProcess:
+        worker = WorkerProcess(name, queues, logs / f"{name}.log", env, slots)
         started.append(worker)
         worker.wait_ready()
         return worker
