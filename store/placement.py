@@ -94,7 +94,8 @@ def place(session: Session, job_id: str, slot: Slot, lease_s: float) -> Placed:
     for candidate in _ranked(session, _candidates(session, queues, slot, now), slot, now):
         claimed = lifecycle.claim(session, candidate.id, slot.worker, lease_s)
         if claimed is not None:
-            return Placed(claimed, candidate.id, candidate.id != job_id, "claimed")
+            why = "claimed" if candidate.id == job_id else f"job {candidate.id} goes first"
+            return Placed(claimed, candidate.id, candidate.id != job_id, why)
     due = message_job.not_before is None or message_job.not_before <= now
     if not due:
         return Placed(None, None, False, f"not due before {message_job.not_before.isoformat()}")

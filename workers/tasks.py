@@ -70,17 +70,17 @@ def execute(job_id: str, owner: str) -> str:
         log.info("job %s: not claimed here: %s", job_id, placed.reason)
         return "handed_back" if placed.hand_back else "skipped"
     with (
-        job_log_context(job_id, lease.attempt),
+        job_log_context(lease.job_id, lease.attempt),
         LeaseKeeper(lease, settings.lease_s, settings.lease_renew_s) as keeper,
     ):
         try:
             ending = run_attempt(lease, keeper, settings)
-            retrying(lambda: _finish(lease, ending), f"job {job_id}: finish")
+            retrying(lambda: _finish(lease, ending), f"job {lease.job_id}: finish")
         except LeaseLost as exc:
             log.warning("%s; the newer attempt owns the job", exc)
             return "lease_lost"
         except Exception as exc:
-            log.exception("job %s failed", job_id)
+            log.exception("job %s failed", lease.job_id)
             _fail(lease, exc)
             return "failed"
     return "cancelled" if ending.cancelled else "succeeded"
