@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dgpo.commands import demo, embedded, evals, jobs, schedules
+from dgpo.commands import demo, embedded, evals, jobs, schedules, usage
 from dgpo.commands._api import err_console
 from store.models import DEFAULT_PRINCIPAL, TokenScope
 from workers.cli import beat_command, worker_command
@@ -17,6 +17,7 @@ app.add_typer(evals.app, name="evals")
 app.add_typer(schedules.app, name="schedules")
 app.command("up")(embedded.up)
 app.command("demo")(demo.demo)
+app.command("usage")(usage.usage)
 token_app = typer.Typer(help="Create and revoke API tokens (writes the database).")
 app.add_typer(token_app, name="token")
 app.command("worker")(worker_command)

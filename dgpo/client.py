@@ -13,6 +13,7 @@ server's `detail`. Imports neither torch nor the service: only httpx and the spe
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -214,6 +215,11 @@ class DgpoClient:
     def workers(self, *, status: str | None = None) -> list[Json]:
         params = {"status": status} if status else {}
         return self._request("GET", "/workers", params=params)
+
+    def usage(self, *, by: str, since: datetime, until: datetime) -> Json:
+        """GET /usage: attempts, wall and GPU seconds per principal, job or queue."""
+        params = {"by": by, "since": since.isoformat(), "until": until.isoformat()}
+        return self._request("GET", "/usage", params=params)
 
     def healthz(self) -> Json:
         return self._request("GET", "/healthz")

@@ -8,11 +8,16 @@ the same truth and nothing goes stale when a worker dies.
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 
-from store import fleet
+from store import fleet, usage
 from store.db import get_sessionmaker
 from store.models import utcnow
 
@@ -28,6 +33,7 @@ class FleetCollector(Collector):
             yield from self._queue(session)
             yield self._durations(session)
             yield self._heartbeats(session)
+            yield from self._usage(session)
 
     def _queue(self, session: Session) -> Iterator[Metric]:
         labels = ["queue", "gpu_type"]
@@ -74,6 +80,20 @@ class FleetCollector(Collector):
         )
         largest.add_metric([], summary.largest_queued_gpus)
         yield from (queued, wait, unfit, largest)
+
+    def _usage(self, session: Session) -> Iterator[Metric]:
+        labels = ["principal", "queue", "gpu_type"]
+        gpu = CounterMetricFamily(
+            "dgpo_usage_gpu_seconds", "GPU-seconds of ended attempts", labels=labels
+        )
+        wall = CounterMetricFamily(
+            "dgpo_usage_wall_seconds", "Wall seconds of ended attempts", labels=labels
+        )
+        for row in usage.totals(session):
+            key = [row.owner, row.queue, row.gpu_type]
+            gpu.add_metric(key, row.gpu_seconds)
+            wall.add_metric(key, row.wall_seconds)
+        yield from (gpu, wall)
 
     def _durations(self, session: Session) -> Metric:
         family = HistogramMetricFamily(

@@ -195,6 +195,21 @@ class QueueOut(BaseModel):
     """Waiting jobs that no live worker serves, or that no live slot is large enough for."""
 
 
+class UsageRowOut(BaseModel):
+    key: str
+    """The job id, principal or queue the row sums."""
+    attempts: int
+    wall_seconds: float
+    gpu_seconds: float
+
+
+class UsageOut(BaseModel):
+    by: str
+    since: datetime
+    until: datetime
+    rows: list[UsageRowOut]
+
+
 class WorkerOut(_Out):
     id: str
     host: str

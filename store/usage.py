@@ -10,6 +10,7 @@ held; a CPU job (`gpus: 0`) uses none.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, func, insert, select
 from sqlalchemy.orm import Session
@@ -81,6 +82,22 @@ def summed(
     if owner is not None:
         stmt = stmt.where(USAGE.c.owner == owner)
     return [UsageRow(k, n, float(w or 0), float(g or 0)) for k, n, w, g in session.execute(stmt)]
+
+
+def totals(session: Session) -> list[Any]:
+    """All-time (owner, queue, gpu_type, wall_seconds, gpu_seconds) sums: the Prometheus
+    counters (rows are only ever appended, so the sums never decrease)."""
+    return list(
+        session.execute(
+            select(
+                USAGE.c.owner,
+                USAGE.c.queue,
+                USAGE.c.gpu_type,
+                func.sum(USAGE.c.wall_seconds).label("wall_seconds"),
+                func.sum(USAGE.c.gpu_seconds).label("gpu_seconds"),
+            ).group_by(USAGE.c.owner, USAGE.c.queue, USAGE.c.gpu_type)
+        )
+    )
 
 
 def recent_gpu_seconds(
