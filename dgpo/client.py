@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -220,6 +221,10 @@ class DgpoClient:
         """GET /usage: attempts, wall and GPU seconds per principal, job or queue."""
         params = {"by": by, "since": since.isoformat(), "until": until.isoformat()}
         return self._request("GET", "/usage", params=params)
+
+    def drain_worker(self, worker_id: str) -> Json:
+        """POST /workers/{id}/drain (admin): the worker stops claiming; its jobs finish."""
+        return self._request("POST", f"/workers/{quote(worker_id, safe='')}/drain")
 
     def healthz(self) -> Json:
         return self._request("GET", "/healthz")

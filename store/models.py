@@ -253,7 +253,15 @@ class EvalResult(Base):
 
 class WorkerStatus(StrEnum):
     ALIVE = "alive"
+    DRAINING = "draining"
+    """An operator asked it to stop claiming; its running jobs finish."""
+    DRAINED = "drained"
+    """Draining and holding no job: it may be stopped without losing work."""
     DEAD = "dead"
+
+
+HEARTBEATING = frozenset({WorkerStatus.ALIVE, WorkerStatus.DRAINING, WorkerStatus.DRAINED})
+"""The statuses of a worker that still heartbeats (only an alive one claims)."""
 
 
 class Worker(Base):

@@ -25,7 +25,9 @@ The order (documented in docs/operations.md), smallest first, per principal p:
 
 Claims are serialised by a transaction-scoped advisory lock on Postgres, so two slots
 never decide from the same snapshot of usage; a claim is one short transaction per
-attempt, so the lock costs nothing measurable.
+attempt, so the lock costs nothing measurable. A slot of a draining worker claims
+nothing and hands its message back (`store.workers.drain` takes the same lock, so a
+drain never misses a claim in flight).
 """
 
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ from config.settings import get_settings
 from store import lifecycle, usage
 from store.fleet import REQUESTED_GPU_TYPE, REQUESTED_GPUS
 from store.lifecycle import Claimed
-from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, utcnow
+from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
 
 CLAIM_LOCK = 0x64677030  # "dgp0": any constant shared by every claimer
 _GPUS = func.coalesce(REQUESTED_GPUS, 0)
@@ -80,15 +82,19 @@ class _Candidate:
 def place(session: Session, job_id: str, slot: Slot, lease_s: float) -> Placed:
     """Claim the job `slot` should run next, prompted by `job_id`'s message (the caller
     commits)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+    serialize_claims(session)
     now = utcnow()
     message_job = session.execute(
         select(Job.queue, Job.status, Job.not_before, _GPUS).where(Job.id == job_id)
     ).one_or_none()
     if message_job is None or message_job.status != JobStatus.QUEUED:
         return Placed(None, None, False, "not queued (already claimed, finished or cancelled)")
-    queues = _served_queues(session, slot.worker) or [message_job.queue]
+    worker = session.execute(
+        select(Worker.queues, Worker.status).where(Worker.id == slot.worker)
+    ).one_or_none()
+    if worker is not None and worker.status in (WorkerStatus.DRAINING, WorkerStatus.DRAINED):
+        return Placed(None, None, True, f"worker {slot.worker} is draining")
+    queues = list(worker.queues) if worker is not None else [message_job.queue]
     if message_job.queue not in queues:
         queues.append(message_job.queue)
     for candidate in _ranked(session, _candidates(session, queues, slot, now), slot, now):
@@ -107,8 +113,10 @@ def place(session: Session, job_id: str, slot: Slot, lease_s: float) -> Placed:
     return Placed(None, None, True, why)
 
 
-def _served_queues(session: Session, worker: str) -> list[str]:
-    return list(session.scalar(select(Worker.queues).where(Worker.id == worker)) or [])
+def serialize_claims(session: Session) -> None:
+    """Hold the claim lock until the transaction ends: no claim decides meanwhile."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
 
 
 def _candidates(session: Session, queues: list[str], slot: Slot, now: datetime) -> list[_Candidate]:

@@ -147,3 +147,30 @@ def test_two_principals_of_equal_weight_share_two_slots(
     print(f"claim order {''.join(order)}; slot-seconds while both waited: {share}")
     assert 0.35 < share["a"] / (share["a"] + share["b"]) < 0.65, share
     worker.stop()
+
+
+def test_a_drained_worker_finishes_its_job_claims_no_more_and_loses_nothing(
+    start_worker: Callable[..., WorkerProcess],
+    client: TestClient,
+    tokens: dict[str, str],
+    train_request: Callable[..., dict],
+) -> None:
+    api = Api(client, tokens)
+    worker = start_worker("drainee", "gpu.drain")
+    request = train_request(
+        total_steps=4, every_steps=2, resources={"gpus": 1, "gpu_type": "drain"}
+    )
+    first = api.submit(request)
+    wait_for(lambda: api.job(first)["status"] == "running", "the first job to start")
+    drained = client.post(f"/workers/{worker.name}/drain", headers=api.headers)
+    assert drained.status_code == 200, drained.text
+    assert (drained.json()["status"], drained.json()["running_job_ids"]) == ("draining", [first])
+    second = api.submit(request)
+    assert api.wait(first, worker)["status"] == "succeeded"
+    wait_for(lambda: api.worker(worker.name).get("status") == "drained", "the worker to drain")
+    wait_for(lambda: "is draining" in worker.output(), "the second job's message handed back")
+    assert (api.job(second)["status"], api.job(second)["attempt"]) == ("queued", 0)
+    worker.stop()
+    rescuer = start_worker("undrained", "gpu.drain")
+    assert api.wait(second, rescuer)["status"] == "succeeded"
+    rescuer.stop()
