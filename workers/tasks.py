@@ -121,9 +121,10 @@ def _fail(lease: Lease, exc: BaseException) -> None:
 
 
 def hand_back(job_id: str, why: str, pause_s: float) -> None:
-    """Send the run message of `job_id`, which this slot did not run, back to its queue
-    after `pause_s` (a pause lets another slot take it rather than this one again)."""
+    """Send the run message of `job_id`, which this slot did not run, back to its queue,
+    then keep this slot busy for `pause_s` so that another slot takes it rather than this
+    one again at once (sent first: a slot killed in the pause loses nothing)."""
     log.info("job %s: handing its message back (%s)", job_id, why)
-    time.sleep(pause_s)
     if not dispatch.hand_back(job_id):
         log.warning("job %s: hand-back refused by the broker; the reconciler re-sends it", job_id)
+    time.sleep(pause_s)
