@@ -15,6 +15,7 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from config.env import DgpoSettings
+from config.fleet_policy import PrincipalPolicy, RetryPolicy
 
 
 class Settings(DgpoSettings):
@@ -43,6 +44,16 @@ class Settings(DgpoSettings):
     broker_publish_timeout_s: float = Field(default=2.0, gt=0)
     """Upper bound on one enqueue; a slow broker must not stall `POST /jobs`."""
     default_max_attempts: int = Field(default=3, ge=1)
+    """Attempts of a job whose spec names none; a spec's `max_attempts` may only lower it."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """`DGPO_RETRY='{"backoff_s": 30, "backoff_factor": 2, "backoff_max_s": 900,
+    "fail_fast": [...]}'`: back-off of transient failures, codes that fail at once."""
+    principals: dict[str, PrincipalPolicy] = Field(default_factory=dict)
+    """`DGPO_PRINCIPALS='{"team-a": {"weight": 2, "nominal_gpus": {"h100": 8}}}'`: quotas
+    and fair-share weight per principal; one not named gets `default_principal`."""
+    default_principal: PrincipalPolicy = Field(default_factory=PrincipalPolicy)
+    fair_share_window_s: float = Field(default=3600.0, gt=0)
+    """Recent usage, the fair-share tie-break after current usage, covers this window."""
     submit_batches_in_flight: int = Field(default=1, ge=1)
     """Concurrent group commits per API process; submissions arriving meanwhile wait and
     share the next one (more means smaller batches and more threads fighting for the GIL)."""
@@ -93,6 +104,10 @@ class Settings(DgpoSettings):
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.home / 'broker.sqlite'}"
         return self
+
+    def policy(self, principal: str) -> PrincipalPolicy:
+        """The operator's quotas and weight for `principal`."""
+        return self.principals.get(principal, self.default_principal)
 
     @property
     def is_sqlite(self) -> bool:

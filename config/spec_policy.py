@@ -19,7 +19,7 @@ from pathlib import Path
 from config.settings import Settings
 from trainer.data.model_info import context_length, local_model_problem
 from trainer.extras import missing_extras
-from trainer.spec import EvalSpec, TrainSpec
+from trainer.spec import EvalJobRequest, EvalSpec, TrainJobRequest, TrainSpec
 from trainer.spec.eval import BenchmarkRef, EvalSet
 
 HUB_ID = re.compile(
@@ -133,6 +133,33 @@ def _context(spec: TrainSpec | EvalSpec, known: tuple[int, str]) -> list[Violati
             + of_model,
         )
     ]
+
+
+def check_envelope(
+    request: TrainJobRequest | EvalJobRequest, principal: str, admin: bool, settings: Settings
+) -> list[Violation]:
+    """The envelope's asks within the operator's limits: `priority` at most the principal's
+    `max_priority` (an admin token may ask for any), `max_attempts` at most the default."""
+    found = []
+    cap = settings.policy(principal).max_priority
+    if request.priority > cap and not admin:
+        found.append(
+            Violation(
+                ("priority",),
+                f"principal {principal!r} may submit at most priority {cap} (its max_priority "
+                "in DGPO_PRINCIPALS); ask an admin to submit it higher",
+            )
+        )
+    default = settings.default_max_attempts
+    if request.max_attempts is not None and request.max_attempts > default:
+        found.append(
+            Violation(
+                ("max_attempts",),
+                f"a spec may only lower max_attempts; the operator allows at most {default} "
+                "(DGPO_DEFAULT_MAX_ATTEMPTS)",
+            )
+        )
+    return found
 
 
 def raise_if(violations: list[Violation]) -> None:

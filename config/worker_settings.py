@@ -42,6 +42,10 @@ class WorkerSettings(DgpoSettings):
     """RLIMIT_AS of each attempt's processes: a runaway allocation fails the attempt
     with a cause that says so instead of waking the host's OOM killer. Address space, not
     resident memory: for CPU workers (and tests) only, CUDA reserves far more than it uses."""
+    handback_delay_s: float = Field(default=2.0, ge=0)
+    """A slot that can run nothing of the job its message names (too few GPUs, principal
+    at its quota) waits this long before sending the message back, so that another slot
+    takes it instead of this one again at once."""
     worker_slots: int = Field(default=1, ge=1)
     """Set by `dgpo worker --slots`; each pool process pins to its share of the GPUs."""
     worker_gpus: str | None = None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dgpo.commands import demo, embedded, evals, jobs, schedules
+from dgpo.commands import demo, embedded, evals, jobs, schedules, usage, workers
 from dgpo.commands._api import err_console
 from store.models import DEFAULT_PRINCIPAL, TokenScope
 from workers.cli import beat_command, worker_command
@@ -15,8 +15,10 @@ app = typer.Typer(help="DGPO training service.", no_args_is_help=True)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(evals.app, name="evals")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(workers.app, name="workers")
 app.command("up")(embedded.up)
 app.command("demo")(demo.demo)
+app.command("usage")(usage.usage)
 token_app = typer.Typer(help="Create and revoke API tokens (writes the database).")
 app.add_typer(token_app, name="token")
 app.command("worker")(worker_command)

@@ -14,9 +14,11 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -252,6 +254,15 @@ class DgpoClient:
     def workers(self, *, status: str | None = None) -> list[Json]:
         params = {"status": status} if status else {}
         return self._request("GET", "/workers", params=params)
+
+    def usage(self, *, by: str, since: datetime, until: datetime) -> Json:
+        """GET /usage: attempts, wall and GPU seconds per principal, job or queue."""
+        params = {"by": by, "since": since.isoformat(), "until": until.isoformat()}
+        return self._request("GET", "/usage", params=params)
+
+    def drain_worker(self, worker_id: str) -> Json:
+        """POST /workers/{id}/drain (admin): the worker stops claiming; its jobs finish."""
+        return self._request("POST", f"/workers/{quote(worker_id, safe='')}/drain")
 
     def healthz(self) -> Json:
         return self._request("GET", "/healthz")

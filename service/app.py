@@ -9,7 +9,7 @@ from fastapi_offline import FastAPIOffline
 
 from config.settings import get_settings
 from service import errors, request_guard
-from service.api.routes import evals, fleet, health, jobs, schedules, tokens
+from service.api.routes import evals, fleet, health, jobs, schedules, tokens, usage
 from service.fleet_metrics import FleetCollector
 from service.intake import SubmitBatcher
 from service.observability import LatencyMiddleware, Telemetry
@@ -68,6 +68,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)  # first: routes are matched in order, POST /jobs is hot
     app.include_router(health.router)
     app.include_router(fleet.router)
+    app.include_router(usage.router)
     app.include_router(evals.router)
     app.include_router(schedules.router)
     app.include_router(tokens.router)

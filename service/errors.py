@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 
 from config.spec_policy import SpecRefused
-from store.errors import NotFound, Unprocessable
+from store.errors import NotFound, QuotaExceeded, Unprocessable
 from store.lifecycle import IllegalTransition
 
 
@@ -15,7 +15,11 @@ def _json(status: int, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail})
 
 
-STATUS_OF: dict[type[Exception], int] = {NotFound: 404, IllegalTransition: 409}
+STATUS_OF: dict[type[Exception], int] = {
+    NotFound: 404,
+    IllegalTransition: 409,
+    QuotaExceeded: 429,
+}
 """Domain exceptions whose message is the whole answer."""
 
 

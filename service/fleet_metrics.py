@@ -8,11 +8,16 @@ the same truth and nothing goes stale when a worker dies.
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 
-from store import fleet
+from store import fleet, usage
 from store.db import get_sessionmaker
 from store.models import utcnow
 
@@ -20,13 +25,15 @@ DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 
 
 
 class FleetCollector(Collector):
-    """Queue wait and demand per GPU type, job durations, worker heartbeat ages."""
+    """Queue wait and demand per GPU type and per job shape, job durations, worker
+    heartbeat ages."""
 
     def collect(self) -> Iterator[Metric]:
         with get_sessionmaker()() as session:
             yield from self._queue(session)
             yield self._durations(session)
             yield self._heartbeats(session)
+            yield from self._usage(session)
 
     def _queue(self, session: Session) -> Iterator[Metric]:
         labels = ["queue", "gpu_type"]
@@ -46,6 +53,47 @@ class FleetCollector(Collector):
         slots = GaugeMetricFamily("dgpo_worker_slots", "Job slots of live workers")
         slots.add_metric([], summary.slots_alive)
         yield from (wait, gpus, busy, slots)
+        yield from self._shapes(summary)
+
+    def _shapes(self, summary: fleet.FleetLoad) -> Iterator[Metric]:
+        labels = ["queue", "gpu_type", "gpus"]
+        queued = GaugeMetricFamily(
+            "dgpo_queue_shape_jobs", "Queued jobs per shape (GPUs per job)", labels=labels
+        )
+        wait = GaugeMetricFamily(
+            "dgpo_queue_shape_oldest_wait_seconds",
+            "Age of the oldest queued job of each shape",
+            labels=labels,
+        )
+        unfit = GaugeMetricFamily(
+            "dgpo_queue_shape_unplaceable",
+            "1 when no live slot serving the queue has this many GPUs",
+            labels=labels,
+        )
+        for shape in summary.shapes:
+            key = [shape.queue, shape.gpu_type, str(shape.gpus)]
+            queued.add_metric(key, shape.queued)
+            wait.add_metric(key, shape.oldest_wait_seconds or 0.0)
+            unfit.add_metric(key, 0 if shape.fits_live_slot else 1)
+        largest = GaugeMetricFamily(
+            "dgpo_queue_largest_request_gpus", "The most GPUs one queued job asks for"
+        )
+        largest.add_metric([], summary.largest_queued_gpus)
+        yield from (queued, wait, unfit, largest)
+
+    def _usage(self, session: Session) -> Iterator[Metric]:
+        labels = ["principal", "queue", "gpu_type"]
+        gpu = CounterMetricFamily(
+            "dgpo_usage_gpu_seconds", "GPU-seconds of ended attempts", labels=labels
+        )
+        wall = CounterMetricFamily(
+            "dgpo_usage_wall_seconds", "Wall seconds of ended attempts", labels=labels
+        )
+        for row in usage.totals(session):
+            key = [row.owner, row.queue, row.gpu_type]
+            gpu.add_metric(key, row.gpu_seconds)
+            wall.add_metric(key, row.wall_seconds)
+        yield from (gpu, wall)
 
     def _durations(self, session: Session) -> Metric:
         family = HistogramMetricFamily(

@@ -13,7 +13,7 @@ import anyio.to_thread
 from prometheus_client import Histogram
 
 from service.schemas import JobOut
-from store import fleet, jobs
+from store import fleet, jobs, quotas
 from store.db import get_sessionmaker
 
 Answer = tuple[JobOut, bool]
@@ -80,17 +80,21 @@ class SubmitBatcher:
 
 
 def submit_batch(batch: list[jobs.NewJob]) -> list[Answer | Exception]:
-    """Insert and publish the batch (`jobs.submit_jobs`), and answer each request with its
-    job and a warning when no live worker serves its queue (one thread hop)."""
+    """Insert and publish the batch (`jobs.submit_jobs`) less the entries past their
+    principal's queued limit, and answer each request with its job and a warning when no
+    live worker serves its queue or has a slot it fits (one thread hop)."""
     with get_sessionmaker()() as session:
         # Read in the insert's transaction: no BEGIN and ROLLBACK of its own.
-        served = fleet.served_queues(session)
-        outcomes = jobs.submit_jobs(session, batch)
+        served = fleet.served_slots(session)
+        refused = quotas.over_queued_limit(session, [new.values["owner"] for new in batch])
+        admitted = [new for new, why in zip(batch, refused, strict=True) if why is None]
+        inserted = iter(jobs.submit_jobs(session, admitted))
+    outcomes = [why or next(inserted) for why in refused]
     return [o if isinstance(o, Exception) else _answer(o, served) for o in outcomes]
 
 
-def _answer(outcome: jobs.Submitted, served: set[str]) -> Answer:
+def _answer(outcome: jobs.Submitted, served: dict[str, int]) -> Answer:
     job, replayed = outcome
     out = JobOut.model_validate(job)
-    out.warnings = fleet.queue_warnings([out.queue], served)
+    out.warnings = fleet.queue_warnings([(out.queue, out.gpus)], served)
     return out, replayed

@@ -42,6 +42,19 @@ FROM_SPEC = ("gpus", "gpu_type", "resources", "total_steps")
 keeps no copy)."""
 
 
+class JobErrorOut(BaseModel):
+    """Why the job's last failed attempt failed; `code` is one of docs/operations.md's
+    failure codes (`data_missing`, `killed`, ...), for clients to branch on."""
+
+    code: str
+    message: str
+    attempt: int
+
+
+ERROR_COLUMNS = ["error_code", "error_attempt"]
+"""Row columns that, with `error` (the message), make `JobOut.error`."""
+
+
 class JobOut(_Out):
     id: str
     kind: str
@@ -65,7 +78,10 @@ class JobOut(_Out):
     current_step: int | None
     total_steps: int | None
     """A train job's steps; None for an eval job."""
-    error: str | None
+    error: JobErrorOut | None
+    """The last attempt failure (also while a retry waits or runs); None if none failed."""
+    not_before: datetime | None
+    """A retry waiting for its back-off: no worker starts it before this."""
     created_at: datetime
     queued_at: datetime | None
     started_at: datetime | None
@@ -83,11 +99,23 @@ class JobOut(_Out):
     def _read_from_spec(cls, job: Any) -> Any:
         """A row (or the values of one) plus the fields its spec holds."""
         if not isinstance(job, dict):
-            names = (f.validation_alias or n for n, f in cls.model_fields.items())
+            names = [f.validation_alias or n for n, f in cls.model_fields.items()]
+            names += ERROR_COLUMNS
             job = {n: getattr(job, n) for n in names if n not in FROM_SPEC and hasattr(job, n)}
         spec = job["spec"]
+        message = job.get("error")
+        error = (
+            message
+            if not isinstance(message, str)
+            else {
+                "code": job.get("error_code") or "unknown",
+                "message": message,
+                "attempt": job.get("error_attempt") or job["attempt"],
+            }
+        )
         return {
             **job,
+            "error": error,
             "gpus": spec["resources"]["gpus"],
             "gpu_type": spec["resources"]["gpu_type"],
             "resources": spec["resources"],
@@ -174,12 +202,43 @@ class QueueRow(BaseModel):
     running_gpus: int
 
 
+class ShapeRow(BaseModel):
+    queue: str
+    gpu_type: str
+    gpus: int
+    """GPUs per job: one 8-GPU job and eight 1-GPU jobs are different rows."""
+    queued: int
+    oldest_wait_seconds: float | None
+    running: int
+    fits_live_slot: bool
+    """False: no live worker serving the queue has a slot this large (the jobs wait)."""
+
+
 class QueueOut(BaseModel):
     queues: list[QueueRow]
+    shapes: list[ShapeRow]
+    """Demand by job shape (queue, GPU type, GPUs per job)."""
+    largest_queued_gpus: int
+    """The most GPUs a single queued job asks for."""
     workers_alive: int
     slots_alive: int
     warnings: list[str] = []
-    """Queues with waiting jobs that no live worker serves."""
+    """Waiting jobs that no live worker serves, or that no live slot is large enough for."""
+
+
+class UsageRowOut(BaseModel):
+    key: str
+    """The job id, principal or queue the row sums."""
+    attempts: int
+    wall_seconds: float
+    gpu_seconds: float
+
+
+class UsageOut(BaseModel):
+    by: str
+    since: datetime
+    until: datetime
+    rows: list[UsageRowOut]
 
 
 class WorkerOut(_Out):

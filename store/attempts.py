@@ -4,11 +4,12 @@ Every function raises `LeaseLost` when another attempt owns the job by now; that
 attempt decides how the job ends.
 """
 
+from datetime import timedelta
 from typing import Any
 
 from store.leases import Lease, fenced
-from store.lifecycle import transition
-from store.models import JobStatus
+from store.lifecycle import JobError, transition
+from store.models import JobStatus, utcnow
 
 
 def finish(lease: Lease, cancelled: bool, message: str, data: dict[str, Any]) -> None:
@@ -18,19 +19,31 @@ def finish(lease: Lease, cancelled: bool, message: str, data: dict[str, Any]) ->
         transition(session, job, status, message, data=data)
 
 
-def fail(lease: Lease, error: str, data: dict[str, Any], *, crashed: bool) -> bool:
-    """The attempt failed: a crashed child's job is re-queued while attempts remain, a
-    job being cancelled is cancelled, any other fails. True if it was re-queued."""
+def fail(lease: Lease, error: JobError, data: dict[str, Any], *, retry_in: float | None) -> bool:
+    """The attempt failed with `error`: with `retry_in` seconds of back-off (None: a
+    failure that fails the same way again) its job is re-queued while attempts remain, due
+    after the back-off and preferring another worker; a job being cancelled is cancelled;
+    any other fails. True if it was re-queued."""
+    payload = {**data, "error": error.as_dict()}
     with fenced(lease) as (session, job):
-        requeue = crashed and job.status == JobStatus.RUNNING and job.attempt < job.max_attempts
-        if requeue:
-            message = f"attempt {lease.attempt} of {job.max_attempts} failed; re-queued"
-            transition(session, job, JobStatus.QUEUED, message, error=error, data=data)
-        elif job.status == JobStatus.CANCELLING:
-            transition(session, job, JobStatus.CANCELLED, f"cancelled; {error}", data=data)
-        else:
-            transition(session, job, JobStatus.FAILED, error, error=error, data=data)
-    return requeue
+        left = job.attempt < job.max_attempts
+        if job.status == JobStatus.CANCELLING:
+            transition(session, job, JobStatus.CANCELLED, f"cancelled; {error.message}", data=data)
+            return False
+        if retry_in is None or not left:
+            why = "not retried: it fails the same way again" if left else "no attempts left"
+            message = f"attempt {lease.attempt} of {job.max_attempts} failed ({error.code}); {why}"
+            transition(session, job, JobStatus.FAILED, message, error=error, data=payload)
+            return False
+        job.not_before = utcnow() + timedelta(seconds=retry_in)
+        job.last_failed_on = lease.owner
+        message = (
+            f"attempt {lease.attempt} of {job.max_attempts} failed ({error.code}: "
+            f"{error.message}); retrying after {retry_in:g} s of back-off"
+        )
+        payload |= {"retry_in_s": retry_in, "not_before": job.not_before.isoformat()}
+        transition(session, job, JobStatus.QUEUED, message, error=error, data=payload)
+        return True
 
 
 def requeue_uncounted(lease: Lease, message: str, data: dict[str, Any]) -> bool:

@@ -77,6 +77,26 @@ def resend(job_ids: Collection[str], resent_by: str) -> list[str]:
         return send(session, [RunMessage(*row) for row in rows], resent_by)
 
 
+def hand_back(job_id: str) -> bool:
+    """Publish the run message of `job_id` again if it is still queued, writing nothing:
+    a slot that could not or did not run it spent its message (`store.placement`). True
+    if sent or no longer needed."""
+    with get_sessionmaker()() as session:
+        row = session.execute(
+            select(JOBS.c.id, JOBS.c.queue, JOBS.c.priority).where(
+                JOBS.c.id == job_id, JOBS.c.status == JobStatus.QUEUED
+            )
+        ).one_or_none()
+    if row is None:
+        return True
+    try:
+        broker.enqueue([RunMessage(*row)])
+    except Exception as exc:  # any transport error
+        log.warning("hand-back of job %s failed: %s", job_id, exc)
+        return False
+    return True
+
+
 def mark(session: Session, job_ids: Sequence[str], now: datetime) -> list[tuple[str, int]]:
     """Stamp `enqueued_at` (and `updated_at`) with `now` on the jobs still queued, in the
     caller's transaction; their ids and attempts."""

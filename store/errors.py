@@ -36,3 +36,7 @@ class IdempotencyMismatch(Unprocessable):
 
 class BadRequest(Unprocessable):
     """A parameter that parsed but makes no sense, e.g. a malformed cursor (422)."""
+
+
+class QuotaExceeded(Exception):
+    """A principal is at an operator-set limit (429); the message names the limit."""

@@ -36,51 +36,88 @@ class QueueLoad:
 
 
 @dataclass
+class ShapeLoad:
+    """Demand and load of one job shape: a (queue, GPU type, GPUs per job). An autoscaler
+    reads it to tell one 8-GPU job from eight 1-GPU jobs."""
+
+    queue: str
+    gpu_type: str
+    gpus: int
+    queued: int = 0
+    oldest_wait_seconds: float | None = None
+    running: int = 0
+    fits_live_slot: bool = True
+    """Some live worker serving the queue has a slot with at least `gpus` GPUs."""
+
+
+@dataclass
 class FleetLoad:
     queues: list[QueueLoad]
+    shapes: list[ShapeLoad]
+    largest_queued_gpus: int
+    """The most GPUs one queued job asks for (0: none queued, or only CPU jobs)."""
     workers_alive: int
     slots_alive: int
     warnings: list[str] = field(default_factory=list)
-    """Queues with waiting jobs that no live worker serves."""
+    """Queued jobs that no live worker serves, or that no live slot is large enough for."""
 
 
 def queue_summary(session: Session) -> FleetLoad:
-    """Queued jobs and requested GPUs per (queue, GPU type), oldest wait, running load."""
+    """Per (queue, GPU type) and per job shape: queued jobs, requested GPUs, oldest wait,
+    running load; the largest queued request; warnings for jobs nothing can run."""
     active = [JobStatus.QUEUED, *ACTIVE_STATUSES]
+    gpus_column = func.coalesce(REQUESTED_GPUS, 0)
     rows = session.execute(
         select(
             Job.queue,
             REQUESTED_GPU_TYPE,
+            gpus_column,
             Job.status,
             func.count(),
-            func.coalesce(func.sum(REQUESTED_GPUS), 0),
             func.min(Job.queued_at),
         )
         .where(Job.status.in_(active))
-        .group_by(Job.queue, REQUESTED_GPU_TYPE, Job.status)
+        .group_by(Job.queue, REQUESTED_GPU_TYPE, gpus_column, Job.status)
     ).all()
     now = utcnow()
+    served = served_slots(session)
     table: dict[tuple[str, str], QueueLoad] = {}
-    for queue, gpu_type, status, count, gpus, oldest in rows:
+    shapes: dict[tuple[str, str, int], ShapeLoad] = {}
+    for queue, gpu_type, gpus, status, count, oldest in rows:
+        gpus = int(gpus)
         row = table.setdefault((queue, gpu_type), QueueLoad(queue, gpu_type))
+        shape = shapes.setdefault(
+            (queue, gpu_type, gpus),
+            ShapeLoad(queue, gpu_type, gpus, fits_live_slot=served.get(queue, -1) >= gpus),
+        )
         if status == JobStatus.QUEUED:
-            row.queued, row.queued_gpus = count, int(gpus)
-            row.oldest_wait_seconds = _age(now, oldest)
+            row.queued += count
+            row.queued_gpus += count * gpus
+            row.oldest_wait_seconds = _oldest(row.oldest_wait_seconds, _age(now, oldest))
+            shape.queued += count
+            shape.oldest_wait_seconds = _oldest(shape.oldest_wait_seconds, _age(now, oldest))
         else:
             row.running += count
-            row.running_gpus += int(gpus)
+            row.running_gpus += count * gpus
+            shape.running += count
     alive = session.execute(
         select(func.count(), func.coalesce(func.sum(Worker.slots), 0)).where(
             Worker.status == WorkerStatus.ALIVE
         )
     ).one()
-    waiting = [row.queue for row in table.values() if row.queued]
+    waiting = [(s.queue, s.gpus) for s in shapes.values() if s.queued]
     return FleetLoad(
         queues=sorted(table.values(), key=lambda r: (r.queue, r.gpu_type)),
+        shapes=sorted(shapes.values(), key=lambda s: (s.queue, s.gpu_type, s.gpus)),
+        largest_queued_gpus=max((gpus for _, gpus in waiting), default=0),
         workers_alive=alive[0],
         slots_alive=int(alive[1]),
-        warnings=queue_warnings(waiting, served_queues(session)),
+        warnings=queue_warnings(waiting, served),
     )
+
+
+def _oldest(a: float | None, b: float | None) -> float | None:
+    return max((x for x in (a, b) if x is not None), default=None)
 
 
 def _age(now: datetime, then: datetime | None) -> float | None:
@@ -109,20 +146,43 @@ def recent_workers(session: Session, dead_since: datetime) -> tuple[Sequence[Wor
 
 def served_queues(session: Session) -> set[str]:
     """Every queue some live worker consumes."""
+    return set(served_slots(session))
+
+
+def served_slots(session: Session) -> dict[str, int]:
+    """Every queue some live worker consumes, with the most GPUs one of its slots holds
+    (a worker's GPUs split equally among its slots)."""
     workers = Worker.__table__  # Core, not ORM: it runs once per group commit of POST /jobs
     rows = session.execute(
-        select(workers.c.queues).where(workers.c.status == WorkerStatus.ALIVE)
-    ).scalars()
-    return {queue for queues in rows for queue in queues}
+        select(workers.c.queues, workers.c.gpu_count, workers.c.slots).where(
+            workers.c.status == WorkerStatus.ALIVE
+        )
+    )
+    largest: dict[str, int] = {}
+    for queues, gpu_count, slots in rows:
+        per_slot = gpu_count // max(slots, 1)
+        for queue in queues:
+            largest[queue] = max(largest.get(queue, 0), per_slot)
+    return largest
 
 
-def queue_warnings(queues: Iterable[str], served: set[str]) -> list[str]:
-    """One line per queue no live worker serves: its jobs wait until a worker starts."""
-    return [
-        f"no live worker serves queue {queue}; the job waits until one does "
-        f"(start one with `dgpo worker --queues {queue}`)"
-        for queue in sorted(set(queues) - served)
-    ]
+def queue_warnings(waiting: Iterable[tuple[str, int]], served: dict[str, int]) -> list[str]:
+    """One line per queue no live worker serves, and per job size no live slot of its queue
+    is large enough for: such jobs wait until a worker that can run them starts."""
+    warnings = []
+    for queue, gpus in sorted(set(waiting)):
+        if queue not in served:
+            warnings.append(
+                f"no live worker serves queue {queue}; the job waits until one does "
+                f"(start one with `dgpo worker --queues {queue}`)"
+            )
+        elif gpus > served[queue]:
+            warnings.append(
+                f"no live worker on queue {queue} has a slot with {gpus} GPUs (the largest "
+                f"has {served[queue]}); the job waits until one does (start a worker with "
+                f"at least {gpus} GPUs per slot: `dgpo worker --slots` = its GPUs / {gpus})"
+            )
+    return list(dict.fromkeys(warnings))
 
 
 def jobs_by_status(session: Session) -> dict[str, int]:

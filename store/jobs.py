@@ -100,6 +100,7 @@ def new_job(request: JobRequestModel, idempotency_key: str | None, owner: str) -
     # spec plus the envelope, so `request.spec()` would only validate it a second time.
     dumped = request.model_dump(mode="json")
     resources = request.resources
+    default_attempts = get_settings().default_max_attempts
     now = utcnow()
     return NewJob(
         {
@@ -114,7 +115,7 @@ def new_job(request: JobRequestModel, idempotency_key: str | None, owner: str) -
             "idempotency_key": idempotency_key,
             "request_hash": _hash_dump(dumped),
             "attempt": 0,
-            "max_attempts": get_settings().default_max_attempts,
+            "max_attempts": min(request.max_attempts or default_attempts, default_attempts),
             "fencing_token": 0,
             "progress": 0.0,
             "created_at": now,

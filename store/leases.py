@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
-from store import lifecycle
+from store import lifecycle, placement
 from store.db import get_sessionmaker, retrying
 from store.models import ACTIVE_STATUSES, Job, utcnow
 
@@ -50,6 +50,24 @@ def claim(job_id: str, owner: str, lease_s: float) -> Lease | None:
         return Lease(job_id, claimed.token, claimed.attempt, owner, claimed.kind, claimed.spec)
 
     return retrying(attempt, f"job {job_id}: claim")
+
+
+def place(
+    job_id: str, slot: placement.Slot, lease_s: float
+) -> tuple[Lease | None, placement.Placed]:
+    """Claim the job `slot` should run next, prompted by `job_id`'s run message
+    (`store.placement`): its lease (None: nothing to run here) and what happened."""
+
+    def attempt() -> tuple[Lease | None, placement.Placed]:
+        with get_sessionmaker()() as session, session.begin():
+            placed = placement.place(session, job_id, slot, lease_s)
+        got = placed.claimed
+        if got is None or placed.job_id is None:
+            return None, placed
+        lease = Lease(placed.job_id, got.token, got.attempt, slot.worker, got.kind, got.spec)
+        return lease, placed
+
+    return retrying(attempt, f"job {job_id}: place")
 
 
 def _current(lease: Lease) -> tuple[ColumnElement[bool], ...]:

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
-from store.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
+from store import usage
+from store.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
 
 S = JobStatus
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
@@ -25,6 +26,19 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     S.CANCELLED: frozenset(),
 }
 """running → queued is the re-enqueue after a lost lease (crashed worker)."""
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why an attempt failed: a code a client can branch on (`workers.failure_codes`),
+    the one-line message, and the attempt it ended. The API's `error` object."""
+
+    code: str
+    message: str
+    attempt: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "attempt": self.attempt}
 
 
 class IllegalTransition(Exception):
@@ -73,17 +87,20 @@ def transition(
     dst: JobStatus,
     message: str = "",
     *,
-    error: str | None = None,
+    error: JobError | None = None,
     data: dict[str, Any] | None = None,
 ) -> JobEvent:
     """Move `job` to `dst`, stamp its timestamps, and append a `status` event.
 
     Leaving `running` for `queued` or a terminal status releases the lease; the fencing
-    token stays, so a late write from the old lease holder is still refused.
+    token stays, so a late write from the old lease holder is still refused. Leaving an
+    active status ends the attempt: its time on the slot is recorded (`store.usage`).
     """
     src = job.status
     check_transition(job.id, src, dst)
     now = utcnow()
+    if src in ACTIVE_STATUSES and dst not in ACTIVE_STATUSES:
+        usage.record(session, job, str(dst), now)
     job.status = dst
     if dst == S.RUNNING and job.started_at is None:
         job.started_at = now
@@ -98,7 +115,7 @@ def transition(
         job.lease_owner = None
         job.lease_expires_at = None
     if error is not None:
-        job.error = error
+        job.error, job.error_code, job.error_attempt = error.message, error.code, error.attempt
     job.updated_at = now
     return _status_event(session, job, src, dst, message, error, data)
 
@@ -132,6 +149,7 @@ def claim(session: Session, job_id: str, owner: str, lease_s: float) -> Claimed 
             fencing_token=Job.fencing_token + 1,
             attempt=Job.attempt + 1,
             started_at=func.coalesce(Job.started_at, now),
+            attempt_started_at=now,
             updated_at=now,
         )
         .returning(Job.id, Job.attempt, Job.fencing_token, Job.kind, Job.spec)
@@ -150,11 +168,11 @@ def _status_event(
     src: str,
     dst: JobStatus,
     message: str,
-    error: str | None,
+    error: JobError | None,
     data: dict[str, Any] | None,
 ) -> JobEvent:
     """The `status` event of one change: from, to, the error and the caller's data."""
     payload = {"from": src, "to": str(dst), **(data or {})}
     if error is not None:
-        payload["error"] = error
+        payload["error"] = error.as_dict()
     return append_event(session, job, "status", message or f"{src} → {dst}", payload)

@@ -72,7 +72,7 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0005_i26"
 """The Alembic revision these models match; `/readyz` refuses any other database."""
 
 DEFAULT_PRINCIPAL = "default"
@@ -123,6 +123,17 @@ class Job(Base):
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     current_step: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
+    """The last attempt failure's message; with `error_code` and `error_attempt` the API's
+    `error` object."""
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    """Its class (`workers.failure_codes`): `data_missing`, `killed`, ..."""
+    error_attempt: Mapped[int | None]
+    not_before: Mapped[datetime | None]
+    """A re-queued transient failure waits for its back-off: nothing claims it earlier."""
+    attempt_started_at: Mapped[datetime | None]
+    """When the current (or last) attempt was claimed; its usage runs from here."""
+    last_failed_on: Mapped[str | None] = mapped_column(String(255))
+    """The worker of the last failed attempt; its retry prefers another one."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -158,6 +169,33 @@ class JobEvent(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     attempt: Mapped[int] = mapped_column(default=0)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AttemptUsage(Base):
+    """One ended attempt's time on its slot: what `GET /usage` and fair share add up."""
+
+    __tablename__ = "attempt_usage"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int]
+    owner: Mapped[str] = mapped_column(String(255))
+    queue: Mapped[str] = mapped_column(String(64))
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    gpus: Mapped[int]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16))
+    """The status the attempt left the job in: succeeded, failed, cancelled or queued."""
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    wall_seconds: Mapped[float] = mapped_column(Float)
+    gpu_seconds: Mapped[float] = mapped_column(Float)
+    """`wall_seconds` times the GPUs the job held (0 for a CPU job)."""
+
+    __table_args__ = (
+        Index("ix_attempt_usage_ended", "ended_at"),
+        Index("ix_attempt_usage_job", "job_id"),
+    )
 
 
 class Metric(Base):
@@ -215,7 +253,15 @@ class EvalResult(Base):
 
 class WorkerStatus(StrEnum):
     ALIVE = "alive"
+    DRAINING = "draining"
+    """An operator asked it to stop claiming; its running jobs finish."""
+    DRAINED = "drained"
+    """Draining and holding no job: it may be stopped without losing work."""
     DEAD = "dead"
+
+
+HEARTBEATING = frozenset({WorkerStatus.ALIVE, WorkerStatus.DRAINING, WorkerStatus.DRAINED})
+"""The statuses of a worker that still heartbeats (only an alive one claims)."""
 
 
 class Worker(Base):

@@ -5,11 +5,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, or_, select
 
 from store import fleet
 from store.db import get_sessionmaker
-from store.lifecycle import transition
+from store.lifecycle import JobError, transition
 from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 
 
@@ -60,8 +60,9 @@ def recover_expired_leases() -> Recovered:
                     f"{job.max_attempts}; giving up. Check that worker's logs (out of memory, "
                     "preemption?) and resubmit, or raise max_attempts."
                 )
+                lost = JobError("node_lost", error, job.attempt)
                 transition(
-                    session, job, JobStatus.FAILED, "lease expired, no attempts left", error=error
+                    session, job, JobStatus.FAILED, "lease expired, no attempts left", error=lost
                 )
                 recovered.failed.append(job_id)
             else:
@@ -70,6 +71,9 @@ def recover_expired_leases() -> Recovered:
                     job,
                     JobStatus.QUEUED,
                     f"lease of worker {owner} expired during attempt {job.attempt}; re-queued",
+                    error=JobError(
+                        "node_lost", f"worker {owner} stopped heartbeating", job.attempt
+                    ),
                     data={"owner": owner},
                 )
                 recovered.requeued.append(job_id)
@@ -77,11 +81,14 @@ def recover_expired_leases() -> Recovered:
 
 
 def queued_jobs(excluding: Collection[str]) -> Sequence[Row[Any]]:
-    """(id, queue, priority, enqueued_at) of every queued job but those `excluding` names."""
+    """(id, queue, priority, enqueued_at) of every queued job that is due (its retry
+    back-off over, `not_before`) but those `excluding` names."""
     with get_sessionmaker()() as session:
         return session.execute(
             select(Job.id, Job.queue, Job.priority, Job.enqueued_at).where(
-                Job.status == JobStatus.QUEUED, Job.id.not_in(excluding)
+                Job.status == JobStatus.QUEUED,
+                Job.id.not_in(excluding),
+                or_(Job.not_before.is_(None), Job.not_before <= utcnow()),
             )
         ).all()
 

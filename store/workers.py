@@ -10,7 +10,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from store.db import get_sessionmaker
-from store.models import ACTIVE_STATUSES, Job, Worker, WorkerStatus, utcnow
+from store.errors import NotFound, Unprocessable
+from store.models import ACTIVE_STATUSES, HEARTBEATING, Job, Worker, WorkerStatus, utcnow
+from store.placement import serialize_claims
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ def register(worker_id: str, machine: Machine) -> None:
 
 def heartbeat(worker_id: str) -> bool:
     """Refresh the heartbeat and the jobs this worker holds leases on; False when its row
-    is gone (deleted by an operator while the worker lived: it registers again)."""
+    is gone (deleted by an operator while the worker lived: it registers again). A
+    draining worker stays draining until it holds no job, then reports `drained`."""
     with get_sessionmaker()() as session, session.begin():
         running = session.scalars(
             select(Job.id).where(Job.lease_owner == worker_id, Job.status.in_(ACTIVE_STATUSES))
@@ -54,9 +57,36 @@ def heartbeat(worker_id: str) -> bool:
         if worker is None:
             return False
         worker.heartbeat_at = utcnow()
-        worker.status = WorkerStatus.ALIVE
         worker.running_job_ids = list(running)
+        if worker.status == WorkerStatus.DEAD:
+            worker.status = WorkerStatus.ALIVE  # declared dead during a pause: it is back
+        elif worker.status != WorkerStatus.ALIVE:
+            worker.status = WorkerStatus.DRAINING if running else WorkerStatus.DRAINED
     return True
+
+
+def drain(worker_id: str) -> Worker:
+    """Stop `worker_id` claiming jobs; its running jobs finish, then it reports `drained`.
+    A draining or drained worker stays so; a dead one cannot be drained."""
+    with get_sessionmaker()() as session, session.begin():
+        serialize_claims(session)  # a claim in flight is committed, and seen below
+        worker = session.get(Worker, worker_id, with_for_update=True)
+        if worker is None:
+            raise NotFound(f"no worker with id {worker_id!r}; list them with GET /workers")
+        if worker.status == WorkerStatus.DEAD:
+            raise Unprocessable(
+                f"worker {worker_id} is dead (no heartbeat): there is nothing to drain",
+                ("path", "worker_id"),
+            )
+        if worker.status == WorkerStatus.ALIVE:
+            running = session.scalars(
+                select(Job.id).where(Job.lease_owner == worker_id, Job.status.in_(ACTIVE_STATUSES))
+            ).all()
+            worker.running_job_ids = list(running)
+            worker.status = WorkerStatus.DRAINING if running else WorkerStatus.DRAINED
+        session.flush()
+        session.expunge(worker)
+    return worker
 
 
 def deregister(worker_id: str) -> None:
@@ -75,7 +105,7 @@ def mark_dead(silent_since: datetime) -> list[str]:
         return list(
             session.scalars(
                 update(Worker)
-                .where(Worker.status == WorkerStatus.ALIVE, Worker.heartbeat_at < silent_since)
+                .where(Worker.status.in_(HEARTBEATING), Worker.heartbeat_at < silent_since)
                 .values(status=WorkerStatus.DEAD, running_job_ids=[])
                 .returning(Worker.id)
                 .execution_options(synchronize_session=False)

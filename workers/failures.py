@@ -9,8 +9,6 @@ import re
 import signal
 from pathlib import Path
 
-from trainer.devices import GpusUnavailableError
-
 OOM_EVENTS = Path("/sys/fs/cgroup/memory.events")
 MEMORY_ERRORS = (
     "MemoryError",
@@ -24,23 +22,12 @@ _RANK_SIGNAL = re.compile(r"Signal (\d+) \((SIG\w+)\) received by PID")
 _RANK = re.compile(r"^\s*rank\s*:\s*(\d+)", re.MULTILINE)
 
 
-NOT_RETRIED = (GpusUnavailableError.__name__,)
-"""Errors a child exits with that every further attempt on this worker would hit again."""
-
-
 class ChildFailed(RuntimeError):
     """The attempt's child exited without finishing; `cause` is one line, `tail` its output."""
 
     def __init__(self, cause: str, tail: str, returncode: int) -> None:
         super().__init__(cause)
         self.cause, self.tail, self.returncode = cause, tail, returncode
-
-    @property
-    def retried(self) -> bool:
-        """False when the child's last error is one that another attempt would repeat."""
-        error = _last_exception(self.tail)
-        match = _EXCEPTION.match(error) if error else None
-        return not (match and match.group(1) in NOT_RETRIED)
 
 
 def oom_kills() -> int | None:

@@ -21,8 +21,19 @@ def pin_slot(slot: int) -> list[str]:
     """Restrict this pool process to its slot's GPUs (before anything initialises CUDA)."""
     devices = gpus.slot_devices(slot, get_worker_settings().worker_slots, _devices())
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
-    os.environ["DGPO_WORKER_SLOT"] = str(slot)
+    os.environ[SLOT_ENV] = str(slot)
     return devices
+
+
+SLOT_ENV = "DGPO_WORKER_SLOT"
+
+
+def slot_gpus() -> int:
+    """How many GPUs this slot holds: those `pin_slot` gave it, else an equal share of the
+    worker's (a process that was never pinned)."""
+    if SLOT_ENV in os.environ:
+        return len([d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d])
+    return len(_devices()) // get_worker_settings().worker_slots
 
 
 def register(worker_id: str, queues: list[str], slots: int) -> None:
@@ -30,7 +41,7 @@ def register(worker_id: str, queues: list[str], slots: int) -> None:
     machine = Machine(
         host=socket.gethostname(),
         gpu_type=inventory.gpu_type,
-        gpu_count=inventory.count,
+        gpu_count=len(_devices()),
         gpu_memory_mb=inventory.memory_mb,
         queues=queues,
         slots=slots,

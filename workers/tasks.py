@@ -9,17 +9,23 @@ process keeps serving.
 
 import logging
 import os
+import time
 import traceback
 from typing import Any
 
 from celery.exceptions import Reject
 
 from config.logs import job_log_context
+from config.settings import get_settings
 from config.worker_settings import get_worker_settings
-from store import attempts
+from store import attempts, dispatch
 from store.db import is_transient, retrying
-from store.leases import Lease, LeaseLost, claim
+from store.leases import Lease, LeaseLost, place
+from store.lifecycle import JobError
+from store.placement import Slot
+from workers import registry
 from workers.celery_app import app
+from workers.failure_codes import classify
 from workers.failures import ChildFailed
 from workers.faults import requeue_after_fault
 from workers.leases import LeaseKeeper
@@ -54,24 +60,27 @@ def fire_schedules_task() -> None:
 
 
 def execute(job_id: str, owner: str) -> str:
-    """Run one attempt of `job_id` if this worker wins the claim; returns what happened."""
+    """Run one attempt of the job this slot should run next, prompted by `job_id`'s run
+    message (`store.placement`); returns what happened."""
     settings = get_worker_settings()
-    lease = claim(job_id, owner, settings.lease_s)
+    lease, placed = place(job_id, Slot(owner, registry.slot_gpus()), settings.lease_s)
+    if placed.hand_back:
+        hand_back(job_id, placed.reason, 0.0 if lease else settings.handback_delay_s)
     if lease is None:
-        log.info("job %s: not claimable (already leased, finished or cancelled)", job_id)
-        return "skipped"
+        log.info("job %s: not claimed here: %s", job_id, placed.reason)
+        return "handed_back" if placed.hand_back else "skipped"
     with (
-        job_log_context(job_id, lease.attempt),
+        job_log_context(lease.job_id, lease.attempt),
         LeaseKeeper(lease, settings.lease_s, settings.lease_renew_s) as keeper,
     ):
         try:
             ending = run_attempt(lease, keeper, settings)
-            retrying(lambda: _finish(lease, ending), f"job {job_id}: finish")
+            retrying(lambda: _finish(lease, ending), f"job {lease.job_id}: finish")
         except LeaseLost as exc:
             log.warning("%s; the newer attempt owns the job", exc)
             return "lease_lost"
         except Exception as exc:
-            log.exception("job %s failed", job_id)
+            log.exception("job %s failed", lease.job_id)
             _fail(lease, exc)
             return "failed"
     return "cancelled" if ending.cancelled else "succeeded"
@@ -84,25 +93,38 @@ def _finish(lease: Lease, ending: Ending) -> None:
 
 
 def _fail(lease: Lease, exc: BaseException) -> None:
-    """The attempt failed: re-queue a crashed child while attempts remain, else fail
-    (an infrastructure fault re-queues it without counting the attempt; a child whose
-    error every attempt would repeat, such as no CUDA for a GPU job, fails at once)."""
+    """The attempt failed: classify it (`workers.failure_codes`); a transient failure is
+    re-queued with back-off while attempts remain, anything else fails the job (an
+    infrastructure fault re-queues it without counting the attempt)."""
     if requeue_after_fault(lease, exc):
         return
+    code = classify(exc)
     if isinstance(exc, ChildFailed):
-        error, data = exc.cause, {"exit_code": exc.returncode, "output_tail": exc.tail}
+        message, data = exc.cause, {"exit_code": exc.returncode, "output_tail": exc.tail}
     else:
-        error = f"{type(exc).__name__}: {exc}"
+        message = f"{type(exc).__name__}: {exc}"
         data = {"traceback": "".join(traceback.format_exception(exc)[-5:])}
+    policy = get_settings().retry
+    retry_in = None if code in policy.fail_fast else policy.backoff(lease.attempt)
     try:
-        crashed = isinstance(exc, ChildFailed) and exc.retried
-        requeued = attempts.fail(lease, error, data, crashed=crashed)
+        error = JobError(code, message, lease.attempt)
+        requeued = attempts.fail(lease, error, data, retry_in=retry_in)
     except LeaseLost:
         log.warning(
             "job %s: failed after losing its lease; the newer attempt decides", lease.job_id
         )
         return
-    if requeued:
-        republish(lease.job_id)
-    elif lease.kind == "eval":
+    if requeued and not retry_in:
+        republish(lease.job_id)  # no back-off: due now (else the reconciler sends it when due)
+    elif not requeued and lease.kind == "eval":
         settle_job(lease.job_id)
+
+
+def hand_back(job_id: str, why: str, pause_s: float) -> None:
+    """Send the run message of `job_id`, which this slot did not run, back to its queue,
+    then keep this slot busy for `pause_s` so that another slot takes it rather than this
+    one again at once (sent first: a slot killed in the pause loses nothing)."""
+    log.info("job %s: handing its message back (%s)", job_id, why)
+    if not dispatch.hand_back(job_id):
+        log.warning("job %s: hand-back refused by the broker; the reconciler re-sends it", job_id)
+    time.sleep(pause_s)

@@ -87,7 +87,8 @@ def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     job = follow(api, job["id"])
     if job["status"] != "succeeded":
-        console.print(f"[red]{what} job {job['status']}:[/red] {escape(job['error'] or '')}")
+        error = (job["error"] or {}).get("message") or ""
+        console.print(f"[red]{what} job {job['status']}:[/red] {escape(error)}")
         raise typer.Exit(1)
     return job
 

@@ -103,13 +103,19 @@ def show(
         print_json({"job": job, "checkpoints": checkpoints, "results": results})
         return
     fields = ("id", "kind", "status", "queue", "priority", "attempt", "progress_text", "error")
-    rows = [{"field": f.removesuffix("_text"), "value": job.get(f)} for f in fields]
+    shown = {**job, "error": _error_text(job["error"]) if job["error"] else None}
+    rows = [{"field": f.removesuffix("_text"), "value": shown.get(f)} for f in fields]
     # The labels keep their width; a long value (the error) wraps under its column.
     print_table(rows, ("field", "value"), keep=("field",))
     if checkpoints:
         rows = [{**c, "sha256": c["sha256"][:12]} for c in checkpoints]
         print_table(rows, ("step", "uri", "size_bytes", "sha256"), "checkpoints")
     print_results(results)
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    """`data_missing (attempt 1): dataset.path ... does not exist`."""
+    return f"{error['code']} (attempt {error['attempt']}): {error['message']}"
 
 
 def print_results(results: list[dict[str, Any]]) -> None:
@@ -135,8 +141,8 @@ def watch(job_id: str) -> None:
     (over the API's event stream: nothing is polled)."""
     with api_client() as api:
         job = follow(api, job_id)
-    verdict = f"{job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else "")
-    console.print(verdict, markup=False, highlight=False)
+    error = f": {_error_text(job['error'])}" if job["error"] else ""
+    console.print(f"{job['id']} {job['status']}{error}", markup=False, highlight=False)
     if job["status"] != "succeeded":
         raise typer.Exit(1)
 

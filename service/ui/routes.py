@@ -151,7 +151,9 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
             "job": job,
             "lease_owner": job.lease_owner if token.sees_hosts else None,
             "progress": _progress(job),
-            "warnings": fleet.queue_warnings([job.queue], fleet.served_queues(session))
+            "warnings": fleet.queue_warnings(
+                [(job.queue, job.spec["resources"]["gpus"])], fleet.served_slots(session)
+            )
             if waiting
             else [],
             "charts": charts,

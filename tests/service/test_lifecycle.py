@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import select
 
-from store.lifecycle import ALLOWED, IllegalTransition, check_transition, transition
+from store.lifecycle import ALLOWED, IllegalTransition, JobError, check_transition, transition
 from store.models import Job, JobEvent, JobStatus
 from tests.service.helpers import train_body
 
@@ -71,9 +71,19 @@ def test_requeue_after_lost_lease_releases_lease_and_keeps_fencing_token(session
 
 def test_failure_records_error_on_job_and_event(session):
     job = make_job(session, S.RUNNING)
-    event = transition(session, job, S.FAILED, error="CUDA out of memory")
+    error = JobError("out_of_memory", "CUDA out of memory", 1)
+    event = transition(session, job, S.FAILED, error=error)
     session.commit()
-    assert job.error == "CUDA out of memory" and event.data["error"] == "CUDA out of memory"
+    assert (job.error, job.error_code, job.error_attempt) == (
+        "CUDA out of memory",
+        "out_of_memory",
+        1,
+    )
+    assert event.data["error"] == {
+        "code": "out_of_memory",
+        "message": "CUDA out of memory",
+        "attempt": 1,
+    }
 
 
 def test_illegal_transition_changes_nothing(session):

@@ -112,7 +112,9 @@ def test_unserved_queue_is_a_warning_in_the_201_and_on_the_queue(client, tokens,
     queue = client.get("/queue", headers=bearer(tokens["read"])).json()
     assert [w.split(";")[0] for w in queue["warnings"]] == ["no live worker serves queue gpu.h100"]
 
-    session.add(Worker(id="w@h", host="h", queues=["gpu.h100"], status=WorkerStatus.ALIVE))
+    session.add(
+        Worker(id="w@h", host="h", queues=["gpu.h100"], gpu_count=1, status=WorkerStatus.ALIVE)
+    )
     session.commit()
     assert submit(client, tokens["submit"], body).json()["warnings"] == []
     assert client.get("/queue", headers=bearer(tokens["read"])).json()["warnings"] == []

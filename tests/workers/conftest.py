@@ -25,7 +25,12 @@ WORKER_ENV = {
     "DGPO_KILL_GRACE_S": "2",
     # Jobs asking for GPUs run on this CPU-only host (tests/workers/test_gpu_jobs.py: without).
     CPU_STANDS_IN_ENV: "1",
+    # Retry a transient failure at once: tests of the back-off set their own.
+    "DGPO_RETRY": '{"backoff_s": 0}',
 }
+FAKE_GPUS = {"DGPO_WORKER_GPUS": "0,1"}
+"""What a worker on a `gpu.*` queue advertises unless a test says otherwise: two GPUs in
+its one slot (this host has none; the jobs' ranks run on CPU with gloo)."""
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
@@ -66,11 +71,12 @@ class WorkerProcess:
         self.name = f"{name}@test"
         self.log_path = log_path
         self.log = log_path.open("wb")
+        gpus = FAKE_GPUS if "gpu." in queues else {}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dgpo", "worker", "--queues", queues, "--slots", str(slots),
              "--name", self.name, "--loglevel", "INFO"],
             cwd=REPO_ROOT,
-            env={**os.environ, **WORKER_ENV, **(env or {})},
+            env={**os.environ, **WORKER_ENV, **gpus, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

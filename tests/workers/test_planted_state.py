@@ -38,5 +38,5 @@ def test_a_planted_trainer_state_fails_the_attempt_and_never_runs(  # type: igno
     session.commit()
     broker.enqueue([broker.RunMessage(job_id, "cpu", 0)])
     job = api.wait(job_id, cpu_worker, {"failed"})
-    assert "other than plain data" in (job["error"] or ""), job["error"]
+    assert "other than plain data" in job["error"]["message"], job["error"]
     assert not marker.exists()

@@ -114,7 +114,11 @@ def test_a_child_killed_mid_step_is_retried_with_its_cause_and_no_step_is_lost(
     assert steps_recorded(session, job_id) == list(range(1, 9))
     assert assert_checkpoints_match_files(session, job_id) == [2, 4, 6, 8]
     (requeued,) = [e for e in api.events(job_id) if e["data"].get("to") == "queued"]
-    assert requeued["data"]["error"] == "trainer process was killed by SIGKILL", requeued
+    assert requeued["data"]["error"] == {
+        "code": "killed",
+        "message": "trainer process was killed by SIGKILL",
+        "attempt": 1,
+    }, requeued
     assert "output_tail" in requeued["data"]
     assert cpu_worker.proc.poll() is None
 
@@ -131,7 +135,8 @@ def test_a_child_over_its_memory_limit_fails_with_a_cause_that_says_so(
     request = train_request(total_steps=1, resources={"gpus": 1, "gpu_type": "capped"})
     job = api.wait(api.submit(request), worker)
     assert job["status"] == "failed"
-    assert "exceeded its memory limit of 400 MiB" in job["error"], job["error"]
+    assert job["error"]["code"] == "out_of_memory", job["error"]
+    assert "exceeded its memory limit of 400 MiB" in job["error"]["message"], job["error"]
     assert job["attempt"] == 1
     assert worker.proc.poll() is None
     worker.stop()

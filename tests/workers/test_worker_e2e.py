@@ -225,8 +225,7 @@ def test_cancel_mid_run_ends_cancelled_with_a_final_checkpoint(
     assert recorded == list(range(1, steps[0] + 1)), (recorded, api.events(job_id))
 
 
-def test_a_trainer_that_raises_fails_the_job_and_the_worker_serves_the_next(
-    single_attempt: None,
+def test_a_missing_dataset_fails_once_with_data_missing_and_the_worker_serves_the_next(
     cpu_worker: WorkerProcess,
     client: TestClient,
     tokens: dict[str, str],
@@ -235,10 +234,12 @@ def test_a_trainer_that_raises_fails_the_job_and_the_worker_serves_the_next(
     api = Api(client, tokens)
     missing = str(operator_dir("datasets") / "no-such-dataset.jsonl")  # allowed, absent
     bad = api.wait(api.submit(train_request(dataset=missing)), cpu_worker)
-    assert bad["status"] == "failed"
-    assert "no-such-dataset.jsonl" in bad["error"]
+    assert (bad["status"], bad["attempt"], bad["max_attempts"]) == ("failed", 1, 3)
+    assert bad["error"]["code"] == "data_missing" and bad["error"]["attempt"] == 1, bad["error"]
+    assert "no-such-dataset.jsonl" in bad["error"]["message"]
     failed_events = [e for e in api.events(bad["id"]) if e["data"].get("to") == "failed"]
-    assert len(failed_events) == 1 and "no-such-dataset.jsonl" in failed_events[0]["data"]["error"]
+    assert len(failed_events) == 1 and failed_events[0]["data"]["error"] == bad["error"]
+    assert "(data_missing); not retried" in failed_events[0]["message"]
 
     good = api.wait(api.submit(train_request(total_steps=1, every_steps=0)), cpu_worker)
     assert good["status"] == "succeeded", good["error"]

@@ -1,6 +1,6 @@
 """The body of `POST /jobs` and of a spec file: a spec plus the job envelope.
 
-The envelope (`kind`, `priority`, `metadata`) sits beside the spec's own fields, so
+The envelope (`kind`, `priority`, `max_attempts`, `metadata`) sits beside the spec's own fields, so
 one YAML file serves `dgpo jobs submit`, `dgpo-train` and `dgpo-eval` alike.
 """
 
@@ -22,7 +22,11 @@ MetadataValue = Annotated[str, Field(max_length=256)]
 
 class _Envelope(SpecModel):
     priority: Annotated[int, Field(ge=0, le=9)] = 0
-    """Higher runs first (Celery/Redis priorities 0-9)."""
+    """Higher runs first within its principal's jobs (fair share orders principals); the
+    operator may cap it per principal (`max_priority`)."""
+    max_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
+    """Attempts before the job fails (transient failures are retried with back-off); only
+    lowers the operator's `DGPO_DEFAULT_MAX_ATTEMPTS`. None: the operator's."""
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=32)] = Field(
         default_factory=dict
     )

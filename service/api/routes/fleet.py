@@ -4,9 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import ReadToken, SessionDep
-from service.schemas import QueueOut, WorkerOut
+from service.api.deps import AdminToken, ReadToken, SessionDep
+from service.schemas import ErrorOut, QueueOut, WorkerOut
 from store import fleet
+from store import workers as worker_rows
 from store.models import WorkerStatus
 
 router = APIRouter(tags=["fleet"])
@@ -26,3 +27,15 @@ def workers(
 ) -> list[WorkerOut]:
     """Registered workers with their GPUs, queues, slots, heartbeat and running jobs."""
     return [WorkerOut.model_validate(w) for w in fleet.list_workers(session, status)]
+
+
+@router.post(
+    "/workers/{worker_id}/drain",
+    response_model=WorkerOut,
+    responses={404: {"model": ErrorOut, "description": "unknown worker id"}},
+)
+def drain_worker(worker_id: str, _: AdminToken) -> WorkerOut:
+    """Stop a worker claiming jobs (its slots hand their messages back to the queue); its
+    running jobs finish. It reports `draining`, then `drained` once it holds no job: it
+    may then be stopped without losing work. Restarting it makes it `alive` again."""
+    return WorkerOut.model_validate(worker_rows.drain(worker_id))

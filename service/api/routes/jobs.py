@@ -24,7 +24,7 @@ from service.schemas import (
 from store import job_data, jobs
 from store.db import get_sessionmaker
 from store.errors import BadRequest
-from store.models import JobStatus
+from store.models import JobStatus, TokenScope
 from trainer.spec import EvalJobRequest, TrainJobRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -41,8 +41,12 @@ SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
     responses={
         200: {"model": JobOut, "description": f"replay of an Idempotency-Key ({REPLAY_HEADER})"},
         422: {
-            "description": "invalid spec, a place the operator does not allow (the field is "
-            "named), or an Idempotency-Key reused with another body"
+            "description": "invalid spec, a place or priority the operator does not allow "
+            "(the field is named), or an Idempotency-Key reused with another body"
+        },
+        429: {
+            "model": ErrorOut,
+            "description": "the principal is at its queued-jobs limit (max_queued_jobs)",
         },
     },
 )
@@ -63,6 +67,8 @@ async def submit_job(
     The 201 body's `warnings` say when no live worker serves the job's queue."""
     settings = get_settings()
     spec_policy.raise_if(spec_policy.check_spec(request, settings))
+    admin = token.scope == TokenScope.ADMIN
+    spec_policy.raise_if(spec_policy.check_envelope(request, token.principal, admin, settings))
     if settings.embedded:  # the API shares the worker's disk and Python
         spec_policy.raise_if(spec_policy.check_extras(request))
     spec_policy.raise_if(spec_policy.check_model(request, on_disk=settings.embedded))

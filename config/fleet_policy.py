@@ -1,0 +1,60 @@
+"""What the operator decides about sharing the fleet: per-principal quotas and fair-share
+weights, and how failed attempts are retried. Read by the API (submit limits) and by every
+slot (claim order, retries); set through `DGPO_*` settings (`config.settings`).
+
+The vocabulary follows Kueue where it fits: a principal's `nominal_gpus` is its
+guaranteed share of a GPU type, which it may exceed by *borrowing* idle capacity while no
+other principal waits for it; its `weight` scales its fair share.
+"""
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GpuType = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+
+
+class PrincipalPolicy(BaseModel):
+    """Limits and share of one principal (a user or team that owns tokens and jobs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    """Fair-share weight: at equal weights principals get equal service; weight 2 gets twice
+    the GPU time of weight 1 while both wait."""
+    nominal_gpus: dict[GpuType, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    """Concurrent GPUs per requested `resources.gpu_type` (`any` counts jobs that asked for
+    any type); a type not named is not limited."""
+    can_borrow: bool = True
+    """Past `nominal_gpus`, a claim still goes ahead while no other principal's job waits
+    for that slot (Kueue's borrowing within a cohort); False makes the quota a hard cap."""
+    max_queued_jobs: Annotated[int, Field(ge=0)] | None = None
+    """Queued jobs at once; a submission past it is refused (429). None: no limit."""
+    max_priority: Annotated[int, Field(ge=0, le=9)] = 9
+    """Highest `priority` this principal's submit tokens may ask for (admin tokens: any)."""
+
+
+class RetryPolicy(BaseModel):
+    """How a failed attempt is retried, by its failure code (`workers.failure_codes`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backoff_s: Annotated[float, Field(ge=0)] = 30.0
+    """Wait before the 2nd attempt; each later retry waits `backoff_factor` times longer."""
+    backoff_factor: Annotated[float, Field(ge=1)] = 2.0
+    backoff_max_s: Annotated[float, Field(ge=0)] = 900.0
+    fail_fast: list[str] = Field(
+        default_factory=lambda: [
+            "spec_invalid",
+            "data_missing",
+            "model_missing",
+            "dependency_missing",
+            "gpus_unavailable",
+        ]
+    )
+    """Codes that fail the job at once: retrying cannot help (the same spec, data and
+    image fail the same way everywhere)."""
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before the retry that follows failed attempt number `attempt` (1-based)."""
+        return min(self.backoff_max_s, self.backoff_s * self.backoff_factor ** (attempt - 1))

@@ -1,0 +1,198 @@
+"""Which queued job a free slot runs: one that fits it, in fair-share order.
+
+A run message names a job, but the slot that receives it claims the job that should run
+next on *this* slot (`place`): among the queued jobs of the queues its worker serves,
+those that fit (the slot holds at least the job's GPUs) and are due (`not_before`
+passed), the principal with the lowest weighted share first, then the job's priority.
+When the claimed job is another than the message's, the message's job is still queued
+and its message is spent, so the caller hands that message back to the broker; the
+claimed job's own message stays in the broker and is a no-op (or serves the next job)
+when it arrives. Messages per queue thus never fall below the jobs that wait in it.
+
+The order (documented in docs/operations.md), smallest first, per principal p:
+
+1. `over_nominal`: starting the job would take p past its `nominal_gpus` for the job's
+   GPU type. Such a job runs only while no job within its principal's quota fits the
+   slot (borrowing idle capacity, as a Kueue cohort does); with `can_borrow: false` it
+   does not run at all.
+2. `share = running(p) / weight(p)`: GPU-equivalents p's running jobs hold now (a CPU
+   job counts as one), divided by p's fair-share weight.
+3. `recent = used(p, window) / weight(p)`: GPU-equivalent seconds of p's attempts that
+   ended within `fair_share_window_s` (Slurm's fair-share over recent usage, without
+   decay), breaking ties between principals with equal current share.
+4. within p: higher `priority` first, a job that last failed on this worker after the
+   others (a retry prefers another worker), then the oldest.
+
+Claims are serialised by a transaction-scoped advisory lock on Postgres, so two slots
+never decide from the same snapshot of usage; a claim is one short transaction per
+attempt, so the lock costs nothing measurable. A slot of a draining worker claims
+nothing and hands its message back (`store.workers.drain` takes the same lock, so a
+drain never misses a claim in flight).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, literal, or_, select, text
+from sqlalchemy.orm import Session
+
+from config.settings import get_settings
+from store import lifecycle, usage
+from store.fleet import REQUESTED_GPU_TYPE, REQUESTED_GPUS
+from store.lifecycle import Claimed
+from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
+
+CLAIM_LOCK = 0x64677030  # "dgp0": any constant shared by every claimer
+_GPUS = func.coalesce(REQUESTED_GPUS, 0)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A free slot asking for work: its worker (the lease owner) and the GPUs it holds."""
+
+    worker: str
+    gpus: int
+
+
+@dataclass(frozen=True)
+class Placed:
+    """What a run message led to."""
+
+    claimed: Claimed | None
+    job_id: str | None
+    """The job claimed (None: nothing)."""
+    hand_back: bool
+    """The message's job is still queued and due but this claim did not take it: send its
+    message again (after a pause when nothing was claimed, so it can reach another slot)."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: str
+    owner: str
+    priority: int
+    gpus: int
+    gpu_type: str
+    queued_at: datetime
+    failed_here: bool
+
+
+def place(session: Session, job_id: str, slot: Slot, lease_s: float) -> Placed:
+    """Claim the job `slot` should run next, prompted by `job_id`'s message (the caller
+    commits)."""
+    serialize_claims(session)
+    now = utcnow()
+    message_job = session.execute(
+        select(Job.queue, Job.status, Job.not_before, _GPUS).where(Job.id == job_id)
+    ).one_or_none()
+    if message_job is None or message_job.status != JobStatus.QUEUED:
+        return Placed(None, None, False, "not queued (already claimed, finished or cancelled)")
+    worker = session.execute(
+        select(Worker.queues, Worker.status).where(Worker.id == slot.worker)
+    ).one_or_none()
+    if worker is not None and worker.status in (WorkerStatus.DRAINING, WorkerStatus.DRAINED):
+        return Placed(None, None, True, f"worker {slot.worker} is draining")
+    queues = list(worker.queues) if worker is not None else [message_job.queue]
+    if message_job.queue not in queues:
+        queues.append(message_job.queue)
+    for candidate in _ranked(session, _candidates(session, queues, slot, now), slot, now):
+        claimed = lifecycle.claim(session, candidate.id, slot.worker, lease_s)
+        if claimed is not None:
+            why = "claimed" if candidate.id == job_id else f"job {candidate.id} goes first"
+            return Placed(claimed, candidate.id, candidate.id != job_id, why)
+    due = message_job.not_before is None or message_job.not_before <= now
+    if not due:
+        return Placed(None, None, False, f"not due before {message_job.not_before.isoformat()}")
+    needs = message_job[3]
+    if needs > slot.gpus:
+        why = f"needs {needs} GPUs; this slot holds {slot.gpus}"
+    else:
+        why = "its principal is at its quota and may not borrow"
+    return Placed(None, None, True, why)
+
+
+def serialize_claims(session: Session) -> None:
+    """Hold the claim lock until the transaction ends: no claim decides meanwhile."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+
+
+def _candidates(session: Session, queues: list[str], slot: Slot, now: datetime) -> list[_Candidate]:
+    """Per principal, its best job for this slot (priority, not failed here, oldest)."""
+    failed_here = func.coalesce(Job.last_failed_on == slot.worker, literal(False))
+    order = (Job.priority.desc(), failed_here, Job.queued_at, Job.id)
+    rank = func.row_number().over(partition_by=Job.owner, order_by=order).label("rank")
+    fitting = (
+        select(
+            Job.id,
+            Job.owner,
+            Job.priority,
+            _GPUS.label("gpus"),
+            func.coalesce(REQUESTED_GPU_TYPE, "any").label("gpu_type"),
+            Job.queued_at,
+            failed_here.label("failed_here"),
+            rank,
+        )
+        .where(
+            Job.status == JobStatus.QUEUED,
+            Job.queue.in_(queues),
+            or_(Job.not_before.is_(None), Job.not_before <= now),
+            slot.gpus >= _GPUS,
+        )
+        .subquery()
+    )
+    rows = session.execute(select(fitting).where(fitting.c.rank <= _PER_PRINCIPAL)).all()
+    return [
+        _Candidate(r.id, r.owner, r.priority, r.gpus, r.gpu_type, r.queued_at, bool(r.failed_here))
+        for r in rows
+    ]
+
+
+_PER_PRINCIPAL = 3
+"""Candidates read per principal: the best, and spares should a cancel take it first."""
+
+
+def _ranked(
+    session: Session, candidates: list[_Candidate], slot: Slot, now: datetime
+) -> list[_Candidate]:
+    """`candidates` in claim order (the module docstring's formula); ineligible ones out."""
+    if not candidates:
+        return []
+    settings = get_settings()
+    owners = sorted({c.owner for c in candidates})
+    running, by_type = _running_usage(session, owners)
+    since = now - timedelta(seconds=settings.fair_share_window_s)
+    recent = usage.recent_gpu_seconds(session, owners, since)
+    keyed: list[tuple[Any, ...]] = []
+    for c in candidates:
+        policy = settings.policy(c.owner)
+        nominal = policy.nominal_gpus.get(c.gpu_type) if c.gpus else None
+        over = nominal is not None and by_type.get((c.owner, c.gpu_type), 0) + c.gpus > nominal
+        if over and not policy.can_borrow:
+            continue
+        share = running.get(c.owner, 0) / policy.weight
+        used = recent.get(c.owner, 0.0) / policy.weight
+        keyed.append((over, share, used, -c.priority, c.failed_here, c.queued_at, c.id, c))
+    return [key[-1] for key in sorted(keyed, key=lambda k: k[:-1])]
+
+
+def _running_usage(
+    session: Session, owners: list[str]
+) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """Per owner, GPU-equivalents its active jobs hold (a CPU job holds a slot and no GPU:
+    it counts as one); per (owner, GPU type), GPUs."""
+    gpu_type = func.coalesce(REQUESTED_GPU_TYPE, "any")
+    units = case((_GPUS > 0, _GPUS), else_=1)
+    rows = session.execute(
+        select(Job.owner, gpu_type, func.sum(_GPUS), func.sum(units))
+        .where(Job.status.in_(ACTIVE_STATUSES), Job.owner.in_(owners))
+        .group_by(Job.owner, gpu_type)
+    ).all()
+    running: dict[str, int] = {}
+    by_type: dict[tuple[str, str], int] = {}
+    for owner, kind, gpus, held in rows:
+        running[owner] = running.get(owner, 0) + int(held or 0)
+        by_type[(owner, kind)] = int(gpus or 0)
+    return running, by_type
