@@ -22,6 +22,7 @@ READ_ELSEWHERE: Mapping[str, str] = {
     "DGPO_API_URL": "the CLI and `dgpo.client`: the API to call",
     "DGPO_TOKEN": "the CLI and `dgpo.client`: the bearer token",
     "DGPO_BENCHMARK_DIR": "the trainer: local benchmark JSONL files",
+    "DGPO_CPU_STANDS_IN_FOR_GPUS": "the trainer (`trainer.devices`): run GPU jobs on a CPU host",
     "DGPO_LOG_LEVEL": "`config.logs`: the log level",
     "DGPO_PARENT_PID": "set by the worker for its trainer child (`trainer.supervised`)",
     "DGPO_WORKER_SLOT": "set by the worker for each pool process (`workers.registry`)",
