@@ -19,6 +19,7 @@ from service.schemas import progress_percent, progress_text
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
 from store import fleet, job_data
 from store import jobs as store_jobs
+from store.event_levels import event_level
 from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 from store.tokens import TokenInfo, verify_token
 
@@ -43,6 +44,7 @@ SECURITY_HEADERS = {
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 templates.env.globals["job_statuses"] = list(JobStatus)
 templates.env.globals["live_statuses"] = [JobStatus.QUEUED, *ACTIVE_STATUSES]
+templates.env.globals["event_level"] = event_level
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
 
 

@@ -63,3 +63,10 @@ def test_dead_workers_are_hidden_after_a_day(client, tokens, session):
     page = client.get("/ui", headers=bearer(tokens["read"])).text
     assert "w-alive" in page and "w-dead-recent" in page
     assert "w-dead-old" not in page and "1 worker dead for over" in page
+
+
+def test_the_event_log_shows_each_events_level(client, tokens, session):
+    job_id = _failed_job(client, tokens, session)
+    page = client.get(f"/ui/jobs/{job_id}", headers=bearer(tokens["read"])).text
+    assert re.search(r'<td class="level error">error</td><td>status</td>', page)
+    assert re.search(r'<td class="level info">info</td><td>status</td>', page)
