@@ -10,7 +10,8 @@ manifest is never resumed from.
 
 The weights are the policy's parameters as trained: the fp32 master weights of a bf16 run,
 not a bf16 copy, since a resume from a rounded copy undoes every update smaller than a
-bf16 step (after 3 steps at lr 1e-6, 96.6% of the weights came back at their pre-training values).
+bf16 step (after 3 steps at lr 1e-6, 96.6% of the weights came back at their pre-training
+values).
 `config.json` names the compute dtype, so vLLM and `from_pretrained(dtype="auto")` load
 the checkpoint in the dtype the run sampled in. This is what HF Trainer (and TRL on it)
 saves under mixed precision, and what verl's HF export holds (fp32 tensors in a model

@@ -20,11 +20,12 @@ every call used here:
 - seeds: vLLM gives sample i of a request the seed `seed + i` (v1
   `ParentRequest.get_child_sampling_params`) and draws each request's sampling noise from
   a generator seeded with it, so one seed for a whole call gives sample i of every prompt
-  the same noise (97% of token positions equal on the tiny model, chance 0%). Each prompt
-  gets its own seed instead (`prompt_seeds`), a hash of (call seed, prompt index): the
-  loop's call seed is a function of (seed, step, round), so rollouts stay reproducible and
-  a resume replays them. TRL and verl pass no per-request seed (independent samples from
-  the engine's global generator, not reproducible per step).
+  the same noise (97% of token positions equal on the tiny model, 0.4% between independent
+  samples). Each prompt gets its own seed instead (`prompt_seeds`), a hash of (call seed,
+  prompt index): the loop's call seed is a function of (seed, step, round), so rollouts
+  stay reproducible and a resume replays them. TRL seeds the engine once
+  (`LLM(seed=rank // tp)`) and passes no per-request seed: independent samples, but a
+  step's samples depend on everything the engine generated before it (no exact resume).
 - after a push, cached prefix KV blocks were computed by the old weights:
   `reset_prefix_cache()`.
 - sleep mode (`rollout.enable_sleep_mode`, off by default: it has not run on a GPU yet)
@@ -203,8 +204,8 @@ class VLLMEngine:
     def _push_through_files(self, weights: list[tuple[str, torch.Tensor]]) -> None:
         """The engine core in its own process reloads `weights` from `push_dir`."""
         assert self.push_dir is not None
-        # One tensor per name (safetensors refuses shared storage, e.g. a tied head).
-        tensors = {name: t.to("cpu", self.dtype).contiguous().clone() for name, t in weights}
+        # A copy per name: safetensors refuses tensors that share storage (a tied head).
+        tensors = {name: t.to("cpu", self.dtype, copy=True).contiguous() for name, t in weights}
         save_file(tensors, self.push_dir / "model.safetensors")
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.push_dir)})
 
