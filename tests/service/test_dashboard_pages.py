@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from store.lifecycle import transition
+from store.lifecycle import JobError, transition
 from store.models import Job, JobStatus, Worker, WorkerStatus, utcnow
 from tests.conftest import bearer
 from tests.ops.conftest import submit
@@ -19,7 +19,7 @@ def _failed_job(client, tokens, session: Session) -> str:
     job = submit(client, tokens["submit"], train_body())
     row = session.get(Job, job["id"])
     transition(session, row, JobStatus.RUNNING)
-    transition(session, row, JobStatus.FAILED, error=ERROR)
+    transition(session, row, JobStatus.FAILED, error=JobError("unknown", ERROR, 1))
     session.commit()
     return job["id"]
 

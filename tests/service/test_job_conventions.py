@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from store.lifecycle import append_event, transition
+from store.lifecycle import JobError, append_event, transition
 from store.models import Job, JobStatus
 from tests.conftest import bearer
 from tests.ops.conftest import STEPS, finish_job, metric_values, submit
@@ -46,7 +46,9 @@ def test_events_carry_a_level(client, tokens, session):
     row = session.get(Job, job["id"])
     transition(session, row, JobStatus.RUNNING)
     append_event(session, row, "checkpoint_skipped", "disk full; not saved")
-    transition(session, row, JobStatus.FAILED, error="loss is NaN at step 3")
+    transition(
+        session, row, JobStatus.FAILED, error=JobError("unknown", "loss is NaN at step 3", 1)
+    )
     session.commit()
 
     events = client.get(f"/jobs/{job['id']}/events", headers=bearer(tokens["read"])).json()
