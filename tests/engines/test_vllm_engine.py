@@ -6,6 +6,7 @@ eval job builds its own.
 """
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from tests.engines.conftest import require_vllm
 from tests.trainer.benchmark_data import SHARED_BENCHMARKS
 from tests.trainer.loop_specs import toy_spec
 from trainer.engines import Completion, RolloutEngine, SamplingConfig, build_engine
+from trainer.engines.vllm import RELOAD_LOGGER
 from trainer.evaluation.runner import engine_options, run_eval
 from trainer.rl.batch import make_batch
 from trainer.rl.update import batched_logprobs
@@ -85,6 +87,26 @@ def test_pushed_weights_are_the_ones_sampled_from(
         assert max_logprob_error(model, engine.generate(PROMPTS, SAMPLING)) < 1e-3
     finally:
         engine.update_weights(original.items())
+
+
+def test_a_push_warns_only_about_layers_that_really_got_no_weights(
+    engine: RolloutEngine, tiny_model_dir: str
+) -> None:
+    """RotaryEmbedding's cos/sin cache is derived from the config, in no checkpoint: vLLM
+    put it back and warned "Failed to load weights" on every push. Other layers still warn."""
+    layerwise = logging.getLogger(RELOAD_LOGGER)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    layerwise.addHandler(handler)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        engine.update_weights(model.named_parameters())
+        assert [r.getMessage() for r in records] == []
+        layerwise.warning("%s: Failed to load weights", "QKVParallelLinear")
+        assert [r.getMessage() for r in records] == ["QKVParallelLinear: Failed to load weights"]
+    finally:
+        layerwise.removeHandler(handler)
 
 
 def test_eval_job_scores_on_the_vllm_engine(engine: RolloutEngine, tiny_model_dir: str) -> None:
