@@ -7,6 +7,7 @@ eval job builds its own.
 
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tests.engines.conftest import require_vllm
 from tests.trainer.loop_specs import toy_spec
 from trainer.engines import Completion, RolloutEngine, SamplingConfig, build_engine
+from trainer.engines.vllm import RELOAD_LOGGER
 from trainer.evaluation.runner import engine_options, run_eval
 from trainer.rl.batch import make_batch
 from trainer.rl.update import batched_logprobs
@@ -115,6 +117,26 @@ def test_prompts_of_one_call_sample_independently_and_reproducibly(
         f"sample i of different prompts: {same:.1%} equal (chance {chance:.1%})"
     )
     assert engine.generate(prompts, sampling) == completions  # same seed, same samples
+
+
+def test_a_push_warns_only_about_layers_that_really_got_no_weights(
+    engine: RolloutEngine, tiny_model_dir: str
+) -> None:
+    """RotaryEmbedding's cos/sin cache is derived from the config, in no checkpoint: vLLM
+    put it back and warned "Failed to load weights" on every push. Other layers still warn."""
+    layerwise = logging.getLogger(RELOAD_LOGGER)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    layerwise.addHandler(handler)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        engine.update_weights(model.named_parameters())
+        assert [r.getMessage() for r in records] == []
+        layerwise.warning("%s: Failed to load weights", "QKVParallelLinear")
+        assert [r.getMessage() for r in records] == ["QKVParallelLinear: Failed to load weights"]
+    finally:
+        layerwise.removeHandler(handler)
 
 
 def test_eval_job_scores_on_the_vllm_engine(engine: RolloutEngine, tiny_model_dir: str) -> None:

@@ -68,11 +68,12 @@ def tiny_config(vocab_size: int, **overrides: int | float | bool) -> Qwen2Config
     return Qwen2Config(vocab_size=vocab_size, **dims)
 
 
-def build_tiny_model(out_dir: str | Path, *, seed: int = 0) -> Path:
-    """Write a random-init tiny model and its tokenizer to `out_dir` (HF format)."""
+def build_tiny_model(out_dir: str | Path, *, seed: int = 0, **dims: int | bool) -> Path:
+    """Write a random-init tiny model and its tokenizer to `out_dir` (HF format); `dims`
+    override the tiny shape (bench/gpu_proof.py's vLLM part: a 1.5B body, this vocab)."""
     out = Path(out_dir)
     tokenizer = build_tokenizer()
-    config = tiny_config(len(tokenizer))
+    config = tiny_config(len(tokenizer), **dims)
     config.bos_token_id = None
     config.eos_token_id = tokenizer.eos_token_id
     config.pad_token_id = tokenizer.pad_token_id
