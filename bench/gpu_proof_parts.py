@@ -2,7 +2,6 @@
 
 import importlib.util
 import math
-import os
 import resource
 import time
 from collections.abc import Callable
@@ -238,9 +237,8 @@ def solo_part(model, spec: TrainSpec, batch, device: torch.device, size: Size) -
 def fsdp_part(model, spec: TrainSpec, batch, device: torch.device, size: Size) -> None:  # type: ignore[no-untyped-def]
     """A 1-process FSDP2 group: the torchrun path's sharding, reduction and optimizer."""
     backend = "nccl" if device.type == "cuda" else "gloo"
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29533")
-    torch.distributed.init_process_group(backend, rank=0, world_size=1)
+    store = torch.distributed.TCPStore("127.0.0.1", 0, world_size=1, is_master=True)
+    torch.distributed.init_process_group(backend, store=store, rank=0, world_size=1)
     reset_peak_memory(device)
     try:
         policy = shard_policy(
