@@ -125,3 +125,12 @@ def test_dockerfiles_copy_only_paths_that_exist(compose):
             if line.startswith("COPY "):
                 for source in line.split()[1:-1]:
                     assert (ROOT / source).exists(), f"{dockerfile} copies missing {source}"
+
+
+def test_api_runs_one_process_per_container_so_its_metrics_are_whole(compose):
+    """Each process keeps its own Prometheus registry (`service/observability.py`): with
+    `--workers N` a scrape reads whichever process answered. One process per container
+    makes each replica one whole scrape target."""
+    argv = _argv(compose["services"]["api"])
+    assert "--workers" not in argv
+    assert "API_PROCESSES" not in (ROOT / ".env.example").read_text()
