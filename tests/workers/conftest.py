@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import REPO_ROOT, operator_dir
+from tests.conftest import REPO_ROOT, TEST_HOME, operator_dir
+
+MLFLOW_TRACKING_URI = f"sqlite:///{TEST_HOME}/mlflow.db"
+"""Where workers' MLflow runs go: the tracking URI comes from the worker's environment."""
 
 WORKER_ENV = {
     # Short leases so a killed worker's job is recoverable within seconds.
@@ -22,6 +25,7 @@ WORKER_ENV = {
     "DGPO_STOP_POLL_S": "0",
     "DGPO_METRICS_BATCH": "4",
     "DGPO_KILL_GRACE_S": "2",
+    "MLFLOW_TRACKING_URI": MLFLOW_TRACKING_URI,
 }
 
 
