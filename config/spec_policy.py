@@ -146,7 +146,6 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
     its root with symlinks resolved, and a hub id must not name a local directory."""
     raise_if(check_spec(spec, settings))
     raise_if(check_extras(spec))
-    raise_if(check_model(spec, on_disk=True))
     if isinstance(spec, TrainSpec):
         named = [
             (("model", "path"), spec.model.path),
@@ -166,6 +165,7 @@ def check_on_worker(spec: TrainSpec | EvalSpec, settings: Settings) -> None:
         elif Path(path).exists():
             violations.append(Violation(loc, f"hub id {path!r} names a local path; refused"))
     raise_if(violations)
+    raise_if(check_model(spec, on_disk=True))  # what lies inside the roots
 
 
 def _hub_push(spec: TrainSpec, settings: Settings) -> list[Violation]:
