@@ -29,6 +29,8 @@ def missing_extras(spec: TrainSpec | EvalSpec) -> list[tuple[tuple[str, ...], st
         needed.append((("logging", "tensorboard"), "tensorboard", "tensorboard"))
     if spec.logging.wandb.enabled:
         needed.append((("logging", "wandb"), "wandb", "wandb"))
+    if spec.logging.mlflow.enabled:
+        needed.append((("logging", "mlflow"), "mlflow", "mlflow"))
     suffix = Path(spec.dataset.path).suffix
     if suffix == ".parquet":
         needed.append((("dataset", "path"), "pyarrow", "data"))

@@ -174,3 +174,12 @@ def test_the_documented_gpu_fleet_gives_every_job_slot_its_own_gpus():
                 owned += devices
     assert len(owned) == len(set(owned)), f"GPUs shared between job slots: {sorted(owned)}"
     assert set(owned) == set(HOST_GPUS), f"GPUs left idle: {set(HOST_GPUS) - set(owned)}"
+
+
+def test_api_runs_one_process_per_container_so_its_metrics_are_whole(compose):
+    """Each process keeps its own Prometheus registry (`service/observability.py`): with
+    `--workers N` a scrape reads whichever process answered. One process per container
+    makes each replica one whole scrape target."""
+    argv = _argv(compose["services"]["api"])
+    assert "--workers" not in argv
+    assert "API_PROCESSES" not in (ROOT / ".env.example").read_text()

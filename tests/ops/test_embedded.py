@@ -93,6 +93,8 @@ def test_demo_on_up_then_ctrl_c_leaves_no_orphans_and_restart_finds_the_jobs(tmp
         assert "eval results" in demo.stdout and "avg@2" in demo.stdout
         assert "gsm8k_mini" in demo.stdout
         assert "a worker serves queue 'cpu'" in demo.stdout  # says what it waited for
+        # Piped, the progress is plain lines: the eval's line starts its own line.
+        assert any(line.startswith("eval: job ") for line in demo.stdout.splitlines())
         family = _descendants(up.proc.pid)
         assert len(family) >= 3  # uvicorn, celery worker (+ pool child), beat
     finally:

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import REPO_ROOT, operator_dir
+from tests.conftest import REPO_ROOT, TEST_HOME, operator_dir
 from trainer.devices import CPU_STANDS_IN_ENV
+
+MLFLOW_TRACKING_URI = f"sqlite:///{TEST_HOME}/mlflow.db"
+"""Where workers' MLflow runs go: the tracking URI comes from the worker's environment."""
 
 WORKER_ENV = {
     # Short leases so a killed worker's job is recoverable within seconds.
@@ -27,6 +30,7 @@ WORKER_ENV = {
     CPU_STANDS_IN_ENV: "1",
     # Retry a transient failure at once: tests of the back-off set their own.
     "DGPO_RETRY": '{"backoff_s": 0}',
+    "MLFLOW_TRACKING_URI": MLFLOW_TRACKING_URI,
 }
 FAKE_GPUS = {"DGPO_WORKER_GPUS": "0,1"}
 """What a worker on a `gpu.*` queue advertises unless a test says otherwise: two GPUs in

@@ -1,6 +1,7 @@
-"""`logging.tensorboard` / `logging.wandb` in a worker-run job: its supervised child
-(`python -m trainer.cli`, which is `dgpo-train`) logs every step's metrics and the sampled
-completions to the real trackers in the job's own directory, read back from their files."""
+"""`logging.tensorboard` / `logging.wandb` / `logging.mlflow` in a worker-run job: its
+supervised child (`python -m trainer.cli`, which is `dgpo-train`) logs every step's metrics
+and the sampled completions to the real trackers (files in the job's own directory; MLflow's
+SQLite store named by the worker's `MLFLOW_TRACKING_URI`), read back from what they wrote."""
 
 import json
 import struct
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from config.settings import get_settings
 from tests.optional import require
-from tests.workers.conftest import WorkerProcess
+from tests.workers.conftest import MLFLOW_TRACKING_URI, WorkerProcess
 from tests.workers.test_worker_e2e import Api
 
 WANDB_BLOCK = 32768
@@ -101,3 +102,43 @@ def _check_wandb(wandb_dir: Path, run_name: str, rewards: list[float]) -> None:
     assert table["columns"] == ["step", "samples"]
     ((step, sample),) = table["data"]
     assert step == 2 and sample.startswith("step 2: 1 of 4 completions")
+
+
+def test_a_worker_run_job_logs_metrics_params_and_samples_to_mlflow(
+    cpu_worker: WorkerProcess,
+    client: TestClient,
+    tokens: dict[str, str],
+    train_request: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    require("mlflow", "mlflow")
+    from mlflow.tracking import MlflowClient
+
+    mlflow = MlflowClient(MLFLOW_TRACKING_URI)
+    # As an operator would: the experiment's artifacts in a place of its choosing.
+    mlflow.create_experiment("dgpo-test", artifact_location=str(tmp_path / "artifacts"))
+    api = Api(client, tokens)
+    logging = {
+        "sample_every": 2,
+        "num_samples": 1,
+        "mlflow": {"enabled": True, "experiment": "dgpo-test", "tags": {"team": "ci"}},
+    }
+    job_id = api.submit({**train_request(total_steps=2, every_steps=0), "logging": logging})
+    job = api.wait(job_id, cpu_worker)
+    assert job["status"] == "succeeded", job["error"]
+    storage_root = get_settings().storage_root
+    assert storage_root is not None
+    logged = [json.loads(line) for line in (storage_root / job_id / "metrics.jsonl").open()]
+    rewards = [r["metrics"]["reward/mean"] for r in logged if r["type"] == "metrics"]
+
+    experiment = mlflow.get_experiment_by_name("dgpo-test")
+    (run,) = mlflow.search_runs([experiment.experiment_id])
+    assert (run.info.run_name, run.info.status) == (job_id, "FINISHED")
+    assert run.data.tags["team"] == "ci"
+    assert run.data.params["optim.lr"] == "1e-06" and run.data.params["total_steps"] == "2"
+    history = mlflow.get_metric_history(run.info.run_id, "reward/mean")
+    assert [m.step for m in history] == [1, 2]
+    assert [m.value for m in history] == pytest.approx(rewards)
+    (sample,) = (tmp_path / "artifacts").glob(f"{run.info.run_id}/artifacts/samples/*.txt")
+    assert sample.name == "step_000002.txt"
+    assert sample.read_text().startswith("step 2: 1 of 4 completions")

@@ -1,5 +1,5 @@
-"""Run loggers: metrics and events to a JSONL file; W&B / TensorBoard when the spec's
-`logging` enables them (`trainer.extras` checks their packages before a run starts).
+"""Run loggers: metrics and events to a JSONL file; W&B / TensorBoard / MLflow when the
+spec's `logging` enables them (`trainer.extras` checks their packages before a run starts).
 
 Each is a `Callback`, so the CLI (standalone, or the supervised child a worker starts)
 stacks them in a `CallbackList`.
@@ -108,9 +108,77 @@ class TensorBoardLogger(Callback):
             self.writer.close()
 
 
-def trackers(spec: TrainSpec, local_dir: Path) -> list[WandbLogger | TensorBoardLogger]:
+class MlflowLogger(Callback):
+    """Metrics to MLflow, the spec as the run's parameters, `samples` events as text
+    artifacts (rank 0 only, as above).
+
+    Uses `MlflowClient` with an explicit run id rather than the fluent `mlflow.start_run`,
+    whose active run is process-global state. The tracking URI and credentials are MLflow's
+    own environment variables (`MLFLOW_TRACKING_URI`, ...), read where the job runs.
+    """
+
+    PARAMS_PER_CALL = 100
+    """MLflow's limit on parameters per `log_batch`."""
+
+    def __init__(self, experiment: str, run_name: str, tags: Mapping[str, str], spec: TrainSpec):
+        self.experiment, self.run_name, self.tags = experiment, run_name, dict(tags)
+        self.params = _flat(spec.model_dump(mode="json"))
+        self.client: Any = None
+        self.run_id = ""
+        self.step = 0
+
+    def on_train_start(self, start_step: int, total_steps: int) -> None:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        self.client, self.step = MlflowClient(), start_step
+        found = self.client.get_experiment_by_name(self.experiment)
+        experiment_id = (
+            found.experiment_id if found else self.client.create_experiment(self.experiment)
+        )
+        run = self.client.create_run(experiment_id, run_name=self.run_name, tags=self.tags)
+        self.run_id = run.info.run_id
+        params = [Param(key, value) for key, value in self.params.items()]
+        for i in range(0, len(params), self.PARAMS_PER_CALL):
+            self.client.log_batch(self.run_id, params=params[i : i + self.PARAMS_PER_CALL])
+
+    def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        self.step, now = step, int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def on_event(self, kind: str, message: str) -> None:
+        if kind == "samples" and self.client is not None:
+            self.client.log_text(self.run_id, message, f"samples/step_{self.step:06d}.txt")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if self.client is not None:
+            status = "FINISHED" if exc_type is None else "FAILED"  # a failed run shows so
+            self.client.set_terminated(self.run_id, status)
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"optim": {"lr": 1e-6}}` -> `{"optim.lr": "1e-06"}`: MLflow parameters are flat."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if not isinstance(value, str) else value
+    return flat
+
+
+Tracker = WandbLogger | TensorBoardLogger | MlflowLogger
+
+
+def trackers(spec: TrainSpec, local_dir: Path) -> list[Tracker]:
     """The trackers `spec.logging` enables, writing under the run's local directory."""
-    found: list[WandbLogger | TensorBoardLogger] = []
+    found: list[Tracker] = []
     if spec.logging.tensorboard.enabled:
         found.append(TensorBoardLogger(local_dir / "tensorboard"))
     wb = spec.logging.wandb
@@ -127,4 +195,7 @@ def trackers(spec: TrainSpec, local_dir: Path) -> list[WandbLogger | TensorBoard
                 config=spec.model_dump(mode="json"),
             )
         )
+    mf = spec.logging.mlflow
+    if mf.enabled:
+        found.append(MlflowLogger(mf.experiment, local_dir.name, mf.tags, spec))
     return found

@@ -247,11 +247,27 @@ class WandbConfig(SpecModel):
     """Tags on the W&B run."""
 
 
+class MlflowConfig(SpecModel):
+    enabled: bool = False
+    """Metrics, the spec as parameters and samples (text artifacts) to MLflow (`pip install
+    'dgpo[mlflow]'`). The tracking server and its credentials come from where the job runs:
+    `MLFLOW_TRACKING_URI` (a server, `sqlite:///...`, or a local directory), and
+    `MLFLOW_TRACKING_USERNAME`/`_PASSWORD` or `MLFLOW_TRACKING_TOKEN` if it needs them."""
+    experiment: str = Field(default="dgpo", min_length=1, max_length=NAME_MAX)
+    """MLflow experiment of the run (created if missing)."""
+    tags: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    """Tags on the MLflow run (`{team: reasoning}`)."""
+
+
 class LoggingConfig(SpecModel):
     tensorboard: TensorBoardConfig = TensorBoardConfig()
     """TensorBoard logging."""
     wandb: WandbConfig = WandbConfig()
     """Weights & Biases logging."""
+    mlflow: MlflowConfig = MlflowConfig()
+    """MLflow logging."""
     sample_every: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
     """Every N steps, log a few prompts with their sampled completions, rewards and answers
     as a `samples` event (job events, `dgpo jobs watch`, the dgpo-train console, and the
