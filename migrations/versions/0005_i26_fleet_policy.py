@@ -39,7 +39,9 @@ def upgrade() -> None:
         "attempt_usage",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
         sa.Column(
-            "job_id", sa.String(length=36), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+            "job_id",
+            sa.String(length=36),
+            sa.ForeignKey("jobs.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("attempt", sa.Integer(), nullable=False),

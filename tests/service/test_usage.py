@@ -70,4 +70,3 @@ def test_usage_sums_equal_the_attempts_recorded_times(
         if line.startswith("dgpo_usage_gpu_seconds_total{") and 'principal="team-a"' in line
     )
     assert abs(float(line.rsplit(" ", 1)[1]) - a_gpu) < 1e-6
-
