@@ -2,7 +2,8 @@
 
 A run message names a job, but the slot that receives it claims the job that should run
 next on *this* slot (`place`): among the queued jobs of the queues its worker serves,
-those that fit (the slot holds at least the job's GPUs) and are due (`not_before`
+those that fit (the slot holds at least the job's GPUs, each with at least its
+`gpu_memory_mb` where the worker reports its GPUs' memory) and are due (`not_before`
 passed), the principal with the lowest weighted share first, then the job's priority.
 When the claimed job is another than the message's, the message's job is still queued
 and its message is spent, so the caller hands that message back to the broker; the
@@ -34,12 +35,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, or_, select, text
+from sqlalchemy import case, func, literal, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from store import lifecycle, usage
-from store.fleet import REQUESTED_GPU_TYPE, REQUESTED_GPUS
+from store.fleet import REQUESTED_GPU_MEMORY, REQUESTED_GPU_TYPE, REQUESTED_GPUS
 from store.lifecycle import Claimed
 from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
 
@@ -85,19 +86,23 @@ def place(session: Session, job_id: str, slot: Slot, lease_s: float) -> Placed:
     serialize_claims(session)
     now = utcnow()
     message_job = session.execute(
-        select(Job.queue, Job.status, Job.not_before, _GPUS).where(Job.id == job_id)
+        select(Job.queue, Job.status, Job.not_before, _GPUS, REQUESTED_GPU_MEMORY).where(
+            Job.id == job_id
+        )
     ).one_or_none()
     if message_job is None or message_job.status != JobStatus.QUEUED:
         return Placed(None, None, False, "not queued (already claimed, finished or cancelled)")
     worker = session.execute(
-        select(Worker.queues, Worker.status).where(Worker.id == slot.worker)
+        select(Worker.queues, Worker.status, Worker.gpu_memory_mb).where(Worker.id == slot.worker)
     ).one_or_none()
     if worker is not None and worker.status in (WorkerStatus.DRAINING, WorkerStatus.DRAINED):
         return Placed(None, None, True, f"worker {slot.worker} is draining")
     queues = list(worker.queues) if worker is not None else [message_job.queue]
     if message_job.queue not in queues:
         queues.append(message_job.queue)
-    for candidate in _ranked(session, _candidates(session, queues, slot, now), slot, now):
+    memory = worker.gpu_memory_mb if worker is not None and worker.gpu_memory_mb else None
+    fitting = _candidates(session, queues, slot, memory, now)
+    for candidate in _ranked(session, fitting, slot, now):
         claimed = lifecycle.claim(session, candidate.id, slot.worker, lease_s)
         if claimed is not None:
             why = "claimed" if candidate.id == job_id else f"job {candidate.id} goes first"
@@ -105,9 +110,11 @@ def place(session: Session, job_id: str, slot: Slot, lease_s: float) -> Placed:
     due = message_job.not_before is None or message_job.not_before <= now
     if not due:
         return Placed(None, None, False, f"not due before {message_job.not_before.isoformat()}")
-    needs = message_job[3]
+    needs, needs_memory = message_job[3], message_job[4]
     if needs > slot.gpus:
         why = f"needs {needs} GPUs; this slot holds {slot.gpus}"
+    elif memory is not None and needs_memory is not None and needs_memory > memory:
+        why = f"needs {needs_memory} MiB per GPU; this worker's have {memory}"
     else:
         why = "its principal is at its quota and may not borrow"
     return Placed(None, None, True, why)
@@ -119,8 +126,16 @@ def serialize_claims(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
 
 
-def _candidates(session: Session, queues: list[str], slot: Slot, now: datetime) -> list[_Candidate]:
-    """Per principal, its best job for this slot (priority, not failed here, oldest)."""
+def _candidates(
+    session: Session, queues: list[str], slot: Slot, memory_mb: int | None, now: datetime
+) -> list[_Candidate]:
+    """Per principal, its best job for this slot (priority, not failed here, oldest): of
+    those it fits (GPUs, and memory per GPU where the worker reports it) that are due."""
+    fits_memory = (
+        or_(REQUESTED_GPU_MEMORY.is_(None), memory_mb >= REQUESTED_GPU_MEMORY)
+        if memory_mb is not None
+        else true()
+    )
     failed_here = func.coalesce(Job.last_failed_on == slot.worker, literal(False))
     order = (Job.priority.desc(), failed_here, Job.queued_at, Job.id)
     rank = func.row_number().over(partition_by=Job.owner, order_by=order).label("rank")
@@ -140,6 +155,7 @@ def _candidates(session: Session, queues: list[str], slot: Slot, now: datetime) 
             Job.queue.in_(queues),
             or_(Job.not_before.is_(None), Job.not_before <= now),
             slot.gpus >= _GPUS,
+            fits_memory,
         )
         .subquery()
     )

@@ -39,7 +39,8 @@ _TAIL_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("out_of_memory", r"OutOfMemoryError|CUDA out of memory|exceeded its memory limit|"
          r"OOM killer"),
         ("cuda_error", r"hit a CUDA error|CUDA error"),
-        ("data_missing", r"dataset\.path .* does not exist|benchmark .* not found"),
+        ("data_missing", r"dataset\.path .* does not exist|benchmark '.*' expects .*; point "
+         r"DGPO_BENCHMARK_DIR|benchmark .* not found"),
         ("hub_unreachable", r"couldn't connect to 'https://huggingface\.co'|OfflineModeIsEnabled"),
         ("model_missing", r"Repo id must be in the form|is not a local folder and is not a valid "
          r"model identifier|RepositoryNotFoundError|does not appear to have a file named|"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from workers.failures import describe_exit
+from workers.failure_codes import classify
+from workers.failures import ChildFailed, describe_exit
 
 TRACEBACK = """Traceback (most recent call last):
   File "trainer/data/prompts.py", line 30, in load_rows
@@ -58,3 +59,42 @@ def test_the_cause_names_what_killed_the_child(
     returncode: int, tail: str, limit: int | None, oom: bool, cause: str
 ) -> None:
     assert describe_exit(returncode, tail, memory_limit_mb=limit, oom_killed=oom) == cause
+
+
+@pytest.mark.parametrize(
+    ("cause", "tail", "code"),
+    [
+        ("trainer process exited with code 1: FileNotFoundError: dataset.path '/x/a.jsonl' "
+         "does not exist", "", "data_missing"),
+        ("trainer process exited with code 1: FileNotFoundError: benchmark 'amc23' expects "
+         "/b/amc23.jsonl; point DGPO_BENCHMARK_DIR at a directory holding amc23.jsonl", "",
+         "data_missing"),
+        ("trainer process exited with code 1: OSError: Repo id must be in the form 'repo_name' "
+         "or 'namespace/repo_name': '/models/nope'.", "", "model_missing"),
+        ("trainer process exited with code 1: OSError: We couldn't connect to "
+         "'https://huggingface.co' to load the files", "", "hub_unreachable"),
+        ("trainer process exited with code 1: ImportError: rollout.engine 'vllm' needs vLLM", "",
+         "dependency_missing"),
+        ("trainer process exceeded its memory limit of 400 MiB (RLIMIT_AS, "
+         "DGPO_CHILD_MEMORY_LIMIT_MB): ImportError: libtorch_cpu.so: failed to map segment", "",
+         "out_of_memory"),
+        ("trainer process exited with code 1: torch.OutOfMemoryError: CUDA out of memory", "",
+         "out_of_memory"),
+        ("trainer process hit a CUDA error: RuntimeError: CUDA error: misaligned address", "",
+         "cuda_error"),
+        ("trainer process was killed by SIGKILL", "", "killed"),
+        ("trainer rank 1 crashed with a segmentation fault (SIGSEGV)", "", "killed"),
+        ("trainer process exited with code 1: RuntimeError: the loss is NaN", "", "unknown"),
+        ("trainer process exited with code 1: no error message; see the output tail",
+         "pydantic_core._pydantic_core.ValidationError: 1 validation error for TrainSpec",
+         "spec_invalid"),
+    ],
+)  # fmt: skip
+def test_each_cause_gets_the_code_a_client_branches_on(cause: str, tail: str, code: str) -> None:
+    assert classify(ChildFailed(cause, tail, 1)) == code
+
+
+def test_what_the_slot_itself_raised_is_classified_too() -> None:
+    assert classify(ValueError("model.path is outside the data roots")) == "spec_invalid"
+    assert classify(LookupError("train job x has no checkpoint at step 3")) == "model_missing"
+    assert classify(RuntimeError("boom")) == "unknown"

@@ -15,7 +15,7 @@ from config.fleet_policy import PrincipalPolicy
 from config.settings import get_settings
 from store import attempts
 from store.leases import Lease, place
-from store.models import AttemptUsage, Job, utcnow
+from store.models import AttemptUsage, Job, Worker, utcnow
 from store.placement import Slot
 
 
@@ -65,6 +65,29 @@ def test_a_two_gpu_job_is_never_claimed_by_a_one_gpu_slot(session: Session) -> N
     assert (job.status, job.attempt) == ("queued", 0)  # handed back, no attempt counted
     lease, _ = place(wide, Slot("wide@test", 2), 30)
     assert lease is not None and lease.job_id == wide
+
+
+def test_a_job_needing_more_gpu_memory_than_the_worker_reports_is_not_claimed(
+    session: Session,
+) -> None:
+    session.add_all(
+        [
+            Worker(id="a100-40@h", host="h", queues=["gpu.any"], gpu_count=1, gpu_memory_mb=40960),
+            Worker(id="h100@h", host="h", queues=["gpu.any"], gpu_count=1, gpu_memory_mb=81920),
+        ]
+    )
+    (big,) = add_jobs(session, "a", 1, gpus=1)
+    session.execute(
+        update(Job).values(
+            spec={"resources": {"gpus": 1, "gpu_type": "any", "gpu_memory_mb": 80000}}
+        )
+    )
+    session.commit()
+    lease, placed = place(big, Slot("a100-40@h", 1), 30)
+    assert lease is None and placed.hand_back
+    assert "needs 80000 MiB per GPU; this worker's have 40960" in placed.reason
+    lease, _ = place(big, Slot("h100@h", 1), 30)
+    assert lease is not None and lease.job_id == big
 
 
 def test_a_one_gpu_slot_takes_a_fitting_job_behind_a_two_gpu_one(session: Session) -> None:

@@ -12,6 +12,9 @@ class Resources(SpecModel):
     """0 runs on a CPU worker."""
     gpu_type: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = "any"
     """e.g. `h100`, `a100`, or `any`; routes the job to queue `gpu.<type>`."""
+    gpu_memory_mb: Annotated[int, Field(ge=1)] | None = None
+    """Least memory per GPU (MiB); a worker that reports its GPUs' memory and has less
+    never claims the job. None: any."""
 
     @property
     def queue(self) -> str:
