@@ -3,8 +3,9 @@
 Everything goes through the REST API exactly as a user's tools would: the demo starts
 the embedded stack (`dgpo up`) unless an API already answers at DGPO_API_URL, submits
 a short train job on the built-in tiny model and toy task (`tiny`, `toy-digits`:
-`trainer.data.builtins`), follows it live, then submits an eval job on the train job's latest
-checkpoint against `gsm8k_mini` (shipped with the package) and prints the results table.
+`trainer.data.builtins`), follows it live, prints how its training reward rose, then
+submits an eval job on the train job's latest checkpoint against `gsm8k_mini` (shipped
+with the package) and prints the results table.
 Nothing outside the repository is needed: no data directory, no hub.
 """
 
@@ -26,25 +27,48 @@ DEMO_METADATA = {"source": "dgpo-demo"}
 WORKER_WAIT_S = 120.0
 
 
+DEMO_STEPS = 40
+
+
 def train_request(steps: int) -> dict[str, Any]:
-    """A DGPO run small enough for two CPU cores: 4 prompts x 4 samples per step."""
+    """A DGPO run that visibly learns on two CPU cores: 8 prompts x 8 samples per step.
+
+    The random tiny model first says a digit by chance: about 1 response in 10 of 32 bytes
+    contains the one asked for. What it learns in 40 steps is to answer with digits, the
+    frequent ones of the task most (not yet to copy the one asked for), and that takes the
+    reward to about 0.8 (README). Measured against the demo's old settings (4 x 4 samples,
+    16 tokens, lr 1e-3, 8 steps: reward 0.04 -> 0.04): lr 1e-3 moves this model too
+    little, 4 samples per group rarely hold a correct one (no gradient), and 16 tokens
+    cap a digit-saying policy at 1 - 0.9^16 = 0.81.
+    """
     return {
         "kind": "train",
         "model": {"path": "tiny"},
         "dataset": {"path": "toy-digits"},
         "prompt": {"instruction": ""},
-        "algorithm": {"reward": "contains", "group_size": 4, "policy_loss": {"name": "dgpo"}},
-        "rollout": {"max_prompt_tokens": 64, "max_response_tokens": 16, "batch_size": 16},
+        "algorithm": {"reward": "contains", "group_size": 8, "policy_loss": {"name": "dgpo"}},
+        "rollout": {"max_prompt_tokens": 64, "max_response_tokens": 32, "batch_size": 64},
         "optim": {
-            "lr": 1e-3,
-            "prompts_per_step": 4,
-            "mini_batch_prompts": 4,
-            "micro_batch_size": 8,
+            "lr": 1e-2,
+            "prompts_per_step": 8,
+            "mini_batch_prompts": 8,
+            "micro_batch_size": 64,
         },
         "total_steps": steps,
         "checkpoint": {"every_steps": max(1, steps // 2), "keep_last": 2},
         "metadata": DEMO_METADATA,
     }
+
+
+def reward_summary(rewards: list[float], window: int = 5) -> str:
+    """The training reward's rise in one line: mean of the first and last `window` steps."""
+    window = max(1, min(window, len(rewards) // 2))
+    first, last = rewards[:window], rewards[-window:]
+    return (
+        f"training reward (share of responses containing the digit asked for): "
+        f"{sum(first) / len(first):.2f} over steps 1-{window} -> {sum(last) / len(last):.2f} "
+        f"over steps {len(rewards) - window + 1}-{len(rewards)}"
+    )
 
 
 def eval_request(train_job_id: str, benchmark: str, problems: int) -> dict[str, Any]:
@@ -96,7 +120,7 @@ def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]
 def demo(
     home: HomeOption = None,
     port: Annotated[int, typer.Option(help="Port for the embedded API")] = 8000,
-    steps: Annotated[int, typer.Option(min=1, help="Training steps")] = 8,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps")] = DEMO_STEPS,
     benchmark: Annotated[
         str, typer.Option(help="Benchmark for the eval job (gsm8k_mini ships with dgpo)")
     ] = "gsm8k_mini",
@@ -118,6 +142,9 @@ def demo(
         with api_client() as api:
             _wait_for_worker(api)
             train = _run_job(api, train_request(steps), "train")
+            rows = api.job_metrics(train["id"], names=["reward/mean"])
+            rewards = [row["values"]["reward/mean"] for row in rows]
+            console.print(reward_summary(rewards))
             evaluation = _run_job(api, eval_request(train["id"], benchmark, problems), "eval")
             print_results(api.job_results(evaluation["id"]))
         console.print(f"train job {train['id']}, eval job {evaluation['id']}")

@@ -92,6 +92,7 @@ def test_demo_on_up_then_ctrl_c_leaves_no_orphans_and_restart_finds_the_jobs(tmp
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "eval results" in demo.stdout and "avg@2" in demo.stdout
         assert "gsm8k_mini" in demo.stdout
+        assert "training reward" in demo.stdout and "over steps 1-1 ->" in demo.stdout
         assert "a worker serves queue 'cpu'" in demo.stdout  # says what it waited for
         # Piped, the progress is plain lines: the eval's line starts its own line.
         assert any(line.startswith("eval: job ") for line in demo.stdout.splitlines())
