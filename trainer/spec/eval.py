@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Annotated, Literal, Self, get_args
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, model_validator
 
 from trainer.spec.base import PATH_MAX, SpecModel
 from trainer.spec.prompt import PromptConfig
@@ -47,7 +47,25 @@ class EvalSet(SpecModel):
     """The JSONL file; answers are graded by the same math grader as every benchmark."""
 
 
-BenchmarkRef = BenchmarkName | EvalSet
+def _known_name(value: object) -> object:
+    """An unknown name is an error at its own list index, not one per union member."""
+    if isinstance(value, str) and value not in BENCHMARK_NAMES:
+        raise ValueError(
+            f"unknown benchmark {value!r}: give one of {list(BENCHMARK_NAMES)} "
+            "or a custom set {name, path}"
+        )
+    return value
+
+
+def _ref_kind(value: object) -> str:
+    return "EvalSet" if isinstance(value, dict | EvalSet) else "name"
+
+
+BenchmarkRef = Annotated[
+    Annotated[BenchmarkName, Tag("name")] | Annotated[EvalSet, Tag("EvalSet")],
+    Discriminator(_ref_kind),
+    BeforeValidator(_known_name),
+]
 """A built-in benchmark by name, or a custom eval set."""
 
 
