@@ -164,7 +164,8 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/learning.*")
     args = parser.parse_args()
 
-    os.environ["OMP_NUM_THREADS"] = args.threads
+    os.environ["OMP_NUM_THREADS"] = args.threads  # this process and its children
+    os.environ["DGPO_CHILD_THREADS"] = args.threads  # a worker's attempt children, where set
     started = time.monotonic()
     home = prepare_home(args.home or Path(tempfile.mkdtemp(prefix="dgpo-learning-")))
     token = local_token(home)
