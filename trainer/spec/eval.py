@@ -128,6 +128,10 @@ class EvalSpec(SpecModel):
     """Benchmarks to score, each reported on its own: built-in names or `{name, path}` sets."""
     prompt: PromptConfig = PromptConfig()
     """How a problem becomes the prompt; give a train job's own to score it as trained."""
+    answer_format: Literal["lenient", "number"] = "lenient"
+    """`lenient`: math-verify finds the answer (the last \\boxed{} if any) and accepts any
+    equal expression; `number`: the response's last number literal must equal the answer
+    (numeric tasks such as `arith-test`, where an echoed `19 + 15` must not count)."""
     k: Annotated[int, Field(ge=1, le=1024)] = 32
     """Samples per problem (Avg@k averages them)."""
     pass_k: list[PositiveInt] | None = Field(default=None, max_length=64)
