@@ -56,7 +56,7 @@ def train_request(args: argparse.Namespace) -> dict[str, Any]:
             "policy_loss": {"name": "dgpo"},
             "group_size": 8,
             "reward": "math",
-            "answer_format": "lenient",
+            "answer_format": "number",
             "credit_truncated": True,
         },
         "rollout": {"max_prompt_tokens": 96, "max_response_tokens": args.tokens, "batch_size": 4},
@@ -79,6 +79,7 @@ def eval_request(model: dict[str, Any], args: argparse.Namespace) -> dict[str, A
         "model": model,
         "benchmarks": [BENCHMARK],
         "prompt": PROMPT,
+        "answer_format": "number",
         "k": args.k,
         "max_problems": args.problems,
         "max_tokens": args.tokens,
@@ -164,7 +165,8 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/learning.*")
     args = parser.parse_args()
 
-    os.environ["OMP_NUM_THREADS"] = args.threads
+    os.environ["OMP_NUM_THREADS"] = args.threads  # this process and its children
+    os.environ["DGPO_CHILD_THREADS"] = args.threads  # a worker's attempt children, where set
     started = time.monotonic()
     home = prepare_home(args.home or Path(tempfile.mkdtemp(prefix="dgpo-learning-")))
     token = local_token(home)

@@ -10,6 +10,7 @@ from trainer.benchmarks import load_benchmark
 from trainer.data import arith
 from trainer.data.builtins import resolve
 from trainer.rewards.registry import MathReward
+from trainer.spec import EvalSpec
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +56,16 @@ def test_builtin_names_load_the_train_file_and_the_test_benchmark() -> None:
 def test_the_lenient_math_reward_grades_the_last_number(lenient: MathReward) -> None:
     responses = ["28", "15 + 13 = 28", "15 + 13 = 28\n\nThis is a classic", "15 + 13 = 8"]
     assert lenient(responses, ["28"] * 4) == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_the_number_format_does_not_credit_an_echoed_sum(lenient: MathReward) -> None:
+    """bench/learning.py's first run: the policy learned to answer `19 + 15`, which
+    math-verify equates with 34 (docs/learning.md); `number` wants the number itself."""
+    assert lenient(["19 + 15"], ["34"]) == [1.0]
+    number = MathReward(answer_format="number")
+    responses = ["19 + 15", "19 + 15 = 34", "34", "3,4", "no number", "34.0"]
+    assert number(responses, ["34"] * 6) == [0.0, 1.0, 1.0, 1.0, 0.0, 1.0]
+    spec = EvalSpec.model_validate(
+        {"model": {"path": "m"}, "benchmarks": ["arith-test"], "answer_format": "number"}
+    )
+    assert spec.answer_format == "number"

@@ -21,7 +21,7 @@ def write_set(path: Path) -> str:
     return str(path)
 
 
-def spec(model: str, eval_set: str, prompt: dict | None = None) -> EvalSpec:
+def spec(model: str, eval_set: str, prompt: dict | None = None, **fields: str) -> EvalSpec:
     return EvalSpec.model_validate(
         {
             "model": {"path": model},
@@ -30,6 +30,7 @@ def spec(model: str, eval_set: str, prompt: dict | None = None) -> EvalSpec:
             "max_tokens": 1,
             "batch_size": 4,
             **({"prompt": prompt} if prompt is not None else {}),
+            **fields,
         }
     )
 
@@ -43,6 +44,10 @@ def test_the_eval_prompt_decides_what_the_echo_model_answers(
     assert result.benchmark == "sevens"
     assert [p.problem_id for p in result.per_problem] == ["seven-a", "sevens-1"]
     assert result.scores["avg@2"] == 1.0
+    by_number = spec(echo_model_dir, eval_set, asks_seven, answer_format="number")
+    (result,) = run_eval(by_number, echo_model_dir)
+    assert result.scores["avg@2"] == 1.0
+    assert {s.extracted for p in result.per_problem for s in p.samples} == {"7"}
     asks_three = {"instruction": "3", "use_chat_template": False}
     (result,) = run_eval(spec(echo_model_dir, eval_set, asks_three), echo_model_dir)
     assert result.scores["avg@2"] == 0.0

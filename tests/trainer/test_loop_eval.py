@@ -83,7 +83,12 @@ def test_periodic_eval_samples_like_an_eval_job_from_the_train_spec_alone(
     metrics = loop.periodic_eval(spec, state, engine=None, grader=None, cb=recorder)  # type: ignore[arg-type]
 
     expected = SamplingConfig(n=3, temperature=0.6, top_p=0.95, max_tokens=6, seed=7)
-    options = {"pass_ks": [1, 3], "max_problems": None, "prompt": spec.prompt}
+    options = {
+        "pass_ks": [1, 3],
+        "max_problems": None,
+        "prompt": spec.prompt,
+        "answer_format": "lenient",
+    }
     assert calls == [("gsm8k", expected, options), ("amc23", expected, options)]
     assert metrics["eval/amc23/avg@3"] == 0.5 and [s for s, _ in recorder.evals] == [2]
 

@@ -8,10 +8,11 @@ order, so a gain on `arith-test` is not memorised commutativity.
 
 Answers are plain integers, which the `math` reward grades. The problem carries no
 instruction: the prompt section adds one. A small model rarely writes `\\boxed{}` (the
-default instruction's and the default `answer_format: boxed`'s convention), so the
-recommended prompt is `INSTRUCTION` with `algorithm.answer_format: lenient`, where the
-grader takes the last number of the response. Eval jobs grade leniently always (the last
-`\\boxed{}` if any, else the last expression), so their scores match that reward.
+default instruction's and the default `answer_format: boxed`'s convention), so use the
+prompt `INSTRUCTION` with `answer_format: number` in the train spec and in the eval spec
+of `arith-test`: the response's last number literal must equal the answer. Not `lenient`:
+math-verify equates an echoed `19 + 15` with 34, and a policy learns to echo
+(docs/learning.md).
 """
 
 import json
@@ -22,7 +23,7 @@ OPERAND_MAX = 25
 TEST_SIZE = 100
 SPLIT_SEED = 0
 INSTRUCTION = "Answer with just the number."
-"""The prompt instruction that matches the lenient `math` reward (the last number counts)."""
+"""The prompt instruction that matches `answer_format: number` (the last number counts)."""
 
 
 def _splits(seed: int = SPLIT_SEED) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

@@ -14,7 +14,7 @@ from trainer.data.prompts import prompt_text
 from trainer.engines import EngineOptions, RolloutEngine, SamplingConfig, build_engine
 from trainer.evaluation.scores import benchmark_scores
 from trainer.results import BenchmarkResult, ProblemResult
-from trainer.rewards.grading import Grader
+from trainer.rewards.grading import Grader, last_number_verdict
 from trainer.spec import PromptConfig
 from trainer.spec.eval import BenchmarkRef, EvalSpec, benchmark_name
 
@@ -57,6 +57,7 @@ def run_eval(
                 max_problems=spec.max_problems,
                 benchmark_dir=benchmark_dir,
                 prompt=spec.prompt,
+                answer_format=spec.answer_format,
             )
             for name in spec.benchmarks
         ]
@@ -73,6 +74,7 @@ def evaluate_benchmark(
     max_problems: int | None = None,
     benchmark_dir: str | os.PathLike[str] | None = None,
     prompt: PromptConfig | None = None,
+    answer_format: str = "lenient",
 ) -> BenchmarkResult:
     """One benchmark or custom eval set: `sampling.n` samples for each of its (first
     `max_problems`) problems, prompted as `prompt` says, scored as Avg@n and Pass@j for each
@@ -89,7 +91,11 @@ def evaluate_benchmark(
     completions = engine.generate(prompt_ids, sampling)
     responses = tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
     answers = [problems[c.prompt_index].answer for c in completions]
-    verdicts = grader.grade(responses, answers)
+    if answer_format == "number":
+        pairs = zip(responses, answers, strict=True)
+        verdicts = [last_number_verdict(response, answer) for response, answer in pairs]
+    else:
+        verdicts = grader.grade(responses, answers)
     per_problem = _per_problem(problems, [c.prompt_index for c in completions], verdicts)
     return BenchmarkResult(
         benchmark=benchmark_name(benchmark),

@@ -20,6 +20,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -63,6 +64,26 @@ def last_boxed(text: str) -> str | None:
                     return text[brace + 1 : end]
         start = text.rfind("\\boxed", 0, start)
     return None
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def last_number_verdict(response: str, ground_truth: str) -> SampleVerdict:
+    """The response's last number literal against a numeric ground truth, no algebra.
+
+    For tasks whose answer is a number: math-verify equates an unevaluated `19 + 15` with
+    34, so a policy that echoes the question's expression would score (it did,
+    docs/learning.md). This is how issue 23 scored its own check (the last integer).
+    """
+    found = _NUMBER.findall(response.replace(",", ""))
+    if not found:
+        return SampleVerdict(extracted=None, correct=False)
+    try:
+        correct = Decimal(found[-1]) == Decimal(ground_truth.strip())
+    except InvalidOperation:
+        correct = False
+    return SampleVerdict(extracted=found[-1], correct=correct)
 
 
 _E_NOTATION = re.compile(r"(?<![\\\w.])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])")

@@ -10,7 +10,7 @@ truncated response (cut at max_response_tokens) may earn credit is the loop's ru
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from trainer.rewards.grading import Grader, last_boxed
+from trainer.rewards.grading import Grader, last_boxed, last_number_verdict
 from trainer.spec import AlgorithmConfig
 
 
@@ -31,7 +31,9 @@ class MathReward:
 
     `answer_format`: `boxed` (default) grades only the last `\\boxed{}` and gives 0 without
     one, as the DGPO code's MATH reward (verl `math_reward.compute_score`, last boxed only);
-    `lenient` lets math-verify look for an answer anywhere in the text. A truncated response
+    `lenient` lets math-verify look for an answer anywhere in the text; `number` compares the
+    last number literal of the text with the ground truth, no algebra (`19 + 15` is not 34:
+    `trainer.rewards.grading.last_number_verdict`). A truncated response
     earns nothing by default ("I think it's 17, or maybe 42" is not an answer).
     """
 
@@ -44,6 +46,9 @@ class MathReward:
         self.grader = Grader(num_workers=num_workers, timeout_s=timeout_s)
 
     def __call__(self, responses: Sequence[str], ground_truths: Sequence[str]) -> list[float]:
+        if self.answer_format == "number":
+            pairs = zip(responses, ground_truths, strict=True)
+            return [1.0 if last_number_verdict(r, t).correct else 0.0 for r, t in pairs]
         if self.answer_format == "lenient":
             verdicts = self.grader.grade(responses, ground_truths)
             return [1.0 if v.correct else 0.0 for v in verdicts]

@@ -204,6 +204,7 @@ def periodic_eval(
             pass_ks=reported_pass_ks(spec.eval.k),
             max_problems=spec.eval.max_problems,
             prompt=spec.eval.prompt or spec.prompt,
+            answer_format="number" if spec.algorithm.answer_format == "number" else "lenient",
         )
         for name in spec.eval.benchmarks
     ]

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Annotated, Literal, Self, get_args
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, model_validator
 
 from trainer.spec.base import PATH_MAX, SpecModel
 from trainer.spec.prompt import PromptConfig
@@ -47,7 +47,25 @@ class EvalSet(SpecModel):
     """The JSONL file; answers are graded by the same math grader as every benchmark."""
 
 
-BenchmarkRef = BenchmarkName | EvalSet
+def _known_name(value: object) -> object:
+    """An unknown name is an error at its own list index, not one per union member."""
+    if isinstance(value, str) and value not in BENCHMARK_NAMES:
+        raise ValueError(
+            f"unknown benchmark {value!r}: give one of {list(BENCHMARK_NAMES)} "
+            "or a custom set {name, path}"
+        )
+    return value
+
+
+def _ref_kind(value: object) -> str:
+    return "EvalSet" if isinstance(value, dict | EvalSet) else "name"
+
+
+BenchmarkRef = Annotated[
+    Annotated[BenchmarkName, Tag("name")] | Annotated[EvalSet, Tag("EvalSet")],
+    Discriminator(_ref_kind),
+    BeforeValidator(_known_name),
+]
 """A built-in benchmark by name, or a custom eval set."""
 
 
@@ -110,6 +128,10 @@ class EvalSpec(SpecModel):
     """Benchmarks to score, each reported on its own: built-in names or `{name, path}` sets."""
     prompt: PromptConfig = PromptConfig()
     """How a problem becomes the prompt; give a train job's own to score it as trained."""
+    answer_format: Literal["lenient", "number"] = "lenient"
+    """`lenient`: math-verify finds the answer (the last \\boxed{} if any) and accepts any
+    equal expression; `number`: the response's last number literal must equal the answer
+    (numeric tasks such as `arith-test`, where an echoed `19 + 15` must not count)."""
     k: Annotated[int, Field(ge=1, le=1024)] = 32
     """Samples per problem (Avg@k averages them)."""
     pass_k: list[PositiveInt] | None = Field(default=None, max_length=64)

@@ -75,9 +75,12 @@ class AlgorithmConfig(SpecModel):
     reward: RewardName = "math"
     """Key in the reward registry (`trainer.rewards.registry`): `math` (math-verify against the
     ground truth) or `contains` (the answer string occurs; the built-in toy task's)."""
-    answer_format: Literal["boxed", "lenient"] = "boxed"
+    answer_format: Literal["boxed", "lenient", "number"] = "boxed"
     """math reward: `boxed` grades only the last \\boxed{} (none scores 0), as the DGPO code's
-    MATH reward does; `lenient` lets the grader find an answer anywhere in the text."""
+    MATH reward does; `lenient` lets the grader find an answer anywhere in the text; `number`
+    compares the text's last number literal with the answer, no algebra (for numeric tasks
+    such as `arith`, where `19 + 15` must not count as 34). Periodic evals grade as `number`
+    too when it is set, else leniently."""
     credit_truncated: bool | None = None
     """May a response cut at max_response_tokens earn reward? Unset: the reward decides
     (math: no; the toy `contains` task: yes)."""
