@@ -4,7 +4,7 @@ HF directory, tokenizer and chat template intact."""
 import json
 from pathlib import Path
 
-from trainer.data.builtins import SMOLLM2, resolve
+from trainer.data.builtins import BUILTIN_MODEL_POSITIONS, SMOLLM2, resolve
 
 
 def test_the_wheel_converts_to_a_plain_llama_checkpoint_with_its_chat_tokenizer(
@@ -16,6 +16,8 @@ def test_the_wheel_converts_to_a_plain_llama_checkpoint_with_its_chat_tokenizer(
     assert config["architectures"] == ["LlamaForCausalLM"]
     assert "quantization_config" not in config  # else loaders go back to the GGUF file
     assert (config["head_dim"], config["tie_word_embeddings"]) == (64, True)
+    # The submit check reads the positions before the model is converted.
+    assert config["max_position_embeddings"] == BUILTIN_MODEL_POSITIONS[SMOLLM2]
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     assert len(tokenizer) == 49152 and tokenizer.eos_token == "<|im_end|>"

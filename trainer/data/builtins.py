@@ -72,9 +72,10 @@ BUILTIN_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     SMOLLM2: ("smollm2-135m", _build_smollm2),
 }
 """Name -> (directory under `builtin_root()`, builder)."""
-BUILTIN_MODEL_POSITIONS: dict[str, int] = {"tiny": 1024}
+BUILTIN_MODEL_POSITIONS: dict[str, int] = {"tiny": 1024, SMOLLM2: 8192}
 """Name -> the model's `max_position_embeddings`: the submit check knows it before the
-model is built (`trainer.data.model_info`); the builder writes it into the config."""
+model is built (`trainer.data.model_info`); the tiny builder writes it into its config, the
+SmolLM2 one keeps the GGUF's (tests/trainer/test_smollm2.py checks they agree)."""
 BUILTIN_DATASETS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "toy-digits": ("toy-digits.jsonl", _build_toy_digits),
     "arith": ("arith-train.jsonl", _build_arith),
