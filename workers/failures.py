@@ -9,6 +9,7 @@ import re
 import signal
 from pathlib import Path
 
+from trainer.checkpoints import DISK_FULL
 from trainer.reporting.fence import FENCED_EXIT, FENCED_PREFIX
 
 OOM_EVENTS = Path("/sys/fs/cgroup/memory.events")
@@ -25,11 +26,19 @@ _RANK = re.compile(r"^\s*rank\s*:\s*(\d+)", re.MULTILINE)
 
 
 class ChildFailed(RuntimeError):
-    """The attempt's child exited without finishing; `cause` is one line, `tail` its output."""
+    """The attempt's child exited without finishing; `cause` is one line, `tail` its output.
 
-    def __init__(self, cause: str, tail: str, returncode: int) -> None:
+    Not `retryable` when another attempt would fail the same way (a full disk)."""
+
+    def __init__(self, cause: str, tail: str, returncode: int, *, retryable: bool = True) -> None:
         super().__init__(cause)
         self.cause, self.tail, self.returncode = cause, tail, returncode
+        self.retryable = retryable
+
+
+def disk_full(tail: str) -> bool:
+    """The checkpoint did not fit (`trainer.checkpoints.DISK_FULL`)."""
+    return DISK_FULL in tail
 
 
 class ChildFenced(ChildFailed):

@@ -36,7 +36,14 @@ from store.leases import Lease, LeaseLost
 from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
 from workers.child import Child, child_command
-from workers.failures import ChildFailed, ChildFenced, describe_exit, fence_line, oom_kills
+from workers.failures import (
+    ChildFailed,
+    ChildFenced,
+    describe_exit,
+    disk_full,
+    fence_line,
+    oom_kills,
+)
 from workers.leases import LeaseKeeper
 from workers.relay import ReportRelay, report_file
 from workers.reporting import DbReporter
@@ -112,7 +119,7 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         if (fenced := fence_line(returncode, tail)) is not None:
             raise ChildFenced(f"trainer stopped itself: {fenced}", tail, returncode)
         cause = describe_exit(returncode, tail, memory_limit_mb=limit, oom_killed=oom_killed)
-        raise ChildFailed(cause, tail, returncode)
+        raise ChildFailed(cause, tail, returncode, retryable=not disk_full(tail))
     if plan.results_file is not None:
         _record_results(lease, plan.results_file, plan.step, f"scored {plan.model}")
     return Ending(False, f"attempt {lease.attempt} finished")

@@ -94,7 +94,8 @@ def _fail(lease: Lease, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"
         data = {"traceback": "".join(traceback.format_exception(exc)[-5:])}
     try:
-        requeued = attempts.fail(lease, error, data, crashed=isinstance(exc, ChildFailed))
+        crashed = isinstance(exc, ChildFailed) and exc.retryable
+        requeued = attempts.fail(lease, error, data, crashed=crashed)
     except LeaseLost:
         log.warning(
             "job %s: failed after losing its lease; the newer attempt decides", lease.job_id

@@ -2,7 +2,8 @@
 
 import pytest
 
-from workers.failures import describe_exit
+from trainer.checkpoints import DISK_FULL
+from workers.failures import describe_exit, disk_full, fence_line
 
 TRACEBACK = """Traceback (most recent call last):
   File "trainer/data/prompts.py", line 30, in load_rows
@@ -58,3 +59,12 @@ def test_the_cause_names_what_killed_the_child(
     returncode: int, tail: str, limit: int | None, oom: bool, cause: str
 ) -> None:
     assert describe_exit(returncode, tail, memory_limit_mb=limit, oom_killed=oom) == cause
+
+
+def test_a_full_disk_and_a_fence_are_told_apart_from_crashes() -> None:
+    tail = f"Traceback ...\nOSError: [Errno 28] {DISK_FULL} step 8 under /data/jobs/x; free"
+    assert disk_full(tail) and not disk_full("OSError: [Errno 5] Input/output error")
+    fenced = "fenced: the supervisor's heartbeat (/j/attempt-1.heartbeat) is 31.0 s old"
+    assert fence_line(75, "") == "its heartbeat went stale"
+    assert fence_line(1, f"x\n{fenced}\n").startswith("the supervisor's heartbeat")
+    assert fence_line(1, "RuntimeError: boom") is None
