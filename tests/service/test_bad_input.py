@@ -268,3 +268,31 @@ def test_an_echo_reads_only_what_it_shows() -> None:
     endless.append(endless)
     [entry] = safe_errors([{"type": "dict_type", "loc": ("body",), "msg": "no", "input": endless}])
     assert entry["input"] == "[" * ECHO_MAX + "... (cut)"
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("model.path", "models/tiny\u0000x"),
+        ("metadata", {"team\u0000": "a"}),
+        ("metadata", {"team": "a\u0000"}),
+        ("logging.wandb.tags", ["ok", "b\u0000d"]),
+        ("prompt.instruction", "Solve\u0000"),
+    ],
+)
+def test_a_nul_in_any_spec_string_is_422_naming_the_field(client, tokens, path, value) -> None:  # type: ignore[no-untyped-def]
+    body = json.loads(_with(TRAIN, path, json.dumps(value)))
+    r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert "NUL" in error["msg"] and error["loc"][-1] == path.split(".")[-1], error
+
+
+@pytest.mark.parametrize(
+    "sub", ["STOP", "job-spec.yaml", "reports/x", "attempt-1.log", "results.json"]
+)
+def test_an_output_dir_naming_a_control_file_is_422(client, tokens, sub) -> None:  # type: ignore[no-untyped-def]
+    body = {**TRAIN, "checkpoint": {"output_dir": sub}}
+    r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    assert r.status_code == 422, r.text
+    assert "control files" in r.text and "output_dir" in r.text
