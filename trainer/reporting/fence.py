@@ -9,8 +9,10 @@ job's directory. This holds when the supervisor is frozen (SIGSTOP, a VM pause, 
 cgroup, swapping), which `PR_SET_PDEATHSIG` (`trainer.supervised`) does not cover: that
 only fires when the supervisor dies.
 
-A step or checkpoint already under way when the file goes stale finishes first; the
-margin `lease - timeout` must cover one (see docs/operations.md).
+A step or checkpoint already under way when the file goes stale finishes first (a
+checkpoint's own report included: its directory is on disk, and a newer attempt resuming
+from it must find its row); the margin `lease - timeout` must cover one (see
+docs/operations.md).
 """
 
 import os
@@ -19,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from trainer.reporting.callbacks import Callback, CheckpointInfo
+from trainer.reporting.callbacks import Callback
 from trainer.results import BenchmarkResult
 
 FENCED_EXIT = 75
@@ -61,9 +63,6 @@ class HeartbeatFence(Callback):
         self.check()
 
     def before_checkpoint(self, step: int) -> None:
-        self.check()
-
-    def on_checkpoint(self, info: CheckpointInfo) -> None:
         self.check()
 
     def on_eval(self, step: int, results: Sequence[BenchmarkResult]) -> None:
