@@ -50,6 +50,7 @@ class RetryPolicy(BaseModel):
             "model_missing",
             "dependency_missing",
             "gpus_unavailable",
+            "disk_full",
         ]
     )
     """Codes that fail the job at once: retrying cannot help (the same spec, data and

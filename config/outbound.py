@@ -84,9 +84,26 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
+_EMBEDS_IPV4 = (
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated, still routed by some stacks)
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64, well-known prefix (RFC 6052)
+    ipaddress.ip_network("64:ff9b:1::/48"),  # NAT64, local-use prefix (RFC 8215)
+)
+
+
+def _embedded_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one reaches (mapped, compatible or NAT64), else itself."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if any(address in net for net in _EMBEDS_IPV4):  # `::1` becomes 0.0.0.1: refused too
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
 def _check_address(host: str, address: IPAddress, settings: Settings) -> None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = _embedded_ipv4(address)
     if address.is_global and not address.is_multicast:
         return
     if any(

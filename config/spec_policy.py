@@ -10,6 +10,7 @@ X checks the text at submit
 resolved) before it runs anything, since settings or files may change in between.
 """
 
+import fnmatch
 import posixpath
 import re
 from collections.abc import Sequence
@@ -167,6 +168,12 @@ def raise_if(violations: list[Violation]) -> None:
         raise SpecRefused(violations)
 
 
+CONTROL_FILES = frozenset({"STOP", "job-spec.yaml", "eval-spec.yaml", "results.json", "reports"})
+"""What the supervisor keeps in a job's directory (`workers.supervisor`, `workers.relay`),
+besides `attempt-*` logs and heartbeats: no output sub-path may start with one (the
+output directory `STOP` made a run stop at once and "succeed" with no step)."""
+
+
 def job_output_dir(job_id: str, output_dir: str | None, settings: Settings) -> str:
     """Where job `job_id` writes: `<storage_root>/<id>[/<sub-path>]` or `<allowed URI>/<id>`.
 
@@ -288,6 +295,15 @@ def _output_dir(output_dir: str | None, settings: Settings) -> list[Violation]:
                 loc,
                 "must be a relative sub-path of the job's own directory (no leading '/', "
                 "no '..'), or unset: the operator decides where jobs write",
+            )
+        ]
+    first = output_dir.replace("\\", "/").strip("/").split("/")[0]
+    if first in CONTROL_FILES or fnmatch.fnmatchcase(first, "attempt-*"):
+        return [
+            Violation(
+                loc,
+                f"{first!r} is one of the job's own control files (the stop file, spec, "
+                "logs, reports); name another sub-path such as 'checkpoints'",
             )
         ]
     return []

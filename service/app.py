@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from config.settings import get_settings
-from service import errors, request_guard
+from service import access_log, errors, request_guard
 from service.api.routes import evals, fleet, health, jobs, schedules, tokens, usage
 from service.fleet_metrics import FleetCollector
 from service.intake import SubmitBatcher
@@ -65,6 +65,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)  # outermost: first
     errors.install(app)
     request_guard.install(app)
+    access_log.install()
     app.include_router(jobs.router)  # first: routes are matched in order, POST /jobs is hot
     app.include_router(health.router)
     app.include_router(fleet.router)

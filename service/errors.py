@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 
 from config.spec_policy import SpecRefused
+from service.request_guard import VALUES_MAX
 from store.errors import NotFound, QuotaExceeded, Unprocessable
 from store.lifecycle import IllegalTransition
 
@@ -36,6 +37,11 @@ AUTH_ERRORS = {
     "401": "missing, invalid or revoked bearer token",
     "403": "the token's scope is too low for this route",
 }
+BODY_ERRORS = {
+    "400": "the body is not JSON, or holds a lone UTF-16 surrogate",
+    "413": f"the body is over DGPO_MAX_BODY_BYTES or holds over {VALUES_MAX:,} JSON values",
+}
+"""What `service.request_guard` and the JSON decoding answer before any route runs."""
 _DETAIL_SCHEMA = {
     "type": "object",
     "properties": {"detail": {"type": "string"}},
@@ -47,8 +53,9 @@ _VALIDATION_SCHEMA = {"$ref": "#/components/schemas/HTTPValidationError"}
 
 
 def _document_errors(app: FastAPI) -> None:
-    """Every operation that takes a bearer token documents its 401 and 403 answers, and
-    every 422 the body all 422s share (validation and `Unprocessable` alike)."""
+    """Every operation that takes a bearer token documents its 401 and 403 answers, every
+    one that takes a body its 400 and 413, and every 422 the body all 422s share
+    (validation and `Unprocessable` alike)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -58,15 +65,17 @@ def _document_errors(app: FastAPI) -> None:
                 rejected = operation["responses"].get("422")
                 if rejected is not None:
                     rejected["content"] = {"application/json": {"schema": _VALIDATION_SCHEMA}}
-                if operation.get("security"):
-                    for code, description in AUTH_ERRORS.items():
-                        operation["responses"].setdefault(
-                            code,
-                            {
-                                "description": description,
-                                "content": {"application/json": {"schema": _DETAIL_SCHEMA}},
-                            },
-                        )
+                codes = {**AUTH_ERRORS} if operation.get("security") else {}
+                if "requestBody" in operation:
+                    codes |= BODY_ERRORS
+                for code, description in codes.items():
+                    operation["responses"].setdefault(
+                        code,
+                        {
+                            "description": description,
+                            "content": {"application/json": {"schema": _DETAIL_SCHEMA}},
+                        },
+                    )
             app.openapi_schema = schema
         return app.openapi_schema
 

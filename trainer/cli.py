@@ -6,7 +6,8 @@ go to `<output>/metrics.jsonl` (a log for humans) and to the trackers `logging` 
 output may be an fsspec URI; metrics then go to its local staging directory. Run under
 torchrun (`trainer.distributed.launch.torchrun_command`) it trains as one FSDP2 group and rank 0
 alone logs. A supervisor (the Celery worker) adds `--report-file` (every callback,
-`trainer.reporting.channel`) and `--stop-file` (stop at the next step boundary).
+`trainer.reporting.channel`), `--stop-file` (stop at the next step boundary) and
+`--heartbeat-file` (stop at once when it goes stale: `trainer.reporting.fence`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -91,6 +92,13 @@ def _train(
         Path | None,
         typer.Option(help="append every callback to this JSON-lines file (for a supervisor)"),
     ] = None,
+    heartbeat_file: Annotated[
+        Path | None,
+        typer.Option(help="exit at once, writing nothing more, once this file goes stale"),
+    ] = None,
+    heartbeat_timeout: Annotated[
+        float, typer.Option(help="seconds after which --heartbeat-file is stale")
+    ] = 30.0,
 ) -> None:
     """Train a policy with DGPO (or a baseline loss) as described by SPEC_FILE."""
     import torch
@@ -99,6 +107,7 @@ def _train(
     from trainer.checkpoints.remote import is_remote, staging_dir
     from trainer.extras import missing_extras
     from trainer.reporting.channel import ReportWriter
+    from trainer.reporting.fence import HeartbeatFence
     from trainer.reporting.loggers import JsonlLogger, trackers
     from trainer.rl.loop import train
 
@@ -121,7 +130,10 @@ def _train(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress, ExitStack() as opened:
-        hooks: list[Callback] = [ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")]
+        hooks: list[Callback] = []
+        if heartbeat_file is not None:  # first: it must stop the run before anything writes
+            hooks.append(HeartbeatFence(heartbeat_file, heartbeat_timeout))
+        hooks += [ProgressCallback(progress), JsonlLogger(local / "metrics.jsonl")]
         hooks += [opened.enter_context(tracker) for tracker in trackers(spec, local)]
         if stop_file is not None:
             hooks.append(StopFile(stop_file))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from store.db import is_transient
+from trainer.checkpoints import DISK_FULL
 from workers.failures import ChildFailed
 
 CODES = (
@@ -22,6 +23,7 @@ CODES = (
     "hub_unreachable",
     "dependency_missing",
     "gpus_unavailable",
+    "disk_full",
     "out_of_memory",
     "cuda_error",
     "node_lost",
@@ -36,6 +38,7 @@ _TAIL_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (code, re.compile(pattern))
     for code, pattern in (
         ("gpus_unavailable", r"GpusUnavailableError"),
+        ("disk_full", re.escape(DISK_FULL)),
         ("out_of_memory", r"OutOfMemoryError|CUDA out of memory|exceeded its memory limit|"
          r"OOM killer"),
         ("cuda_error", r"hit a CUDA error|CUDA error"),

@@ -9,6 +9,8 @@ import re
 import signal
 from pathlib import Path
 
+from trainer.reporting.fence import FENCED_EXIT, FENCED_PREFIX
+
 OOM_EVENTS = Path("/sys/fs/cgroup/memory.events")
 MEMORY_ERRORS = (
     "MemoryError",
@@ -28,6 +30,19 @@ class ChildFailed(RuntimeError):
     def __init__(self, cause: str, tail: str, returncode: int) -> None:
         super().__init__(cause)
         self.cause, self.tail, self.returncode = cause, tail, returncode
+
+
+class ChildFenced(ChildFailed):
+    """The child stopped itself: its heartbeat went stale (this supervisor was frozen or
+    its lease renewals failed). Not the job's fault: it costs no attempt."""
+
+
+def fence_line(returncode: int, tail: str) -> str | None:
+    """Why the child fenced itself (`trainer.reporting.fence`), or None if it did not."""
+    lines = [line for line in tail.splitlines() if line.startswith(FENCED_PREFIX)]
+    if lines:
+        return lines[-1].removeprefix(FENCED_PREFIX)
+    return "its heartbeat went stale" if returncode == FENCED_EXIT else None
 
 
 def oom_kills() -> int | None:

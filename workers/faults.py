@@ -10,22 +10,26 @@ import logging
 from store import attempts
 from store.db import is_transient, retrying
 from store.leases import Lease, LeaseLost
+from workers.failures import ChildFenced
 from workers.reconciler import republish
 
 log = logging.getLogger(__name__)
 
 
 def requeue_after_fault(lease: Lease, exc: BaseException) -> bool:
-    """Re-queue the job, uncounted, if `exc` is a transient database error; True if it
-    is handled (re-queued, or another attempt already owns the job)."""
-    if not is_transient(exc):
+    """Re-queue the job, uncounted, if `exc` is a transient database error or a trainer
+    that fenced itself; True if it is handled (re-queued, or another attempt owns the job)."""
+    if isinstance(exc, ChildFenced):
+        why = "its trainer fenced itself (the supervisor's heartbeat went stale)"
+    elif is_transient(exc):
+        why = "a lost database connection"
+    else:
         return False
 
     def requeue() -> bool:  # False while cancelling: the caller ends it
         return attempts.requeue_uncounted(
             lease,
-            f"attempt {lease.attempt} interrupted by a lost database connection; "
-            "re-queued without counting it",
+            f"attempt {lease.attempt} interrupted by {why}; re-queued without counting it",
             {"fault": f"{type(exc).__name__}: {exc}"[:2000]},
         )
 

@@ -11,6 +11,10 @@ The slot (a Celery pool process) holds the lease and its heartbeat, starts the c
 - lease lost: another attempt owns the job (and its output directory) now; the group is
   terminated at once, without a final checkpoint.
 - child died: `ChildFailed` with a one-line cause (`workers.failures`) and its output tail.
+- this process frozen (SIGSTOP, a VM pause): the lease keeper stops refreshing the
+  attempt's heartbeat file, and the trainer stops by itself before the lease expires
+  (`trainer.reporting.fence`); seen afterwards, that exit is `ChildFenced`, which costs
+  the job no attempt.
 
 Nothing of the trainer (torch, the model, an engine, a CUDA context) is ever loaded in
 the slot, so its memory is back to its idle size after every attempt.
@@ -34,7 +38,13 @@ from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
 from workers import cpus
 from workers.child import Child, child_command
-from workers.failures import ChildFailed, describe_exit, oom_kills
+from workers.failures import (
+    ChildFailed,
+    ChildFenced,
+    describe_exit,
+    fence_line,
+    oom_kills,
+)
 from workers.leases import LeaseKeeper
 from workers.relay import ReportRelay, report_file
 from workers.reporting import DbReporter
@@ -80,10 +90,15 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
     plan = _plan(lease, settings)
     relay = ReportRelay(plan.run_dir, lease.attempt, reporter)
     relay.catch_up()
-    if plan.stop_file is not None:
+    args = plan.args
+    if plan.stop_file is not None:  # a trainer: it fences itself when we stop vouching
         plan.stop_file.unlink(missing_ok=True)
+        heartbeat = plan.run_dir / f"attempt-{lease.attempt}.heartbeat"
+        keeper.vouch(heartbeat)
+        timeout = str(keeper.fence_timeout_s)
+        args = [*args, "--heartbeat-file", str(heartbeat), "--heartbeat-timeout", timeout]
     argv = child_command(
-        plan.module, plan.args, nproc=plan.nproc, memory_limit_mb=settings.child_memory_limit_mb
+        plan.module, args, nproc=plan.nproc, memory_limit_mb=settings.child_memory_limit_mb
     )
     threads = cpus.attempt_threads(
         slots=settings.worker_slots,
@@ -113,6 +128,8 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         oom_after, tail = oom_kills(), child.log_tail()
         oom_killed = oom_before is not None and oom_after not in (None, oom_before)
         limit = settings.child_memory_limit_mb
+        if (fenced := fence_line(returncode, tail)) is not None:
+            raise ChildFenced(f"trainer stopped itself: {fenced}", tail, returncode)
         cause = describe_exit(returncode, tail, memory_limit_mb=limit, oom_killed=oom_killed)
         raise ChildFailed(cause, tail, returncode)
     if plan.results_file is not None:

@@ -139,6 +139,9 @@ def test_webhook_to_internal_addresses_is_422_naming_the_field(client, tokens):
         "http://localhost:5432/",
         "http://[::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible (issue 24)
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b:1::a9fe:a9fe]/hook",  # local-use NAT64 of 169.254.169.254
         "http://10.0.0.5/hook",
         "http://192.168.1.1/hook",
         "http://0.0.0.0:8000/hook",

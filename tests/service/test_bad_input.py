@@ -8,13 +8,16 @@ import json
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import bearer
+from tests.conftest import bearer, free_port
 
 HOME = os.environ["DGPO_HOME"]
 TRAIN = {
@@ -167,3 +170,129 @@ def test_healthz_stays_fast_while_four_10mb_bodies_arrive(live_server: str) -> N
     assert len(answers) == 4 and all(b" 413 " in head for _, head in answers), answers
     assert max(seconds for seconds, _ in answers) < 2.0, answers
     assert max(latencies) < 0.1, (max(latencies), statistics.median(latencies))
+
+
+NESTED = "[" * 100 + "]" * 100
+DEEP_METADATA = '{"kind": "train", "metadata": [' + ",".join([NESTED] * 4_900) + "]}"
+"""984 KB, under the body limit: 490,000 nested lists (issue 24, 1): stalled the loop 10 s."""
+
+
+@pytest.fixture
+def api_process(clean_db: str, redis_url: str) -> Iterator[str]:
+    """uvicorn in a process of its own: a server in this process's thread would share its
+    GIL with the eight senders, and their work would read as the server's stall."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)]
+    server = subprocess.Popen([*argv, "--log-level", "warning"])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
+    api_process: str, tokens: dict[str, str]
+) -> None:
+    """Eight bodies at once (each stalled the loop 10 s); /healthz is timed every 10 ms
+    until all are answered, and for at least a second."""
+    headers = {**bearer(tokens["submit"]), "content-type": "application/json"}
+    answers: list[tuple[int, int]] = []
+    body = DEEP_METADATA.encode()
+    clients = [httpx.Client(base_url=api_process, timeout=120) for _ in range(8)]
+
+    def send(c: httpx.Client) -> None:
+        with c:
+            r = c.post("/jobs", content=body, headers=headers)
+            answers.append((r.status_code, len(r.content)))
+
+    senders = [threading.Thread(target=send, args=(c,)) for c in clients]
+    latencies = []
+    with httpx.Client(base_url=api_process, timeout=120) as probe:
+        probe.get("/healthz")
+        for sender in senders:
+            sender.start()
+        end = time.monotonic() + 1.0
+        while any(s.is_alive() for s in senders) or time.monotonic() < end:
+            start = time.monotonic()
+            assert probe.get("/healthz").status_code == 200
+            latencies.append(time.monotonic() - start)
+            time.sleep(0.01)
+    for sender in senders:
+        sender.join()
+    assert [status for status, _ in answers] == [413] * 8, answers
+    assert all(size < 10_000 for _, size in answers), answers
+    p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98]
+    assert p99 < 0.1, (p99, max(latencies), statistics.median(latencies), len(latencies))
+
+
+def test_a_body_with_over_ten_thousand_values_is_413_before_parsing(client, tokens) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/jobs", content=DEEP_METADATA.encode(), headers=bearer(tokens["submit"]))
+    assert r.status_code == 413 and "JSON values" in r.json()["detail"]
+
+
+def test_commas_and_brackets_inside_strings_do_not_count_as_values(client, tokens) -> None:  # type: ignore[no-untyped-def]
+    body = {**TRAIN, "prompt": {"instruction": "[{," * 20_000}}
+    r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == [
+        "body",
+        "train",
+        "prompt",
+        "instruction",
+    ]
+
+
+def test_a_422_lists_at_most_64_errors(client, tokens) -> None:  # type: ignore[no-untyped-def]
+    body = {**TRAIN, **{f"unknown_{i}": 1 for i in range(500)}}
+    r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    detail = r.json()["detail"]
+    assert r.status_code == 422 and len(detail) == 65, len(detail)
+    assert detail[-1]["msg"].startswith("436 more errors not shown")
+
+
+def test_an_echo_reads_only_what_it_shows() -> None:
+    """A value with no end (it holds itself) echoes its first 1,024 characters: the
+    renderer never walks the whole input (it walked 490,000 lists for 10 s, issue 24)."""
+    from service.request_guard import ECHO_MAX, safe_errors
+
+    endless: list = []
+    endless.append(endless)
+    [entry] = safe_errors([{"type": "dict_type", "loc": ("body",), "msg": "no", "input": endless}])
+    assert entry["input"] == "[" * ECHO_MAX + "... (cut)"
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("model.path", "models/tiny\u0000x"),
+        ("metadata", {"team\u0000": "a"}),
+        ("metadata", {"team": "a\u0000"}),
+        ("logging.wandb.tags", ["ok", "b\u0000d"]),
+        ("prompt.instruction", "Solve\u0000"),
+    ],
+)
+def test_a_nul_in_any_spec_string_is_422_naming_the_field(client, tokens, path, value) -> None:  # type: ignore[no-untyped-def]
+    body = json.loads(_with(TRAIN, path, json.dumps(value)))
+    r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert "NUL" in error["msg"] and error["loc"][-1] == path.split(".")[-1], error
+
+
+@pytest.mark.parametrize(
+    "sub", ["STOP", "job-spec.yaml", "reports/x", "attempt-1.log", "results.json"]
+)
+def test_an_output_dir_naming_a_control_file_is_422(client, tokens, sub) -> None:  # type: ignore[no-untyped-def]
+    body = {**TRAIN, "checkpoint": {"output_dir": sub}}
+    r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    assert r.status_code == 422, r.text
+    assert "control files" in r.text and "output_dir" in r.text

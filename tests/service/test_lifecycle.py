@@ -86,6 +86,15 @@ def test_failure_records_error_on_job_and_event(session):
     }
 
 
+def test_success_clears_the_error_of_an_earlier_attempt(session):
+    job = make_job(session, S.RUNNING)
+    transition(session, job, S.QUEUED, "attempt 1 failed", error="trainer process was killed")
+    transition(session, job, S.RUNNING)
+    transition(session, job, S.SUCCEEDED, "attempt 2 finished")
+    session.commit()
+    assert job.error is None
+
+
 def test_illegal_transition_changes_nothing(session):
     job = make_job(session, S.SUCCEEDED)
     with pytest.raises(IllegalTransition, match="terminal"):

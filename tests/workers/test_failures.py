@@ -2,8 +2,9 @@
 
 import pytest
 
+from trainer.checkpoints import DISK_FULL
 from workers.failure_codes import classify
-from workers.failures import ChildFailed, describe_exit
+from workers.failures import ChildFailed, describe_exit, fence_line
 
 TRACEBACK = """Traceback (most recent call last):
   File "trainer/data/prompts.py", line 30, in load_rows
@@ -84,6 +85,8 @@ def test_the_cause_names_what_killed_the_child(
          "cuda_error"),
         ("trainer process was killed by SIGKILL", "", "killed"),
         ("trainer rank 1 crashed with a segmentation fault (SIGSEGV)", "", "killed"),
+        ("trainer process exited with code 1: OSError: [Errno 28] "
+         f"{DISK_FULL} step 8 under /data/jobs/x; free space", "", "disk_full"),
         ("trainer process exited with code 1: RuntimeError: the loss is NaN", "", "unknown"),
         ("trainer process exited with code 1: no error message; see the output tail",
          "pydantic_core._pydantic_core.ValidationError: 1 validation error for TrainSpec",
@@ -98,3 +101,10 @@ def test_what_the_slot_itself_raised_is_classified_too() -> None:
     assert classify(ValueError("model.path is outside the data roots")) == "spec_invalid"
     assert classify(LookupError("train job x has no checkpoint at step 3")) == "model_missing"
     assert classify(RuntimeError("boom")) == "unknown"
+
+
+def test_a_fence_is_told_apart_from_crashes() -> None:
+    fenced = "fenced: the supervisor's heartbeat (/j/attempt-1.heartbeat) is 31.0 s old"
+    assert fence_line(75, "") == "its heartbeat went stale"
+    assert fence_line(1, f"x\n{fenced}\n").startswith("the supervisor's heartbeat")
+    assert fence_line(1, "RuntimeError: boom") is None

@@ -12,6 +12,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from store.models import Job
+from config.worker_settings import WorkerSettings
+from store.models import Job, utcnow
 from tests.workers.conftest import WorkerProcess, child_pids, job_dir, submit_seeded, wait_for
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
 from trainer.checkpoints.local import verify_checkpoint
 from workers.cpus import available_cores
+from workers.reconciler import reconcile
 
 
 def rss_kb(pid: int) -> int:
@@ -202,3 +205,42 @@ def test_each_child_of_a_two_slot_worker_uses_its_share_of_the_cores(
     assert job["status"] == "succeeded", job["error"]
     log = (Path(get_settings().home) / "jobs" / job_id / "attempt-1.log").read_text()
     assert f"torch uses {max(1, available_cores() // 2)} CPU threads" in log, log[-2000:]
+
+
+def test_a_trainer_whose_supervisor_is_frozen_fences_itself_before_another_worker_resumes(
+    start_worker: Callable[..., WorkerProcess],
+    client: TestClient,
+    tokens: dict[str, str],
+    session: Session,
+    train_request: Callable[..., dict],
+) -> None:
+    """SIGSTOP of the slot (a VM pause, a frozen cgroup) stops its lease keeper too: the
+    trainer stops itself before the lease expires, so the second worker's attempt is the
+    only writer in the job's directory and relays every step the first one reached."""
+    api = Api(client, tokens)
+    lease = {"DGPO_LEASE_S": "10"}  # the fence at 5 s leaves 5 s for a step under way
+    frozen = start_worker("frozen", "gpu.freeze", lease)
+    resources = {"gpus": 1, "gpu_type": "freeze"}
+    job_id = api.submit(train_request(total_steps=40, every_steps=2, resources=resources))
+    wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 2, "step 2")
+    slot = pool_pid(frozen)
+    os.kill(slot, signal.SIGSTOP)
+    try:
+        expires = datetime.fromisoformat(api.job(job_id)["lease_expires_at"])
+        wait_for(lambda: utcnow() > expires, "the frozen slot's lease to expire")
+        assert child_pids(job_id) == [], "the trainer outlived its supervisor's lease"
+        report = reconcile(WorkerSettings(worker_dead_after_s=2))
+        assert report.requeued == [job_id]
+        thawed = start_worker("thawed", "gpu.freeze", lease)
+        job = api.wait(job_id, thawed)
+    finally:
+        os.kill(slot, signal.SIGCONT)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempt"] == 2
+    assert steps_recorded(session, job_id) == list(range(1, 41))
+    assert assert_checkpoints_match_files(session, job_id) == list(range(22, 41, 2))  # last 10
+    out = job_dir(job_id, train_request())
+    assert "fenced: the supervisor's heartbeat" in (out / "attempt-1.log").read_text()
+    assert not list(out.glob(".tmp-step-*"))
+    frozen.stop()
+    thawed.stop()

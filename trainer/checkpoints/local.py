@@ -34,10 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainer.checkpoints import DISK_FULL
 from trainer.checkpoints.safe_load import load_plain
 from trainer.reporting.callbacks import CheckpointInfo
 
 PREFIX = "step-"
+ZIP_SLACK = 1 << 20
+"""Free bytes under which a failed torch zip write is taken for a full disk."""
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.pt"
 FORMAT_VERSION = 2
@@ -88,11 +91,12 @@ def save_checkpoint(
     try:
         files, manifest = _write(tmp, step, model, tokenizer, trainer_state, extra, compute_dtype)
     except Exception as exc:  # a half-written checkpoint must not hold the disk
+        full = _out_of_space(exc, root)  # before the cleanup frees the space again
         shutil.rmtree(tmp, ignore_errors=True)
-        if _out_of_space(exc):
+        if full:
             raise OSError(
                 errno.ENOSPC,
-                f"no space left on device writing checkpoint step {step} under {root}; "
+                f"{DISK_FULL} step {step} under {root}; "
                 "free space there or lower checkpoint.keep_last, then resume",
             ) from exc
         raise
@@ -128,13 +132,18 @@ def _write(
     return files, manifest
 
 
-def _out_of_space(exc: BaseException) -> bool:
-    """ENOSPC anywhere in the chain; safetensors reports it as text ("StorageFull")."""
+def _out_of_space(exc: BaseException, root: Path) -> bool:
+    """ENOSPC anywhere in the chain; safetensors reports it as text ("StorageFull"), and
+    torch's zip writer as a position mismatch ("unexpected pos 176896 vs 176788", its
+    stream having failed silently), which is a full disk when the disk is now full."""
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return True
         if "No space left" in str(exc) or "StorageFull" in str(exc):
             return True
+        if "unexpected pos" in str(exc):
+            disk = os.statvfs(root)
+            return disk.f_bavail * disk.f_frsize < ZIP_SLACK
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return False
 
@@ -197,6 +206,17 @@ def load_trainer_state(checkpoint: Checkpoint) -> dict[str, Any]:
 def _prune(root: Path, keep_last: int) -> None:
     for path in list_checkpoints(root)[:-keep_last]:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_partial_checkpoints(root: str | Path) -> list[Path]:
+    """Delete every `.tmp-step-*` left under `root` by a killed writer; call it before a
+    run writes there, when no other writer can be (the lease and the fence see to that).
+    A checkpoint of a 7B model is tens of GB: a kill mid-write must not keep it forever."""
+    root = Path(root)
+    stale = sorted(root.glob(f".tmp-{PREFIX}*")) if root.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def _info(path: Path, step: int, manifest: str, files: dict[str, str]) -> CheckpointInfo:

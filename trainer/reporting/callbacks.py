@@ -33,6 +33,9 @@ class Callback:
     def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
         """Called after every optimizer step (step numbering starts at 1)."""
 
+    def before_checkpoint(self, step: int) -> None:
+        """Called before a checkpoint of `step` is written (a fence may still stop the run)."""
+
     def on_checkpoint(self, info: CheckpointInfo) -> None:
         """Called after a checkpoint is durably written."""
 
@@ -60,6 +63,10 @@ class CallbackList(Callback):
     def on_step_end(self, step: int, metrics: Mapping[str, float]) -> None:
         for cb in self.callbacks:
             cb.on_step_end(step, metrics)
+
+    def before_checkpoint(self, step: int) -> None:
+        for cb in self.callbacks:
+            cb.before_checkpoint(step)
 
     def on_checkpoint(self, info: CheckpointInfo) -> None:
         for cb in self.callbacks:

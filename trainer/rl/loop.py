@@ -300,6 +300,7 @@ def _report_short_batch(spec: TrainSpec, metrics: dict[str, float], cb: Callback
 def _checkpoint(
     spec: TrainSpec, state: RunState, output_dir: str, cb: Callback, group: Solo
 ) -> CheckpointInfo | None:
+    cb.before_checkpoint(state.step)
     try:
         saved = group.checkpoint(output_dir, state, spec.checkpoint.keep_last)
     except NonFiniteModelError as exc:

@@ -17,7 +17,12 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.checkpoints.local import Checkpoint, latest_valid_checkpoint, load_trainer_state
+from trainer.checkpoints.local import (
+    Checkpoint,
+    latest_valid_checkpoint,
+    load_trainer_state,
+    remove_partial_checkpoints,
+)
 from trainer.checkpoints.remote import is_remote, latest_valid_remote
 from trainer.checkpoints.sharded import load_optimizer_state
 from trainer.data.prompts import PromptStream, build_examples, load_rows
@@ -118,6 +123,9 @@ def build_run_state(
         checkpoint, rejected = find(output_dir)
         for path in rejected:
             callbacks.on_event("checkpoint_rejected", f"{path} fails its manifest; not resumed")
+        if not is_remote(output_dir):  # earlier attempts killed mid-write
+            for path in remove_partial_checkpoints(output_dir):
+                callbacks.on_event("partial_checkpoint_removed", f"{path}: an unfinished write")
     device = pick_device(spec, device)
     if checkpoint is not None:
         model_path, revision = str(checkpoint.path), None
