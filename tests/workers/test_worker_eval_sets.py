@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from store.models import EvalResult
 from tests.conftest import operator_dir
-from tests.trainer.test_eval_sets import write_set
+from tests.trainer.evaluation.test_eval_sets import write_set
 from tests.workers.conftest import WorkerProcess
 from tests.workers.test_worker_e2e import Api
 
@@ -19,7 +19,7 @@ def test_an_eval_job_scores_a_custom_set_with_the_prompt_of_its_spec(
     session: Session,
 ) -> None:
     """The echo model answers the prompt's last token: 7 only if the spec's prompt reached
-    the engine (the default prompt ends in `}` and scores 0, tests/trainer/test_eval_sets.py)."""
+    the engine (the default prompt ends in `}` and scores 0, tests/trainer/evaluation/test_eval_sets.py)."""
     api = Api(client, tokens)
     eval_set = write_set(operator_dir("datasets") / "sevens.jsonl")
     body = {

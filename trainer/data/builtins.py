@@ -75,7 +75,7 @@ BUILTIN_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
 BUILTIN_MODEL_POSITIONS: dict[str, int] = {"tiny": 1024, SMOLLM2: 8192}
 """Name -> the model's `max_position_embeddings`: the submit check knows it before the
 model is built (`trainer.data.model_info`); the tiny builder writes it into its config, the
-SmolLM2 one keeps the GGUF's (tests/trainer/test_smollm2.py checks they agree)."""
+SmolLM2 one keeps the GGUF's (tests/trainer/data/test_smollm2.py checks they agree)."""
 BUILTIN_DATASETS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "toy-digits": ("toy-digits.jsonl", _build_toy_digits),
     "arith": ("arith-train.jsonl", _build_arith),

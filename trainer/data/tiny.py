@@ -53,7 +53,7 @@ def tiny_config(vocab_size: int, **overrides: int | float | bool) -> Qwen2Config
 
     The head is 64 wide: vLLM's CPU attention supports head sizes 32, 64, 80, ... (not the
     16 of four heads), and the vLLM engine tests run this model. One head rather than a
-    wider model keeps the toy task learning as fast (tests/trainer/test_loop_learning.py).
+    wider model keeps the toy task learning as fast (tests/trainer/rl/test_loop_learning.py).
     """
     dims: dict[str, int | float | bool] = {
         "hidden_size": 64,

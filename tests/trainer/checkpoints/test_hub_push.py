@@ -20,7 +20,7 @@ import yaml
 from tests.trainer.loop_specs import toy_spec
 from trainer.spec import TrainSpec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class LocalHub(ThreadingHTTPServer):

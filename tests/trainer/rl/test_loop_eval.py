@@ -98,7 +98,7 @@ def test_periodic_eval_prompts_as_the_train_spec_unless_eval_prompt_is_given(
 ) -> None:
     """The echo model answers the prompt's last token: the train prompt ends in 7, so a set
     whose answers are 7 scores 1 with it and 0 with an eval prompt that ends in 3."""
-    from tests.trainer.test_eval_sets import write_set
+    from tests.trainer.evaluation.test_eval_sets import write_set
 
     sevens = {"name": "sevens", "path": write_set(tmp_path / "sevens.jsonl")}
     spec = toy_spec(
