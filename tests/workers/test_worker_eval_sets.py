@@ -19,7 +19,8 @@ def test_an_eval_job_scores_a_custom_set_with_the_prompt_of_its_spec(
     session: Session,
 ) -> None:
     """The echo model answers the prompt's last token: 7 only if the spec's prompt reached
-    the engine (the default prompt ends in `}` and scores 0, tests/trainer/evaluation/test_eval_sets.py)."""
+    the engine (the default prompt ends in `}` and scores 0,
+    tests/trainer/evaluation/test_eval_sets.py)."""
     api = Api(client, tokens)
     eval_set = write_set(operator_dir("datasets") / "sevens.jsonl")
     body = {
