@@ -3,9 +3,17 @@
 import base64
 import json
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import redis
+
+from tests.conftest import free_port
 
 
 def train_body(**envelope: Any) -> dict[str, Any]:
@@ -42,3 +50,25 @@ def broker_messages(redis_url: str, queue: str) -> list[tuple[str, list[Any], in
             priority = message["properties"].get("priority")
             found.append((message["headers"]["task"], args, priority))
     return found
+
+
+@contextmanager
+def api_server(*uvicorn_args: str, **popen: Any) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`service.app` under uvicorn in a process of its own, up and answering `/healthz`:
+    (its base URL, the process); terminated on exit."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)]
+    server = subprocess.Popen([*argv, *uvicorn_args], **popen)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()

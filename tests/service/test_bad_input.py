@@ -8,8 +8,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import bearer, free_port
+from tests.conftest import bearer
+from tests.service.helpers import api_server
 
 HOME = os.environ["DGPO_HOME"]
 TRAIN = {
@@ -181,23 +180,9 @@ DEEP_METADATA = '{"kind": "train", "metadata": [' + ",".join([NESTED] * 4_900) +
 def api_process(clean_db: str, redis_url: str) -> Iterator[str]:
     """uvicorn in a process of its own: a server in this process's thread would share its
     GIL with the eight senders, and their work would read as the server's stall."""
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)]
-    server = subprocess.Popen([*argv, "--log-level", "warning"])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.2)
+    with api_server("--log-level", "warning") as (base, server):
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    server.wait(timeout=30)
 
 
 def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
