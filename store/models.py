@@ -72,7 +72,7 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 
-SCHEMA_REVISION = "0005_i26"
+SCHEMA_REVISION = "0004"
 """The Alembic revision these models match; `/readyz` refuses any other database."""
 
 DEFAULT_PRINCIPAL = "default"

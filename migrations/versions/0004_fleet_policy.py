@@ -6,7 +6,7 @@ reconciler respect it); `error_code`/`error_attempt` make the job's error an obj
 retry prefer another worker; `attempt_usage` is one row per ended attempt (`GET /usage`,
 recent usage for fair share).
 
-Revision ID: 0005_i26
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-07
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_i26"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
