@@ -26,7 +26,7 @@ from trainer.rl.batch import make_batch
 from trainer.rl.dapo import mask_truncated, overlong_penalty
 from trainer.rl.ranks import Solo, open_group
 from trainer.rl.run_state import RunState, build_run_state, load_model
-from trainer.rl.update import batched_logprobs, policy_update
+from trainer.rl.update import batched_logprobs, old_policy_logprobs, policy_update
 from trainer.spec import TrainSpec
 from trainer.spec.eval import EVAL_TEMPERATURE, EVAL_TOP_P, reported_pass_ks
 
@@ -137,7 +137,7 @@ def train_step(
     batch = group.shard(batch, spec.optim.mini_batch_prompts * group_size)
     temperature, micro = spec.rollout.temperature, spec.optim.micro_batch_size
     dtype = state.autocast_dtype
-    old_logprobs = batched_logprobs(state.model, batch, micro, temperature, compute_dtype=dtype)
+    old_logprobs = old_policy_logprobs(state.model, batch, spec, compute_dtype=dtype)
     ref_logprobs = (
         None
         if reference is None
@@ -160,13 +160,9 @@ def train_step(
     group.push_weights(state, engine)
     update_s = time.perf_counter() - t_update
 
-    mask = batch.response_mask
-    diff = (old_logprobs - batch.rollout_logprobs)[mask]
     step_s = time.perf_counter() - t_start
-    response_tokens = float(mask.sum())
+    response_tokens = float(batch.response_mask.sum())
     metrics |= {
-        "rollout/logprob_abs_diff": float(diff.abs().mean()),
-        "rollout/kl_k3": float((torch.exp(diff) - 1 - diff).mean()),
         "optim/lr": lr,
         "update/skipped_total": float(state.guard.total),
         "time/update": update_s,

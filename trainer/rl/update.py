@@ -1,6 +1,13 @@
 """The policy update: padded rollouts (`trainer.rl.batch`) -> log-probs -> epochs x mini-batches x
 micro-batches of the policy loss, with exact global normalisation and a non-finite guard.
 
+π_old is the policy's own log-probs before any optimizer step of the training step. With one
+pass over the batch (one epoch, one mini-batch) no step happens before the last forward, so
+the update takes π_old as the detached log-probs of its own forward, as TRL's GRPOTrainer does
+with `num_iterations == 1` (`old_per_token_logps = per_token_logps.detach()`); otherwise a
+separate no-grad pass (`old_policy_logprobs`) computes it first. Both give the same bits:
+the same micro-batches through the same kernels (tests/trainer/test_old_policy_shortcut.py).
+
 The training forward never materialises `[tokens, vocab]` logits: the backbone gives
 hidden states, and `fused_token_logprobs` applies the lm_head chunk by chunk.
 """
@@ -87,6 +94,32 @@ def batched_logprobs(
     )
 
 
+def single_pass(spec: TrainSpec) -> bool:
+    """One epoch over one mini-batch: the whole update sees the policy before its only step."""
+    optim = spec.optim
+    return optim.epochs_per_batch == 1 and optim.mini_batch_prompts >= optim.prompts_per_step
+
+
+def old_policy_logprobs(
+    model: nn.Module,
+    batch: RolloutBatch,
+    spec: TrainSpec,
+    *,
+    compute_dtype: torch.dtype | None = None,
+) -> Tensor | None:
+    """π_old from a separate no-grad pass, or None where `policy_update` takes it from its own
+    forward (`single_pass`). Decided by the spec alone, so every rank of a group agrees."""
+    if single_pass(spec):
+        return None
+    return batched_logprobs(
+        model,
+        batch,
+        spec.optim.micro_batch_size,
+        spec.rollout.temperature,
+        compute_dtype=compute_dtype,
+    )
+
+
 class SkipGuard:
     """Counts skipped (non-finite) updates; aborts after `limit` in a row."""
 
@@ -113,7 +146,7 @@ def policy_update(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: RolloutBatch,
-    old_logprobs: Tensor,
+    old_logprobs: Tensor | None,
     ref_logprobs: Tensor | None,
     spec: TrainSpec,
     guard: SkipGuard,
@@ -121,8 +154,11 @@ def policy_update(
     *,
     compute_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """All optimizer steps of one training step; returns combined loss diagnostics.
+    """All optimizer steps of one training step; returns combined loss diagnostics, and how
+    far the engine's log-probs are from π_old (`rollout/...`).
 
+    `old_logprobs` None: π_old is taken from the update's own forward, which only one pass
+    over the batch allows (`single_pass`; `old_policy_logprobs` decides).
     `compute_dtype`: autocast over fp32 master weights (`trainer.precision`).
 
     With `sync` (multi-process), `batch` is this rank's slice (`StepSync.shard`): counts
@@ -131,10 +167,9 @@ def policy_update(
     """
     algo, optim = spec.algorithm, spec.optim
     temperature = spec.rollout.temperature
-    advantages = batch.advantages[:, None].expand_as(old_logprobs)
-    if algo.rollout_is_correction:
-        ratio = torch.exp(old_logprobs - batch.rollout_logprobs).clamp(max=algo.rollout_is_cap)
-        advantages = advantages * ratio.masked_fill(~batch.response_mask, 0.0)
+    if old_logprobs is None and not single_pass(spec):
+        raise ValueError("π_old from the update's own forward needs one pass over the batch")
+    old_seen = batch.rollout_logprobs.clone()  # rows a non-finite break skips: no drift
     # The optimizer's own parameters: under FSDP2 `model.parameters()` may still list the
     # root's unsharded tensors after a no-grad forward, not the sharded ones being stepped.
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -154,11 +189,13 @@ def policy_update(
                 logprobs, entropy = response_logprobs(
                     model, part, temperature, with_entropy=True, compute_dtype=compute_dtype
                 )
+                old = logprobs.detach() if old_logprobs is None else old_logprobs[micro]
+                old_seen[micro] = old
                 loss, metrics = compute_policy_loss(
                     algo.policy_loss.name,
                     logprobs,
-                    old_logprobs[micro],
-                    advantages[micro],
+                    old,
+                    _token_advantages(part, old, spec),
                     part.response_mask,
                     step_loss_config(spec),
                     global_tokens=tokens,
@@ -192,7 +229,27 @@ def policy_update(
     out["loss/total"] = _mean(losses)
     out["grad/norm"] = _mean(grad_norms)
     out["update/skipped"] = float(skipped)
-    return out
+    return out | _rollout_drift(old_seen if old_logprobs is None else old_logprobs, batch)
+
+
+def _token_advantages(part: RolloutBatch, old: Tensor, spec: TrainSpec) -> Tensor:
+    """Each token's advantage; with `rollout_is_correction` weighted by verl's truncated
+    importance ratio min(π_old / π_rollout, cap), 0 on padding."""
+    algo = spec.algorithm
+    advantages = part.advantages[:, None].expand_as(old)
+    if not algo.rollout_is_correction:
+        return advantages
+    ratio = torch.exp(old - part.rollout_logprobs).clamp(max=algo.rollout_is_cap)
+    return advantages * ratio.masked_fill(~part.response_mask, 0.0)
+
+
+def _rollout_drift(old_logprobs: Tensor, batch: RolloutBatch) -> dict[str, float]:
+    """How far the engine's log-probs are from the trainer's π_old (rounding, or a bug)."""
+    diff = (old_logprobs - batch.rollout_logprobs)[batch.response_mask]
+    return {
+        "rollout/logprob_abs_diff": float(diff.abs().mean()),
+        "rollout/kl_k3": float((torch.exp(diff) - 1 - diff).mean()),
+    }
 
 
 def _aggregate(
