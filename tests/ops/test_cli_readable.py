@@ -4,6 +4,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,18 +172,24 @@ def test_watch_of_a_queued_job_says_what_it_waits_for_when_piped(live_server, to
     env = {**os.environ, "COLUMNS": "100", "DGPO_API_URL": live_server,
            "DGPO_TOKEN": tokens["read"]}  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dgpo", "jobs", "watch", job_id, "--interval", "0.2"],
+        [sys.executable, "-m", "dgpo", "jobs", "watch", job_id],
         env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    lines: list[str] = []
     try:
         assert proc.stdout is not None
-        said = select.select([proc.stdout], [], [], 60)[0]  # the watcher's first line
-        first = proc.stdout.readline() if said else ""
+        deadline = time.monotonic() + 60
+        while not any("queued: waiting" in line for line in lines):  # events come first
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+                break
+            lines.append(proc.stdout.readline())
     finally:
         proc.kill()
         proc.wait()
-    assert "queued: waiting for a worker on queue cpu" in first
-    assert first.startswith(job_id[:8])
+    (status,) = [line for line in lines if "queued: waiting" in line] or [""]
+    assert "queued: waiting for a worker on queue cpu" in status, lines
+    assert status.startswith(job_id[:8]), lines
 
 
 def test_watch_when_piped_ends_with_its_verdict_on_a_line_of_its_own(
