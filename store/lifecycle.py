@@ -110,7 +110,8 @@ def transition(
     if dst in TERMINAL_STATUSES:
         job.finished_at = now
         if dst == S.SUCCEEDED:
-            job.progress, job.error = 1.0, None  # an earlier attempt's error no longer holds
+            job.progress = 1.0  # and an earlier attempt's error no longer holds:
+            job.error = job.error_code = job.error_attempt = None
     if dst == S.QUEUED or dst in TERMINAL_STATUSES:
         job.lease_owner = None
         job.lease_expires_at = None

@@ -88,11 +88,12 @@ def test_failure_records_error_on_job_and_event(session):
 
 def test_success_clears_the_error_of_an_earlier_attempt(session):
     job = make_job(session, S.RUNNING)
-    transition(session, job, S.QUEUED, "attempt 1 failed", error="trainer process was killed")
+    killed = JobError("killed", "trainer process was killed", 1)
+    transition(session, job, S.QUEUED, "attempt 1 failed", error=killed)
     transition(session, job, S.RUNNING)
     transition(session, job, S.SUCCEEDED, "attempt 2 finished")
     session.commit()
-    assert job.error is None
+    assert (job.error, job.error_code, job.error_attempt) == (None, None, None)
 
 
 def test_illegal_transition_changes_nothing(session):
