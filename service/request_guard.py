@@ -150,6 +150,8 @@ def _pieces(value: Any) -> Iterator[str]:
 
 
 def _scalar(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):  # a body FastAPI did not parse as JSON
+        value = bytes(value[: ECHO_MAX + 1]).decode("utf-8", "backslashreplace")
     if isinstance(value, str):
         value = value[: ECHO_MAX + 1]  # cut before escaping: never encode megabytes
     elif not isinstance(value, int | float | bool | None):
@@ -158,6 +160,8 @@ def _scalar(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):  # a body FastAPI did not parse as JSON
+        return _plain(bytes(value).decode("utf-8", "backslashreplace"))
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # "nan", "inf", "-inf": what was sent, as text
     if isinstance(value, str):
@@ -167,7 +171,9 @@ def _plain(value: Any) -> Any:
         return {_plain(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _plain(str(value))  # anything else JSON cannot hold, as its text
 
 
 def _values_over(body: bytes, limit: int) -> bool:

@@ -281,3 +281,13 @@ def test_an_output_dir_naming_a_control_file_is_422(client, tokens, sub) -> None
     r = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
     assert r.status_code == 422, r.text
     assert "control files" in r.text and "output_dir" in r.text
+
+
+def test_a_body_sent_as_plain_text_is_422_with_its_echo_as_text(client, tokens) -> None:  # type: ignore[no-untyped-def]
+    """Without a JSON content type FastAPI validates the raw bytes: the echo is their text
+    (schemathesis found the bytes made the error handler itself fail with a 500)."""
+    headers = {**bearer(tokens["admin"]), "content-type": "text/plain"}
+    raw = b'{"name": "0", "scope": "read", "principal": "default"}'
+    r = client.post("/tokens", content=raw, headers=headers)
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["detail"][0]["input"] == raw.decode()
