@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from config.spec_policy import SpecRefused
 from store.db import is_transient
 from trainer.checkpoints import DISK_FULL
 from workers.failures import ChildFailed
@@ -48,7 +49,8 @@ _TAIL_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("model_missing", r"Repo id must be in the form|is not a local folder and is not a valid "
          r"model identifier|RepositoryNotFoundError|does not appear to have a file named|"
          r"Incorrect path_or_model_id|has no checkpoint at step"),
-        ("dependency_missing", r"ModuleNotFoundError|ImportError|No module named"),
+        ("dependency_missing", r"ModuleNotFoundError|ImportError|No module named|"
+         r"not installed: pip"),
         ("spec_invalid", r"ValidationError|validation error"),
         ("timeout", r"TimeoutError|timed out"),
         ("killed", r"was killed by|segmentation fault"),
@@ -75,6 +77,8 @@ def classify(exc: BaseException) -> str:
         return _from_text(exc.cause) or _from_text(exc.tail) or "unknown"
     if is_transient(exc):
         return "database_transient"
+    if isinstance(exc, SpecRefused):  # the worker's own check of the spec
+        return _from_text(str(exc)) or "spec_invalid"
     if isinstance(exc, ValidationError | ValueError):
         return "spec_invalid"
     if isinstance(exc, LookupError | FileNotFoundError):

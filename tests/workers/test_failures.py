@@ -2,6 +2,7 @@
 
 import pytest
 
+from config.spec_policy import SpecRefused, Violation
 from trainer.checkpoints import DISK_FULL
 from workers.failure_codes import classify
 from workers.failures import ChildFailed, describe_exit, fence_line
@@ -98,6 +99,12 @@ def test_each_cause_gets_the_code_a_client_branches_on(cause: str, tail: str, co
 
 
 def test_what_the_slot_itself_raised_is_classified_too() -> None:
+    missing = Violation(
+        ("model", "path"), "'smollm2-135m' needs gguf, not installed: pip install …"
+    )
+    assert classify(SpecRefused([missing])) == "dependency_missing"
+    outside = Violation(("model", "path"), "resolves outside the operator's data roots")
+    assert classify(SpecRefused([outside])) == "spec_invalid"
     assert classify(ValueError("model.path is outside the data roots")) == "spec_invalid"
     assert classify(LookupError("train job x has no checkpoint at step 3")) == "model_missing"
     assert classify(RuntimeError("boom")) == "unknown"
