@@ -216,12 +216,18 @@ def test_a_trainer_whose_supervisor_is_frozen_fences_itself_before_another_worke
 ) -> None:
     """SIGSTOP of the slot (a VM pause, a frozen cgroup) stops its lease keeper too: the
     trainer stops itself before the lease expires, so the second worker's attempt is the
-    only writer in the job's directory and relays every step the first one reached."""
+    only writer in the job's directory and relays every step the first one reached.
+
+    The job is longer than any machine runs in a lease (a quiet one ran 40 steps in 2 s,
+    before the fence could show): the second attempt is cancelled once it is past the
+    first one's last checkpoint."""
     api = Api(client, tokens)
     lease = {"DGPO_LEASE_S": "10"}  # the fence at 5 s leaves 5 s for a step under way
     frozen = start_worker("frozen", "gpu.freeze", lease)
     resources = {"gpus": 1, "gpu_type": "freeze"}
-    job_id = api.submit(train_request(total_steps=40, every_steps=2, resources=resources))
+    request = train_request(total_steps=100_000, every_steps=2, resources=resources)
+    job_id = api.submit(request)
+    out = job_dir(job_id, request)
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 2, "step 2")
     slot = pool_pid(frozen)
     os.kill(slot, signal.SIGSTOP)
@@ -229,17 +235,28 @@ def test_a_trainer_whose_supervisor_is_frozen_fences_itself_before_another_worke
         expires = datetime.fromisoformat(api.job(job_id)["lease_expires_at"])
         wait_for(lambda: utcnow() > expires, "the frozen slot's lease to expire")
         assert child_pids(job_id) == [], "the trainer outlived its supervisor's lease"
+        first_reached = max(int(p.name.removeprefix("step-")) for p in out.glob("step-*"))
         report = reconcile(WorkerSettings(worker_dead_after_s=2))
         assert report.requeued == [job_id]
         thawed = start_worker("thawed", "gpu.freeze", lease)
+        wait_for(
+            lambda: (
+                api.job(job_id)["attempt"] == 2
+                and (api.job(job_id)["current_step"] or 0) >= first_reached + 4
+            ),
+            "the second attempt past the first one's last checkpoint",
+        )
+        r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
+        assert r.status_code == 200, r.text
         job = api.wait(job_id, thawed)
     finally:
         os.kill(slot, signal.SIGCONT)
-    assert job["status"] == "succeeded", job["error"]
+    assert job["status"] == "cancelled", job["error"]
     assert job["attempt"] == 2
-    assert steps_recorded(session, job_id) == list(range(1, 41))
-    assert assert_checkpoints_match_files(session, job_id) == list(range(22, 41, 2))  # last 10
-    out = job_dir(job_id, train_request())
+    steps = steps_recorded(session, job_id)
+    assert steps == list(range(1, steps[-1] + 1)) and steps[-1] >= first_reached + 4
+    checkpoints = assert_checkpoints_match_files(session, job_id)
+    assert checkpoints and max(checkpoints) <= steps[-1]
     assert "fenced: the supervisor's heartbeat" in (out / "attempt-1.log").read_text()
     assert not list(out.glob(".tmp-step-*"))
     frozen.stop()
