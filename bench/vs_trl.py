@@ -124,7 +124,6 @@ def child(args: argparse.Namespace) -> None:
 def run_ours(model_dir: str, data: str, out: str, args: argparse.Namespace) -> tuple[list, list]:
     from trainer.reporting.callbacks import Callback
     from trainer.rl.loop import train
-    from trainer.spec import TrainSpec
 
     class Times(Callback):
         def __init__(self) -> None:
@@ -135,14 +134,24 @@ def run_ours(model_dir: str, data: str, out: str, args: argparse.Namespace) -> t
             self.ends.append(time.perf_counter())
             self.tokens.append(metrics["response/length_mean"] * PROMPTS * GROUP)
 
-    spec = TrainSpec.model_validate(
+    spec = our_spec(model_dir, data, args.steps)
+    times = Times()
+    train(spec, output_dir=out, callbacks=times, resume=False)
+    return times.ends, times.tokens
+
+
+def our_spec(model_dir: str, data: str, steps: int, engine: str = "hf") -> Any:
+    """This project's spec for the bench shape (also `bench/step_profile.py`'s)."""
+    from trainer.spec import TrainSpec
+
+    return TrainSpec.model_validate(
         {
             "model": {"path": model_dir, "dtype": "float32"},
             "dataset": {"path": data},
             "prompt": {"instruction": "", "use_chat_template": False},
             "algorithm": {"reward": "contains", "group_size": GROUP},
             "rollout": {
-                "engine": "hf",
+                "engine": engine,
                 "max_prompt_tokens": 64,
                 "max_response_tokens": NEW_TOKENS,
                 "temperature": 1.0,
@@ -154,14 +163,11 @@ def run_ours(model_dir: str, data: str, out: str, args: argparse.Namespace) -> t
                 "mini_batch_prompts": PROMPTS,
                 "micro_batch_size": PROMPTS * GROUP,
             },
-            "total_steps": args.steps,
+            "total_steps": steps,
             "checkpoint": {"every_steps": 0},
             "seed": 0,
         }
     )
-    times = Times()
-    train(spec, output_dir=out, callbacks=times, resume=False)
-    return times.ends, times.tokens
 
 
 def run_trl(model_dir: str, data: str, out: str, args: argparse.Namespace) -> tuple[list, list]:
