@@ -86,6 +86,8 @@ def compare(model: str, args: argparse.Namespace) -> None:
         for name in order:
             kind, root = contenders[name]
             runs[name].append(run_child(kind, root, model, args))
+            steady = ", ".join(f"{t:.3f}" for t in runs[name][-1]["step_s"][args.warmup :])
+            print(f"  pair {pair + 1} {name}: steady steps {steady} s", flush=True)
     print(f"\n{model}: {PROMPTS} prompts x {GROUP} samples x {NEW_TOKENS} new tokens, fp32, CPU")
     medians = {}
     for name, results in runs.items():
