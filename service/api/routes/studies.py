@@ -1,9 +1,11 @@
 """`/studies`: compare training recipes as one request (arms x seeds as jobs), its status,
 cancel, and the report."""
 
-from typing import Annotated
+import csv
+import io
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
@@ -11,7 +13,7 @@ from config import spec_policy
 from config.settings import Settings, get_settings
 from service.api.deps import ReadToken, SessionDep, SubmitToken
 from service.schemas import ErrorOut
-from service.study_schemas import StudyOut, StudyPage
+from service.study_schemas import StudyOut, StudyPage, StudyReport
 from service.study_views import study_out
 from store import studies
 from store.db import get_sessionmaker
@@ -126,3 +128,39 @@ def cancel_study(study_id: str, session: SessionDep, token: SubmitToken) -> Stud
     """Cancel every unfinished member (queued at once, running at its next step); no eval
     is submitted afterwards. Idempotent."""
     return study_out(session, studies.cancel(session, study_id, owner=token.visible_owner))
+
+
+@router.get(
+    "/{study_id}/report",
+    response_model=StudyReport,
+    responses={
+        **NOT_FOUND,
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "the report (`format=csv`: one long table, as a download)",
+        },
+    },
+)
+def report(
+    study_id: str,
+    session: SessionDep,
+    token: ReadToken,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> StudyReport | Response:
+    """Per arm and step the training metrics' mean and 95 % CI across seeds; the final
+    evals' scores; each arm against the baseline (paired bootstrap, Holm-corrected
+    verdicts); compute per arm; and what could not be compared. Works on a running study
+    (it reports what has finished)."""
+    from service import study_report  # numpy: loaded on the first report, not at start-up
+
+    found = study_report.build(session, studies.get(session, study_id, owner=token.visible_owner))
+    if format == "json":
+        return found
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(study_report.csv_rows(found))
+    name = f"study-{found.study_id}.csv"
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -1,0 +1,121 @@
+"""The statistics of every comparison the service makes, numpy only (no torch), so the API
+can import it: the paired bootstrap of `/evals/compare` and schedule verdicts, and the
+seed-mean confidence intervals and Holm correction of a study's report.
+
+Problems are the unit of resampling in the paired bootstrap: both runs answered the same
+problems, so resampling problems (not samples) keeps the pairing and gives a CI for the
+change in mean per-problem accuracy that reflects which problems the benchmark happens to
+contain, the dominant noise on small sets such as AIME.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainer.results import Comparison, ProblemResult
+
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+"""Student's t 0.975 quantile for 1-30 degrees of freedom (two-sided 95 %); more degrees
+use the normal 1.960. A table, so the API needs no scipy."""
+
+
+def paired_bootstrap(
+    a: Sequence[ProblemResult],
+    b: Sequence[ProblemResult],
+    *,
+    benchmark: str = "",
+    num_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Percentile bootstrap CI of mean(acc_b - acc_a) over problems present in both runs,
+    and the two-sided bootstrap p-value of no difference."""
+    acc_a = {p.problem_id: p.num_correct / p.num_samples for p in a}
+    acc_b = {p.problem_id: p.num_correct / p.num_samples for p in b}
+    shared = sorted(acc_a.keys() & acc_b.keys())
+    if not shared:
+        raise ValueError(
+            f"runs share no problem ids on {benchmark or 'this benchmark'}; "
+            "compare runs of the same benchmark"
+        )
+    xa = np.array([acc_a[i] for i in shared])
+    xb = np.array([acc_b[i] for i in shared])
+    diff = xb - xa
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(diff), size=(num_resamples, len(diff)))
+    means = diff[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return Comparison(
+        benchmark=benchmark,
+        num_problems=len(shared),
+        accuracy_a=float(xa.mean()),
+        accuracy_b=float(xb.mean()),
+        difference=float(diff.mean()),
+        ci_low=float(low),
+        ci_high=float(high),
+        confidence=confidence,
+        p_value=bootstrap_p_value(means),
+    )
+
+
+def bootstrap_p_value(means: np.ndarray) -> float:
+    """Two-sided: twice the smaller share of resampled means on either side of 0, at most 1
+    (a change that is 0 on every problem gives 1)."""
+    below, above = float((means <= 0).mean()), float((means >= 0).mean())
+    return min(1.0, 2.0 * min(below, above))
+
+
+def pooled_over_seeds(runs: Sequence[Sequence[ProblemResult]]) -> list[ProblemResult]:
+    """One run's problems summed over seeds (problems every seed answered): its accuracy
+    on a problem is then the mean over seeds of equal-k runs, so a paired bootstrap of two
+    pooled arms compares them on the same problems and seeds."""
+    by_seed = [{p.problem_id: p for p in run} for run in runs]
+    shared = set.intersection(*(set(s) for s in by_seed)) if by_seed else set()
+    return [
+        ProblemResult(
+            pid,
+            sum(s[pid].num_samples for s in by_seed),
+            sum(s[pid].num_correct for s in by_seed),
+        )
+        for pid in sorted(shared)
+    ]
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """Mean across seeds with a two-sided 95 % Student-t interval (None from one seed)."""
+
+    mean: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+def mean_ci(values: Sequence[float]) -> MeanCI:
+    """The seeds' mean and 95 % t-interval: mean ± t(n-1) · sd / sqrt(n)."""
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    mean = float(x.mean())
+    if n < 2:
+        return MeanCI(mean, None, None, n)
+    t = T_975[n - 2] if n - 1 <= len(T_975) else 1.960
+    half = t * float(x.std(ddof=1)) / math.sqrt(n)
+    return MeanCI(mean, mean - half, mean + half, n)
+
+
+def holm(p_values: Sequence[float], alpha: float) -> tuple[list[float], list[bool]]:
+    """Holm's step-down correction: (adjusted p-values, rejected at family-wise `alpha`),
+    in the input order. Adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j))."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted, [p <= alpha for p in adjusted]
