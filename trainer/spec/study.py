@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from trainer.spec import overrides
 from trainer.spec.base import SpecModel
-from trainer.spec.jobs import ENVELOPE_FIELDS, EvalJobRequest, TrainJobRequest
+from trainer.spec.jobs import EvalJobRequest, TrainJobRequest
 from trainer.spec.schedule import ScheduleEvalSpec
 from trainer.spec.train import MAX_STEPS
 
@@ -33,8 +33,8 @@ class StudyRequest(SpecModel):
     name: str = Field(min_length=1, max_length=128)
     """Shown in lists and reports."""
     base: dict[str, Any]
-    """A train job body (`kind: train` optional) every arm starts from; its `seed` is set
-    per member."""
+    """A train job body (`kind: train` optional; its envelope, such as `priority`, applies
+    to every train job) every arm starts from; its `seed` is set per member."""
     arms: dict[ArmName, dict[str, Any]] = Field(min_length=1, max_length=64)
     """Arm name -> partial override of `base`, nested (`{algorithm: {policy_loss: {name:
     grpo}}}`) or dotted (`algorithm.policy_loss.name: grpo`); `{}` runs the base as is."""
@@ -107,7 +107,7 @@ def expand(study: StudyRequest, study_id: str) -> list[Member]:
     Raises ArmInvalid with one error per bad field, located at `arms.<arm>.<path>` (an
     unknown path) or `arms.<arm>.<field>` (the resulting spec fails validation)."""
     members, errors = [], []
-    base = {k: v for k, v in study.base.items() if k not in ENVELOPE_FIELDS or k == "metadata"}
+    base = {k: v for k, v in study.base.items() if k != "kind"}
     for arm, override in study.arms.items():
         loc = ("arms", arm)
         try:
