@@ -145,9 +145,7 @@ def plot(points: list[dict[str, Any]], held_out: list[tuple[int, float]], out: P
     fig.savefig(out, dpi=100)
 
 
-def write_figures(
-    markdown: str, doc: Path, start: str = MARK_START, end: str = MARK_END
-) -> None:
+def write_figures(markdown: str, doc: Path, start: str = MARK_START, end: str = MARK_END) -> None:
     """Replace the figures block of `doc` (between the markers) with `markdown`."""
     text = doc.read_text()
     head, rest = text.split(start, 1)
