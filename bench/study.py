@@ -125,6 +125,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1", help="torch threads per process")
     parser.add_argument("--home", type=Path, help="DGPO_HOME (default: a fresh temp dir)")
     parser.add_argument("--doc", action="store_true", help="write docs/studies.{png,md} figures")
+    parser.add_argument(
+        "--builtin", type=Path, help="reuse the converted built-in model from this builtin/ dir"
+    )
     args = parser.parse_args()
 
     os.environ["OMP_NUM_THREADS"] = args.threads
@@ -133,7 +136,12 @@ def main() -> None:
     load_start = os.getloadavg()
     home = prepare_home(args.home or Path(tempfile.mkdtemp(prefix="dgpo-study-")))
     token = local_token(home)
-    from trainer.data.builtins import resolve
+    from trainer.data.builtins import BUILTIN_MODELS, builtin_root, resolve
+
+    name = BUILTIN_MODELS[SMOLLM2][0]
+    if args.builtin and not (builtin_root() / name).exists():  # skip a ~2 min conversion
+        builtin_root().mkdir(parents=True, exist_ok=True)
+        (builtin_root() / name).symlink_to((args.builtin / name).resolve())
 
     resolve(SMOLLM2)
     with EmbeddedStack(home, free_port()) as stack, DgpoClient(stack.url, token) as api:
