@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4, help="samples per problem (Avg@k)")
     parser.add_argument("--tokens", type=int, default=12, help="new tokens per response")
     parser.add_argument("--threads", default="1", help="torch threads per process")
+    parser.add_argument("--slots", type=int, default=1, help="members the worker runs at once")
     parser.add_argument("--home", type=Path, help="DGPO_HOME (default: a fresh temp dir)")
     parser.add_argument("--doc", action="store_true", help="write docs/studies.{png,md} figures")
     parser.add_argument(
@@ -144,7 +145,7 @@ def main() -> None:
         (builtin_root() / name).symlink_to((args.builtin / name).resolve())
 
     resolve(SMOLLM2)
-    with EmbeddedStack(home, free_port()) as stack, DgpoClient(stack.url, token) as api:
+    with EmbeddedStack(home, free_port(), args.slots) as stack, DgpoClient(stack.url, token) as api:
         study = api.submit_study(study_request(args))
         print(f"study {study['id']}: {len(study['members'])} members", flush=True)
         for warning in study["warnings"]:
@@ -154,6 +155,7 @@ def main() -> None:
     wall_s = time.monotonic() - started
     figures = {
         "steps": args.steps, "seeds": args.seeds, "problems": args.problems, "k": args.k,
+        "worker_slots": args.slots,
         "status": study["status"], "wall_s": round(wall_s), "cores": os.cpu_count(),
         "load_average_start": load_start, "load_average_end": os.getloadavg(),
     }  # fmt: skip
