@@ -59,3 +59,16 @@ class RetryPolicy(BaseModel):
     def backoff(self, attempt: int) -> float:
         """Seconds before the retry that follows failed attempt number `attempt` (1-based)."""
         return min(self.backoff_max_s, self.backoff_s * self.backoff_factor ** (attempt - 1))
+
+
+class PreemptionPolicy(BaseModel):
+    """When a waiting job may take a running job's slot (`store.preemption`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    """False: no running job is ever preempted for a waiting one (a drain with `--preempt`
+    and a worker's SIGTERM still hand their jobs back with a checkpoint)."""
+    fair_share: bool = True
+    """Also preempt for a principal below its fair share or within its `nominal_gpus`
+    while the running job's principal borrows; False: only for a higher priority."""

@@ -15,7 +15,7 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from config.env import DgpoSettings
-from config.fleet_policy import PrincipalPolicy, RetryPolicy
+from config.fleet_policy import PreemptionPolicy, PrincipalPolicy, RetryPolicy
 
 
 class Settings(DgpoSettings):
@@ -54,6 +54,9 @@ class Settings(DgpoSettings):
     default_principal: PrincipalPolicy = Field(default_factory=PrincipalPolicy)
     fair_share_window_s: float = Field(default=3600.0, gt=0)
     """Recent usage, the fair-share tie-break after current usage, covers this window."""
+    preemption: PreemptionPolicy = Field(default_factory=PreemptionPolicy)
+    """`DGPO_PREEMPTION='{"enabled": false}'`: whether the reconciler preempts running
+    jobs for waiting ones that the claim order puts first (`store.preemption`)."""
     submit_batches_in_flight: int = Field(default=1, ge=1)
     """Concurrent group commits per API process; submissions arriving meanwhile wait and
     share the next one (more means smaller batches and more threads fighting for the GIL)."""

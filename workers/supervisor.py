@@ -59,6 +59,8 @@ class Ending:
     cancelled: bool
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+    preempted: bool = False
+    """Stopped to give the slot up (`store.preemption`): the job goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -161,20 +163,27 @@ def _watch(
         if asked_at is not None and time.monotonic() - asked_at >= grace:
             sent = child.terminate(settings.kill_grace_s)
             if sent is not None:
-                return Ending(
-                    True,
-                    f"cancelled: the trainer did not stop within {grace:g} s; "
-                    f"its process group was terminated ({sent})",
+                return _stopped(
+                    reporter,
+                    f"after the trainer did not stop within {grace:g} s "
+                    f"(its process group was terminated: {sent})",
                     {"stopped": "terminated", "signal": sent, "grace_s": grace},
                 )
         time.sleep(settings.report_poll_s)
     if asked_at is not None:
-        return Ending(
-            True,
-            "cancelled at a step boundary after a final checkpoint",
+        return _stopped(
+            reporter,
+            "at a step boundary after a final checkpoint",
             {"stopped": "step_boundary", "exit_code": child.poll()},
         )
     return None
+
+
+def _stopped(reporter: DbReporter, how: str, data: dict[str, Any]) -> Ending:
+    """The Ending of a child stopped as asked: cancelled, or preempted."""
+    if reporter.stop_reason == "preempt":
+        return Ending(False, f"preempted {how}; resumes from its last checkpoint", data, True)
+    return Ending(True, f"cancelled {how}", data)
 
 
 def _plan(lease: Lease, settings: WorkerSettings) -> Plan:

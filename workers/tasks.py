@@ -75,6 +75,9 @@ def execute(job_id: str, owner: str) -> str:
     ):
         try:
             ending = run_attempt(lease, keeper, settings)
+            if ending.preempted:
+                _requeue_preempted(lease, ending)
+                return "preempted"
             retrying(lambda: _finish(lease, ending), f"job {lease.job_id}: finish")
         except LeaseLost as exc:
             log.warning("%s; the newer attempt owns the job", exc)
@@ -90,6 +93,16 @@ def _finish(lease: Lease, ending: Ending) -> None:
     attempts.finish(lease, ending.cancelled, ending.message, ending.data)
     if lease.kind == "eval":
         settle_job(lease.job_id)  # a schedule's run: compare with its baseline (never raises)
+
+
+def _requeue_preempted(lease: Lease, ending: Ending) -> None:
+    """Back to the queue with its slot free; its message goes with it."""
+    message = f"attempt {lease.attempt} {ending.message}"
+    requeued = retrying(
+        lambda: attempts.preempted(lease, message, ending.data), f"job {lease.job_id}: preempted"
+    )
+    if requeued:
+        republish(lease.job_id)
 
 
 def _fail(lease: Lease, exc: BaseException) -> None:
