@@ -12,10 +12,10 @@ when it arrives. Messages per queue thus never fall below the jobs that wait in 
 
 The order (documented in docs/operations.md), smallest first, per principal p:
 
-1. `over_nominal`: starting the job would take p past its `nominal_gpus` for the job's
-   GPU type. Such a job runs only while no job within its principal's quota fits the
-   slot (borrowing idle capacity, as a Kueue cohort does); with `can_borrow: false` it
-   does not run at all.
+1. `over_nominal`: starting the job would take p, or p's group (`DGPO_GROUPS`), past its
+   `nominal_gpus` for the job's GPU type. Such a job runs only while no job within its
+   quotas fits the slot (borrowing idle capacity, as a Kueue cohort does); with
+   `can_borrow: false` (of p or its group) it does not run at all.
 2. `share = running(p) / weight(p)`: GPU-equivalents p's running jobs hold now (a CPU
    job counts as one), divided by p's fair-share weight.
 3. `recent = used(p, window) / weight(p)`: GPU-equivalent seconds of p's attempts that
@@ -196,20 +196,32 @@ class Load:
 
 
 def fleet_load(session: Session, owners: list[str], now: datetime) -> Load:
-    """The usage of `owners` the claim order compares, now."""
-    since = now - timedelta(seconds=get_settings().fair_share_window_s)
-    running, by_type = _running_usage(session, owners)
+    """The usage of `owners` (and of their groups' other members) the claim order
+    compares, now."""
+    settings = get_settings()
+    since = now - timedelta(seconds=settings.fair_share_window_s)
+    grouped = {m for o in owners if (g := settings.group_of(o)) for m in g[1].members}
+    running, by_type = _running_usage(session, sorted(grouped | set(owners)))
     return Load(running, by_type, usage.recent_gpu_seconds(session, owners, since))
 
 
 def claim_key(c: Candidate, load: Load) -> tuple[Any, ...] | None:
     """Where `c` stands in the claim order (smaller first) given `load`; None when its
-    principal is at a hard quota."""
-    policy = get_settings().policy(c.owner)
+    principal or its group is at a hard quota."""
+    settings = get_settings()
+    policy = settings.policy(c.owner)
     nominal = policy.nominal_gpus.get(c.gpu_type) if c.gpus else None
     over = nominal is not None and load.by_type.get((c.owner, c.gpu_type), 0) + c.gpus > nominal
     if over and not policy.can_borrow:
         return None
+    if (found := settings.group_of(c.owner)) is not None:
+        group = found[1]
+        shared = group.nominal_gpus.get(c.gpu_type) if c.gpus else None
+        held = sum(load.by_type.get((m, c.gpu_type), 0) for m in group.members)
+        group_over = shared is not None and held + c.gpus > shared
+        if group_over and not group.can_borrow:
+            return None
+        over = over or group_over
     share = load.running.get(c.owner, 0) / policy.weight
     used = load.recent.get(c.owner, 0.0) / policy.weight
     return (over, share, used, -c.priority, c.failed_here, c.queued_at, c.id)
