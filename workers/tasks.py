@@ -128,9 +128,21 @@ def _fail(lease: Lease, exc: BaseException) -> None:
         )
         return
     if requeued and not retry_in:
-        republish(lease.job_id)  # no back-off: due now (else the reconciler sends it when due)
-    elif not requeued and lease.kind == "eval":
+        republish(lease.job_id)  # no back-off: due now
+    elif requeued:
+        reconcile_when_due(lease.job_id, retry_in)
+    elif lease.kind == "eval":
         settle_job(lease.job_id)
+
+
+def reconcile_when_due(job_id: str, delay_s: float) -> None:
+    """Ask `dgpo beat` for a reconciler pass `delay_s` from now, when the job's back-off
+    ends, so that it is sent then rather than at the next periodic pass (up to
+    `reconcile_every_s` later). Only beat consumes that queue: the pass runs there."""
+    try:
+        reconcile_task.apply_async(countdown=delay_s)
+    except Exception as exc:  # any transport error: the periodic pass still sends it
+        log.warning("job %s: no reconciler pass scheduled at its back-off's end: %s", job_id, exc)
 
 
 def hand_back(job_id: str, why: str, pause_s: float) -> None:
