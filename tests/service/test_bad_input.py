@@ -291,3 +291,17 @@ def test_a_body_sent_as_plain_text_is_422_with_its_echo_as_text(client, tokens) 
     r = client.post("/tokens", content=raw, headers=headers)
     assert r.status_code == 422, r.text[:300]
     assert r.json()["detail"][0]["input"] == raw.decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"), [("optim.lr", "true"), ("priority", "false"), ("optim.betas", "[0.9, true]")]
+)
+def test_a_boolean_where_a_number_goes_is_422_naming_the_field(client, tokens, path, raw) -> None:  # type: ignore[no-untyped-def]
+    """`lr: true` was 1.0 (issue 24, 9); tests/trainer/spec/test_spec_strict_numbers.py
+    covers every number field of both specs."""
+    headers = {**bearer(tokens["submit"]), "content-type": "application/json"}
+    r = client.post("/jobs", content=_with(TRAIN, path, raw), headers=headers)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"][: 2 + len(path.split("."))] == ["body", "train", *path.split(".")], error
+    assert "not a boolean" in error["msg"], error
