@@ -327,3 +327,23 @@ def test_a_boolean_where_a_number_goes_is_422_naming_the_field(client, tokens, p
     (error,) = r.json()["detail"]
     assert error["loc"][: 2 + len(path.split("."))] == ["body", "train", *path.split(".")], error
     assert "not a boolean" in error["msg"], error
+
+
+GROUP_SIZE = "algorithm.group_size"
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "loc", "meant"),
+    [
+        ("/jobs", {**TRAIN, "lr": 1e-5}, ["body", "train", "lr"], "optim.lr"),
+        ("/jobs", {**TRAIN, "optim": {"lrr": 1e-5}}, ["body", "train", "optim", "lrr"], "optim.lr"),
+        ("/jobs", {**TRAIN, "group_size": 4}, ["body", "train", "group_size"], GROUP_SIZE),
+        ("/schedules", {**SCHEDULE, "crn": "x"}, ["body", "crn"], "cron"),
+    ],
+)
+def test_a_typo_in_a_key_is_422_with_its_close_match(client, tokens, url, body, loc, meant) -> None:  # type: ignore[no-untyped-def]
+    """As `dgpo jobs submit` says it (issue 25, 3): the API named only the unknown key."""
+    r = client.post(url, json=body, headers=bearer(tokens["admin"]))
+    assert r.status_code == 422, r.text
+    errors = [e for e in r.json()["detail"] if e["loc"] == loc]
+    assert [e["msg"] for e in errors] == [f"Extra inputs are not permitted (did you mean {meant}?)"]
