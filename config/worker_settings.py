@@ -49,7 +49,7 @@ class WorkerSettings(DgpoSettings):
     spare_child: bool = True
     """Keep one attempt process per slot started ahead, its imports of torch,
     transformers and the trainer done (`workers.spare_child`), so that a job's trainer
-    starts without waiting for them (3 s idle, 8-11 s on loaded cores). Costs one idle
+    starts without waiting for them (9-19 s on 2 shared cores). Costs one idle
     process per slot (~450 MB resident); each runs one attempt and exits with it."""
     worker_slots: int = Field(default=1, ge=1)
     """Set by `dgpo worker --slots`; each pool process pins to its share of the GPUs."""

@@ -1,6 +1,6 @@
 """`python -m trainer.supervised_spare [--memory-limit-mb N]`: a supervised child started
 before its attempt, so that the attempt does not wait for Python to import torch,
-transformers and the trainer (3 s on idle cores, 8-11 s on loaded ones).
+transformers and the trainer (9 s at load average 2.6 on 2 cores, 17-19 s at 9-13).
 
 A worker slot keeps one started (`workers.spare_child`) with the environment its attempt
 would get (the slot's GPUs, `OMP_NUM_THREADS`), so everything it imports sees the

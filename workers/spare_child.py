@@ -1,8 +1,8 @@
 """A slot's spare: the next attempt's child, started ahead so that its imports are done.
 
-Python's imports of torch, transformers and the trainer took 3 s of every attempt on idle
-cores and 8-11 s on loaded ones, before the model was even read. So after each
-single-process attempt has started, the slot starts the next one's process
+Python's imports of torch, transformers and the trainer took every attempt 9 s at load
+average 2.6 on 2 cores, 17-19 s at 9-13 (`bench/dispatch.py`), before it read the model.
+So after each single-process attempt has started, the slot starts the next one's process
 (`trainer.supervised_spare`), which imports them and waits; the next attempt is handed
 to it over its stdin instead of starting a fresh process. The handed spare is that
 attempt's child in every way a fresh one is (`workers.child.Child`):
@@ -23,7 +23,8 @@ attempt's child in every way a fresh one is (`workers.child.Child`):
 A spare that died while waiting is replaced: the attempt that finds it dead starts a
 fresh child and the slot a new spare. Attempts of several processes (torchrun) start
 fresh and leave the spare for the next single-process one. `DGPO_SPARE_CHILD=false`
-turns this off. The spare's own output (its imports) is `$DGPO_HOME/spares/<slot pid>.log`.
+turns this off. The spare's own output (its imports) is `$DGPO_HOME/spares/<slot pid>.log`;
+its command line names no job: the slot logs which spare took which attempt.
 """
 
 import json
@@ -69,8 +70,10 @@ class Spare:
         than `env` and `memory_limit_mb`, or died before it could take the attempt."""
         proc = self.child.proc
         assert proc.stdin is not None
-        if (self.env, self.memory_limit_mb) != (env, memory_limit_mb):
-            log.info("the spare child %d has another environment; stopped", proc.pid)
+        differ = sorted(k for k in env.keys() | self.env.keys() if env.get(k) != self.env.get(k))
+        if differ or self.memory_limit_mb != memory_limit_mb:
+            what = ", ".join(differ) or "its memory limit"
+            log.info("the spare child %d was started with another %s; stopped", proc.pid, what)
             self.child.terminate(0.0)
             return None
         if proc.poll() is None:
