@@ -43,7 +43,7 @@ is checked to import no ML library)."""
 
 TRAINER_STAGES: tuple[tuple[str, ...], ...] = (
     ("spec", "results"),
-    ("data", "rewards", "losses", "reporting", "precision", "devices"),
+    ("statistics", "data", "rewards", "losses", "reporting", "precision", "devices"),
     ("engines", "extras", "benchmarks"),
     ("distributed",),
     ("checkpoints",),
