@@ -260,9 +260,11 @@ class DgpoClient:
         params = {"by": by, "since": since.isoformat(), "until": until.isoformat()}
         return self._request("GET", "/usage", params=params)
 
-    def drain_worker(self, worker_id: str) -> Json:
-        """POST /workers/{id}/drain (admin): the worker stops claiming; its jobs finish."""
-        return self._request("POST", f"/workers/{quote(worker_id, safe='')}/drain")
+    def drain_worker(self, worker_id: str, *, preempt: bool = False) -> Json:
+        """POST /workers/{id}/drain (admin): the worker stops claiming; its jobs finish, or
+        with `preempt` checkpoint and go back to the queue."""
+        path = f"/workers/{quote(worker_id, safe='')}/drain"
+        return self._request("POST", path, params={"preempt": "true"} if preempt else {})
 
     def healthz(self) -> Json:
         return self._request("GET", "/healthz")

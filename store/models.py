@@ -134,6 +134,9 @@ class Job(Base):
     """When the current (or last) attempt was claimed; its usage runs from here."""
     last_failed_on: Mapped[str | None] = mapped_column(String(255))
     """The worker of the last failed attempt; its retry prefers another one."""
+    preempt_requested_at: Mapped[datetime | None]
+    """This attempt was asked to give its slot up (`store.preemption`): it stops at its
+    next step boundary and goes back to the queue."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

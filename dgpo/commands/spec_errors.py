@@ -66,10 +66,9 @@ def with_overrides(data: Any, model: type, assignments: Sequence[str]) -> dict[s
 
 def validation_lines(path: Path, exc: ValidationError) -> list[str]:
     """One `file:line: field.path: message` per error, the line of the deepest key found."""
-    from trainer.spec.jobs import EvalJobRequest, TrainJobRequest
-    from trainer.spec.keys import close_key
+    from trainer.spec.jobs import JobRequest
+    from trainer.spec.keys import did_you_mean
 
-    requests = {"train": TrainJobRequest, "eval": EvalJobRequest}
     try:
         root = yaml.compose(path.read_text())
     except yaml.YAMLError:
@@ -81,10 +80,8 @@ def validation_lines(path: Path, exc: ValidationError) -> list[str]:
         where = f"{path}:{line}" if line else str(path)
         field = ".".join(str(part) for part in loc) or "(top level)"
         message = error["msg"]
-        request = requests.get(str(error["loc"][0])) if error["loc"] else None
-        if error["type"] == "extra_forbidden" and request is not None:
-            meant = close_key(request, tuple(str(part) for part in loc))
-            message += f" (did you mean {meant}?)" if meant else ""
+        if error["type"] == "extra_forbidden":
+            message += did_you_mean(JobRequest, (*error["loc"][:1], *loc))
         lines.append(f"{where}: {field}: {message}")
     return lines
 
