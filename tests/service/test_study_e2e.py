@@ -1,5 +1,5 @@
 """End to end on CPU: a study of two real arms (DGPO, GRPO) x two seeds and one arm that
-fails on the worker, through a real `dgpo worker` (two slots), the tiny model and a
+fails on the worker, through a real `dgpo worker`, the tiny model and a
 benchmark (Holm over several comparisons: tests/service/test_study_report.py). The
 report's numbers are recomputed here from what the jobs stored (metrics, eval scores and
 per-problem counts) with scipy and numpy, not with the product's statistics module."""
@@ -21,7 +21,7 @@ SEEDS = [1, 2]
 
 @pytest.fixture
 def worker(clean_db: str, redis_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess("studies", "cpu", tmp_path / "worker.log", slots=2)
+    process = WorkerProcess("studies", "cpu", tmp_path / "worker.log")
     try:
         process.wait_ready()
         yield process
