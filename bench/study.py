@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=1, help="members the worker runs at once")
     parser.add_argument("--home", type=Path, help="DGPO_HOME (default: a fresh temp dir)")
     parser.add_argument("--doc", action="store_true", help="write docs/studies.{png,md} figures")
+    parser.add_argument("--study", help="report this finished study of --home, submit nothing")
     parser.add_argument(
         "--builtin", type=Path, help="reuse the converted built-in model from this builtin/ dir"
     )
@@ -146,11 +147,14 @@ def main() -> None:
 
     resolve(SMOLLM2)
     with EmbeddedStack(home, free_port(), args.slots) as stack, DgpoClient(stack.url, token) as api:
-        study = api.submit_study(study_request(args))
-        print(f"study {study['id']}: {len(study['members'])} members", flush=True)
-        for warning in study["warnings"]:
-            print(f"warning: {warning}")
-        study = follow(api, study["id"], started)
+        if args.study:
+            study = api.get_study(args.study)
+        else:
+            study = api.submit_study(study_request(args))
+            print(f"study {study['id']}: {len(study['members'])} members", flush=True)
+            for warning in study["warnings"]:
+                print(f"warning: {warning}")
+            study = follow(api, study["id"], started)
         report = api.study_report(study["id"])
     wall_s = time.monotonic() - started
     figures = {
