@@ -5,7 +5,6 @@ be compared. The statistics are `trainer.statistics`, the ones `/evals/compare` 
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.study_schemas import (
@@ -20,9 +19,10 @@ from service.study_schemas import (
     StudyVerdict,
 )
 from service.study_views import study_out
-from store import studies
+from store import job_data, studies
+from store import usage as usage_store
 from store.evals import CONFIDENCE, RESAMPLES, latest_results
-from store.models import AttemptUsage, JobStatus, Metric, Study
+from store.models import JobStatus, Study
 from trainer.results import ProblemResult
 from trainer.statistics import holm, mean_ci, paired_bootstrap, pooled_over_seeds
 
@@ -42,13 +42,13 @@ def build(session: Session, study: Study) -> StudyReport:
     jobs = {j.id: j for j in studies.members(session, study)}
     train = {(m.arm, m.seed): m.job_id for m in out.members if m.role == "train" and m.job_id}
     evals = [m for m in out.members if m.role == "eval"]
-    metrics = _metrics(session, list(train.values()))
+    metrics = job_data.metrics_by_step(session, list(train.values()))
     results: dict[str, dict[str, Any]] = {
         m.job_id: latest_results(session, m.job_id)
         for m in evals
         if m.job_id and m.status == JobStatus.SUCCEEDED
     }
-    usage = _usage(session, list(jobs))
+    usage = usage_store.per_job(session, list(jobs))
     arms = list(spec["arms"])
     comparisons, not_compared = _compare(
         arms, spec["baseline"], spec["alpha"], evals, results, out.members
@@ -67,29 +67,6 @@ def build(session: Session, study: Study) -> StudyReport:
         comparisons=comparisons,
         not_compared=not_compared,
     )
-
-
-def _metrics(session: Session, job_ids: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
-    found: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-    for job_id, step, values in session.execute(
-        select(Metric.job_id, Metric.step, Metric.values).where(Metric.job_id.in_(job_ids))
-    ):
-        found[job_id][step] = values
-    return found
-
-
-def _usage(session: Session, job_ids: list[str]) -> dict[str, tuple[int, float, float]]:
-    rows = session.execute(
-        select(
-            AttemptUsage.job_id,
-            func.count(),
-            func.sum(AttemptUsage.wall_seconds),
-            func.sum(AttemptUsage.gpu_seconds),
-        )
-        .where(AttemptUsage.job_id.in_(job_ids))
-        .group_by(AttemptUsage.job_id)
-    )
-    return {job_id: (n, float(w or 0), float(g or 0)) for job_id, n, w, g in rows}
 
 
 def _curves(
