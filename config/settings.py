@@ -45,6 +45,9 @@ class Settings(DgpoSettings):
     """Upper bound on one enqueue; a slow broker must not stall `POST /jobs`."""
     default_max_attempts: int = Field(default=3, ge=1)
     """Attempts of a job whose spec names none; a spec's `max_attempts` may only lower it."""
+    max_study_jobs: int = Field(default=64, ge=2)
+    """Most jobs one study may create (a train and an eval job per arm and seed); a larger
+    one is refused at submit (422 naming `seeds`)."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """`DGPO_RETRY='{"backoff_s": 30, "backoff_factor": 2, "backoff_max_s": 900,
     "fail_fast": [...]}'`: back-off of transient failures, codes that fail at once."""

@@ -299,6 +299,31 @@ class DgpoClient:
     def list_schedule_runs(self, schedule_id: str) -> list[Json]:
         return self._request("GET", f"/schedules/{schedule_id}/runs")
 
+    # Studies
+
+    def submit_study(self, body: Mapping[str, Any], idempotency_key: str | None = None) -> Json:
+        """POST /studies: arms x seeds as train jobs, each evaluated once it succeeds."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._request("POST", "/studies", json=dict(body), headers=headers)
+
+    def list_studies(self) -> list[Json]:
+        return self._request("GET", "/studies")["items"]
+
+    def get_study(self, study_id: str) -> Json:
+        return self._request("GET", f"/studies/{study_id}")
+
+    def cancel_study(self, study_id: str) -> Json:
+        return self._request("POST", f"/studies/{study_id}/cancel")
+
+    def study_report(self, study_id: str) -> Json:
+        return self._request("GET", f"/studies/{study_id}/report")
+
+    def study_report_csv(self, study_id: str) -> str:
+        response = self._http.get(f"/studies/{study_id}/report", params={"format": "csv"})
+        if not response.is_success:
+            self._raise(response, "GET", f"/studies/{study_id}/report")
+        return response.text
+
 
 def _sse_messages(lines: Iterator[str]) -> Iterator[tuple[str, Json]]:
     """`(event, JSON data)` of each Server-Sent Events message; comments are skipped."""

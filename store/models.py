@@ -72,7 +72,7 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0008"
 """The Alembic revision these models match; `/readyz` refuses any other database."""
 
 DEFAULT_PRINCIPAL = "default"
@@ -344,3 +344,27 @@ class ApiToken(Base):
     """The user or team the token acts for: it owns what the token creates."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+
+
+class Study(Base):
+    """A comparison of training recipes (`POST /studies`); its members are the jobs whose
+    metadata carries `study: <id>` (`trainer.spec.study.tags_of`)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]]
+    """The validated `StudyRequest`."""
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    """Said at submit (e.g. arms that cannot differ on-policy); kept for the report."""
+    cancelled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_studies_owner_idempotency_key"),
+        Index("ix_studies_owner_created", "owner", "created_at", "id"),
+    )

@@ -2,7 +2,9 @@
 
 1. A running job whose lease expired lost its worker: re-queue it (and publish a new
    message) while attempts remain, else fail it with an error that says why. A job in
-   `cancelling` whose worker died is simply cancelled.
+   `cancelling` whose worker died is simply cancelled. A lease that lapsed because the
+   database server was down (restarted after the lease's last renewal) is not the job's
+   fault: re-queued without counting the attempt.
 2. A queued job whose message is not in the broker lost it (never published after a
    crash between commit and publish, broker flushed or restarted without persistence):
    publish again, in batches. On Redis the queues are read once to see which messages
@@ -46,7 +48,7 @@ class ReconcileReport:
 def reconcile(settings: WorkerSettings | None = None) -> ReconcileReport:
     settings = settings or get_worker_settings()
     report = ReconcileReport()
-    _recover_expired_leases(report)
+    _recover_expired_leases(settings, report)
     _republish_lost_messages(settings, report)
     _mark_dead_workers(settings, report)
     _preempt(report)
@@ -55,8 +57,8 @@ def reconcile(settings: WorkerSettings | None = None) -> ReconcileReport:
     return report
 
 
-def _recover_expired_leases(report: ReconcileReport) -> None:
-    recovered = recovery.recover_expired_leases()
+def _recover_expired_leases(settings: WorkerSettings, report: ReconcileReport) -> None:
+    recovered = recovery.recover_expired_leases(settings.lease_s)
     report.requeued.extend(recovered.requeued)
     report.failed.extend(recovered.failed)
     report.cancelled.extend(recovered.cancelled)

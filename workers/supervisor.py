@@ -36,8 +36,8 @@ from store import reports
 from store.leases import Lease, LeaseLost
 from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
-from workers import cpus
-from workers.child import Child, child_command
+from workers import cpus, spare_child
+from workers.child import Child
 from workers.failures import (
     ChildFailed,
     ChildFenced,
@@ -99,9 +99,6 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         keeper.vouch(heartbeat)
         timeout = str(keeper.fence_timeout_s)
         args = [*args, "--heartbeat-file", str(heartbeat), "--heartbeat-timeout", timeout]
-    argv = child_command(
-        plan.module, args, nproc=plan.nproc, memory_limit_mb=settings.child_memory_limit_mb
-    )
     threads = cpus.attempt_threads(
         slots=settings.worker_slots,
         nproc=plan.nproc,
@@ -109,7 +106,10 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         override=settings.child_threads,
     )
     oom_before = oom_kills()
-    child = Child(argv, plan.run_dir / f"attempt-{lease.attempt}.log", threads=threads)
+    log_path = plan.run_dir / f"attempt-{lease.attempt}.log"
+    child = spare_child.start_attempt(
+        [plan.module, *args], log_path, nproc=plan.nproc, threads=threads, settings=settings
+    )
     log.info(
         "job %s: attempt %d runs as pid %d with %d CPU threads per process",
         lease.job_id,

@@ -23,7 +23,7 @@ from store.db import is_transient, retrying
 from store.leases import Lease, LeaseLost, place
 from store.lifecycle import JobError
 from store.placement import Slot
-from workers import registry
+from workers import registry, studies
 from workers.celery_app import app
 from workers.failure_codes import classify
 from workers.failures import ChildFailed
@@ -93,6 +93,8 @@ def _finish(lease: Lease, ending: Ending) -> None:
     attempts.finish(lease, ending.cancelled, ending.message, ending.data)
     if lease.kind == "eval":
         settle_job(lease.job_id)  # a schedule's run: compare with its baseline (never raises)
+    elif not ending.cancelled:
+        studies.submit_eval(lease.job_id)  # a study member: evaluate it (never raises)
 
 
 def _requeue_preempted(lease: Lease, ending: Ending) -> None:
