@@ -19,8 +19,7 @@ from service.study_schemas import (
     StudyVerdict,
 )
 from service.study_views import study_out
-from store import job_data, studies
-from store import usage as usage_store
+from store import studies
 from store.evals import CONFIDENCE, RESAMPLES, latest_results
 from store.models import JobStatus, Study
 from trainer.results import ProblemResult
@@ -42,13 +41,13 @@ def build(session: Session, study: Study) -> StudyReport:
     jobs = {j.id: j for j in studies.members(session, study)}
     train = {(m.arm, m.seed): m.job_id for m in out.members if m.role == "train" and m.job_id}
     evals = [m for m in out.members if m.role == "eval"]
-    metrics = job_data.metrics_by_step(session, list(train.values()))
+    metrics = studies.member_metrics(session, list(train.values()))
     results: dict[str, dict[str, Any]] = {
         m.job_id: latest_results(session, m.job_id)
         for m in evals
         if m.job_id and m.status == JobStatus.SUCCEEDED
     }
-    usage = usage_store.per_job(session, list(jobs))
+    usage = studies.member_usage(session, list(jobs))
     arms = list(spec["arms"])
     comparisons, not_compared = _compare(
         arms, spec["baseline"], spec["alpha"], evals, results, out.members

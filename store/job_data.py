@@ -121,12 +121,3 @@ def results(session: Session, job_id: str, benchmark: str | None) -> Sequence[Ev
         stmt = stmt.where(EvalResult.benchmark == benchmark)
     order = (EvalResult.step.is_(None), EvalResult.step, EvalResult.benchmark)
     return session.scalars(stmt.order_by(*order)).all()
-
-
-def metrics_by_step(session: Session, job_ids: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
-    """Every metric row of these jobs: job id -> step -> values (a study's curves)."""
-    found: dict[str, dict[int, dict[str, Any]]] = {job_id: {} for job_id in job_ids}
-    rows = select(Metric.job_id, Metric.step, Metric.values).where(Metric.job_id.in_(job_ids))
-    for job_id, step, values in session.execute(rows):
-        found[job_id][step] = values
-    return found

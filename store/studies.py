@@ -9,14 +9,24 @@ submitted once however many hooks (worker, beat) ask for it.
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store import jobs, quotas
 from store.errors import IdempotencyMismatch, NotFound
-from store.models import TERMINAL_STATUSES, Job, JobStatus, Study, new_id, utcnow
+from store.models import (
+    TERMINAL_STATUSES,
+    AttemptUsage,
+    Job,
+    JobStatus,
+    Metric,
+    Study,
+    new_id,
+    utcnow,
+)
 from store.serialize import dumps
 from trainer.spec.study import StudyRequest, eval_request, expand
 
@@ -165,3 +175,28 @@ def train_jobs_without_eval(session: Session) -> Sequence[str]:
         return []
     done = set(session.scalars(select(Job.idempotency_key).where(Job.idempotency_key.in_(keys))))
     return [job_id for key, job_id in keys.items() if key not in done]
+
+
+def member_metrics(session: Session, job_ids: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Job id -> step -> the metrics reported at that step (every step, for the report)."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for job_id, step, values in session.execute(
+        select(Metric.job_id, Metric.step, Metric.values).where(Metric.job_id.in_(job_ids))
+    ):
+        found.setdefault(job_id, {})[step] = values
+    return found
+
+
+def member_usage(session: Session, job_ids: list[str]) -> dict[str, tuple[int, float, float]]:
+    """Job id -> (ended attempts, wall seconds, GPU seconds) from the usage accounting."""
+    rows = session.execute(
+        select(
+            AttemptUsage.job_id,
+            func.count(),
+            func.sum(AttemptUsage.wall_seconds),
+            func.sum(AttemptUsage.gpu_seconds),
+        )
+        .where(AttemptUsage.job_id.in_(job_ids))
+        .group_by(AttemptUsage.job_id)
+    )
+    return {job_id: (n, float(w or 0), float(g or 0)) for job_id, n, w, g in rows}

@@ -112,18 +112,3 @@ def recent_gpu_seconds(
         .group_by(USAGE.c.owner)
     )
     return {owner: float(total or 0) for owner, total in rows}
-
-
-def per_job(session: Session, job_ids: Sequence[str]) -> dict[str, tuple[int, float, float]]:
-    """Per job, all time: (attempts, wall seconds, GPU seconds)."""
-    rows = session.execute(
-        select(
-            USAGE.c.job_id,
-            func.count(),
-            func.sum(USAGE.c.wall_seconds),
-            func.sum(USAGE.c.gpu_seconds),
-        )
-        .where(USAGE.c.job_id.in_(job_ids))
-        .group_by(USAGE.c.job_id)
-    )
-    return {job_id: (n, float(w or 0), float(g or 0)) for job_id, n, w, g in rows}

@@ -1,5 +1,6 @@
 """End to end on CPU: a study of two real arms (DGPO, GRPO) x two seeds and one arm that
-fails on the worker, through a real `dgpo worker`, the tiny model and two benchmarks. The
+fails on the worker, through a real `dgpo worker` (two slots), the tiny model and a
+benchmark (Holm over several comparisons: tests/service/test_study_report.py). The
 report's numbers are recomputed here from what the jobs stored (metrics, eval scores and
 per-problem counts) with scipy and numpy, not with the product's statistics module."""
 
@@ -14,13 +15,13 @@ from tests.conftest import TEST_HOME, bearer, operator_dir
 from tests.service.study_checks import assert_report_matches
 from tests.workers.conftest import WorkerProcess, wait_for
 
-BENCHMARKS = ["gsm8k_mini", "amc23"]
+BENCHMARKS = ["gsm8k_mini"]
 SEEDS = [1, 2]
 
 
 @pytest.fixture
 def worker(clean_db: str, redis_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess("studies", "cpu", tmp_path / "worker.log")
+    process = WorkerProcess("studies", "cpu", tmp_path / "worker.log", slots=2)
     try:
         process.wait_ready()
         yield process
@@ -55,6 +56,7 @@ def study_body(model: str, data: str) -> dict:
     }  # fmt: skip
 
 
+@pytest.mark.timeout(1500)  # ~1 min on idle cores; eight trainer children on a loaded host
 def test_a_study_runs_every_member_and_its_report_matches_the_stored_data(client, tokens, worker):
     from trainer.data.tiny import build_tiny_model, write_toy_dataset
 
@@ -69,7 +71,7 @@ def test_a_study_runs_every_member_and_its_report_matches_the_stored_data(client
         study = client.get(f"/studies/{sid}", headers=read).json()
         return study if study["status"] in ("succeeded", "incomplete") else None
 
-    study = wait_for(finished, "the study to finish", timeout=600)
+    study = wait_for(finished, "the study to finish", timeout=1400)
     by = {(m["arm"], m["seed"], m["role"]): m for m in study["members"]}
     for arm in ("dgpo", "grpo"):
         for seed in SEEDS:

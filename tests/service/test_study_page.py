@@ -25,3 +25,10 @@ def test_the_study_page_overlays_the_arms_with_ci_bands(client, tokens, session)
     assert page.index('id="charts"') < page.index('id="evals"') < page.index('id="verdicts"')
     other = bearer(create_token(session, "eve", "read", "team-eve"))
     assert client.get(f"/ui/studies/{study['id']}", headers=other).status_code == 404
+
+
+def test_a_member_jobs_page_links_its_study(client, tokens):
+    study = client.post("/studies", json=study_body(), headers=bearer(tokens["submit"])).json()
+    member = study["members"][0]
+    page = client.get(f"/ui/jobs/{member['job_id']}", headers=bearer(tokens["read"])).text
+    assert f'href="/ui/studies/{study["id"]}"' in page and "arm dgpo, seed 1" in page
