@@ -46,6 +46,9 @@ class WorkerSettings(DgpoSettings):
     """A slot that can run nothing of the job its message names (too few GPUs, principal
     at its quota) waits this long before sending the message back, so that another slot
     takes it instead of this one again at once."""
+    gang_start_s: float = Field(default=60.0, gt=0)
+    """How long a multi-node job's reserved member may take to start on its worker (and
+    torchrun's rendezvous to form) before the attempt fails for the whole gang."""
     worker_slots: int = Field(default=1, ge=1)
     """Set by `dgpo worker --slots`; each pool process pins to its share of the GPUs."""
     worker_gpus: str | None = None

@@ -20,6 +20,7 @@ from store.models import (
 REQUESTED_GPUS = Job.spec[("resources", "gpus")].as_integer()
 REQUESTED_GPU_TYPE = Job.spec[("resources", "gpu_type")].as_string()
 REQUESTED_GPU_MEMORY = Job.spec[("resources", "gpu_memory_mb")].as_integer()
+REQUESTED_NODES = Job.spec[("resources", "nodes")].as_integer()
 """What a job asked for, read from its spec (the row keeps no copy of its resources)."""
 
 
