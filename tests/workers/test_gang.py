@@ -13,6 +13,7 @@ the measured times are printed.
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -22,8 +23,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from config.settings import get_settings
+from config.worker_settings import WorkerSettings
+from store.leases import Lease
 from tests.workers.conftest import WorkerProcess, wait_for
 from tests.workers.test_worker_e2e import Api
+from workers.failures import ChildFailed
+from workers.gang import blame
+from workers.leases import LeaseKeeper
 
 GANG = {"gpus": 2, "nodes": 2, "gpu_type": "gangf"}
 WORKER_ENV = {"DGPO_WORKER_GPUS": "0", "DGPO_STORAGE_SHARED": "true"}
@@ -190,3 +196,41 @@ def test_a_killed_member_worker_fails_the_gang_which_retries_on_another(
     resumes_and_cancels(api, job_id, workers[0])
     for worker in workers:
         worker.stop()
+
+
+PEER_GONE = (
+    "RuntimeError: [../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234"
+)
+QUICK = WorkerSettings(lease_s=2.0, lease_renew_s=0.5, report_poll_s=0.05)
+
+
+def test_a_member_whose_ranks_died_of_a_peers_loss_leaves_the_report_to_the_peer() -> None:
+    """Its keeper finds the attempt over (the peer's failure was recorded) while it waits:
+    it reports nothing; the same failure with nobody else reporting is its own after a
+    lease, named."""
+    lease = Lease("j", 1, 1, "a@test", "train", {}, member=0)
+    keeper = LeaseKeeper(lease, QUICK.lease_s, QUICK.lease_renew_s)
+    failed = ChildFailed("trainer rank 0 exited with code 1: RuntimeError", PEER_GONE, 1)
+    threading.Timer(0.3, keeper.lost.set).start()
+    assert blame(lease, failed, keeper, QUICK) is None
+
+    alone = LeaseKeeper(lease, QUICK.lease_s, QUICK.lease_renew_s)
+    t0 = time.monotonic()
+    own = blame(lease, failed, alone, QUICK)
+    assert time.monotonic() - t0 >= QUICK.lease_s
+    assert isinstance(own, ChildFailed)
+    assert (
+        own.cause
+        == "gang member 0 on worker a@test: trainer rank 0 exited with code 1: RuntimeError"
+    )
+
+
+def test_a_member_whose_own_rank_died_reports_at_once_naming_itself() -> None:
+    lease = Lease("j", 1, 1, "b@test", "train", {}, member=1)
+    keeper = LeaseKeeper(lease, QUICK.lease_s, QUICK.lease_renew_s)
+    killed = ChildFailed("trainer rank 1 was killed by SIGKILL", "Signal 9 (SIGKILL)", -9)
+    t0 = time.monotonic()
+    own = blame(lease, killed, keeper, QUICK)
+    assert time.monotonic() - t0 < QUICK.lease_s
+    assert isinstance(own, ChildFailed) and own.returncode == -9
+    assert own.cause == "gang member 1 on worker b@test: trainer rank 1 was killed by SIGKILL"
