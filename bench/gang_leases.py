@@ -48,10 +48,12 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace) -> None:
+    from sqlalchemy import update
+
     from store import attempts, gangs
     from store.db import get_sessionmaker
     from store.leases import Lease, place, renew
-    from store.models import Job, Worker
+    from store.models import Job, Worker, utcnow
     from store.placement import Slot
 
     names = [f"w{i:04d}@bench" for i in range(args.workers)]
@@ -81,10 +83,17 @@ def measure(args: argparse.Namespace) -> None:
         out = fn(*a)
         return out, time.perf_counter() - t0
 
+    def heartbeat_all() -> None:
+        """What the fleet's worker heartbeats keep true: every worker looks alive."""
+        with get_sessionmaker()() as session:
+            session.execute(update(Worker).values(heartbeat_at=utcnow()))
+            session.commit()
+
     claim_1, claim_k, start_k, renew_1, renew_k = [], [], [], [], []
     for _ in range(args.rounds):
+        heartbeat_all()
         host = random.choice(idle)
-        lease, seconds = timed(place, new_job(1), Slot(host, GPUS_PER_WORKER), 600)
+        (lease, _), seconds = timed(place, new_job(1), Slot(host, GPUS_PER_WORKER), 600)
         assert lease is not None
         claim_1.append(seconds)
         for _ in range(args.renewals):
@@ -93,7 +102,7 @@ def measure(args: argparse.Namespace) -> None:
 
         t0 = time.perf_counter()
         job_id = new_job(args.nodes)
-        host_lease, seconds = timed(place, job_id, Slot(host, GPUS_PER_WORKER), 600)
+        (host_lease, _), seconds = timed(place, job_id, Slot(host, GPUS_PER_WORKER), 600)
         assert host_lease is not None and host_lease.member == 0
         claim_k.append(seconds)
         members: list[Lease] = [host_lease]
