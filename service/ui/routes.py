@@ -156,7 +156,8 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
             "lease_owner": job.lease_owner if token.sees_hosts else None,
             "progress": _progress(job),
             "warnings": fleet.queue_warnings(
-                [(job.queue, job.spec["resources"]["gpus"])], fleet.served_slots(session)
+                [(job.queue, job.spec["resources"]["gpus"], job.spec["resources"].get("nodes", 1))],
+                fleet.served_slots(session),
             )
             if waiting
             else [],
