@@ -7,17 +7,19 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import EvalResult, Metric
+from tests.conftest import SMOLLM2_CONVERSION_S
 from tests.workers.conftest import WorkerProcess
 from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files
 from trainer.data.arith import INSTRUCTION
 
 PROMPT = {"instruction": INSTRUCTION}
-LOADED_S = 900.0
+LOADED_S = 900
 """A 135M model's job on a loaded 2-core machine: minutes, not the tiny model's seconds."""
 
 
@@ -38,6 +40,7 @@ def smollm2_train(**overrides: object) -> dict:
     }
 
 
+@pytest.mark.timeout(SMOLLM2_CONVERSION_S + 2 * LOADED_S)
 def test_a_smollm2_step_checkpoints_and_the_checkpoint_scores_on_arith_test(
     smollm2_dir: Path,
     cpu_worker: WorkerProcess,
