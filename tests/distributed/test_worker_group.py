@@ -22,8 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import Checkpoint, EvalResult
-from tests.workers.conftest import WorkerProcess, job_dir, submit_seeded, wait_for
-from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
+from tests.workers.conftest import (
+    Api,
+    WorkerProcess,
+    assert_checkpoints_match_files,
+    job_dir,
+    steps_recorded,
+    submit_seeded,
+    wait_for,
+)
 
 GROUP = {"gpus": 2}
 GANG = {"gpus": 2, "nodes": 2, "gpu_type": "gang"}

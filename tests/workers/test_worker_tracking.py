@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from config.settings import get_settings
 from tests.optional import require
-from tests.workers.conftest import MLFLOW_TRACKING_URI, WorkerProcess
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import MLFLOW_TRACKING_URI, Api, WorkerProcess
 
 WANDB_BLOCK = 32768
 """The run file (`run-<id>.wandb`) is a LevelDB-style log of protobuf `Record`s."""
@@ -44,8 +42,7 @@ def _wandb_records(path: Path) -> Iterator[Any]:
 
 def test_a_worker_run_job_logs_metrics_params_and_samples_to_tensorboard_wandb_and_mlflow(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict[str, Any]],
     tmp_path: Path,
 ) -> None:
@@ -59,7 +56,6 @@ def test_a_worker_run_job_logs_metrics_params_and_samples_to_tensorboard_wandb_a
     mlflow = MlflowClient(MLFLOW_TRACKING_URI)
     # As an operator would: the experiment's artifacts in a place of its choosing.
     mlflow.create_experiment("dgpo-test", artifact_location=str(tmp_path / "artifacts"))
-    api = Api(client, tokens)
     logging = {
         "sample_every": 2,
         "num_samples": 1,
