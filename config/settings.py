@@ -71,6 +71,10 @@ class Settings(DgpoSettings):
     """Largest request body; bigger ones are refused (413) before they are read."""
     storage_root: Path | None = None
     """Job `<id>` writes only under `<storage_root>/<id>` (default `$DGPO_HOME/jobs`)."""
+    storage_shared: bool = False
+    """The storage root is one file system mounted at the same path on every worker (NFS,
+    Lustre): only then may a job span nodes (`resources.nodes` > 1), whose ranks all write
+    their shards of each checkpoint there."""
     storage_prefixes: list[str] = Field(default_factory=list)
     """Remote roots (`s3://bucket/dgpo`) a spec's `checkpoint.output_dir` may name; their
     protocols are the only fsspec protocols a job uses. Empty: local storage only."""

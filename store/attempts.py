@@ -7,6 +7,7 @@ attempt decides how the job ends.
 from datetime import timedelta
 from typing import Any
 
+from store import gangs
 from store.leases import Lease, fenced
 from store.lifecycle import JobError, append_event, transition
 from store.models import JobStatus, utcnow
@@ -14,8 +15,11 @@ from store.preemption import PREEMPTED
 
 
 def finish(lease: Lease, cancelled: bool, message: str, data: dict[str, Any]) -> None:
-    """The attempt ran to its end: the job succeeded, or is cancelled as it was asked."""
+    """The attempt ran to its end: the job succeeded, or is cancelled as it was asked. A
+    gang's ends with its last member (whichever hosts rank 0 has relayed all by then)."""
     with fenced(lease) as (session, job):
+        if lease.member is not None and not gangs.finish_member(session, job, lease.member):
+            return
         status = JobStatus.CANCELLED if cancelled else JobStatus.SUCCEEDED
         transition(session, job, status, message, data=data)
 

@@ -35,6 +35,8 @@ class Lease:
     owner: str
     kind: str
     spec: dict[str, Any]
+    member: int | None = None
+    """Its place in a multi-node job's gang (`store.gangs`); None: a one-node job."""
 
 
 def claim(job_id: str, owner: str, lease_s: float) -> Lease | None:
@@ -66,7 +68,9 @@ def place(
         got = placed.claimed
         if got is None or placed.job_id is None:
             return None, placed
-        lease = Lease(placed.job_id, got.token, got.attempt, slot.worker, got.kind, got.spec)
+        lease = Lease(
+            placed.job_id, got.token, got.attempt, slot.worker, got.kind, got.spec, placed.member
+        )
         return lease, placed
 
     return retrying(attempt, f"job {job_id}: place")

@@ -72,7 +72,7 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 """The Alembic revision these models match; `/readyz` refuses any other database."""
 
 DEFAULT_PRINCIPAL = "default"
@@ -199,6 +199,31 @@ class AttemptUsage(Base):
         Index("ix_attempt_usage_ended", "ended_at"),
         Index("ix_attempt_usage_job", "job_id"),
     )
+
+
+class MemberState(StrEnum):
+    PENDING = "pending"
+    """Placed on its worker, whose next free slot starts it."""
+    RUNNING = "running"
+    DONE = "done"
+    """Its torchrun exited 0; the gang's job ends when every member is done."""
+
+
+class GangMember(Base):
+    """One member of a multi-node job's current attempt (`store.gangs`): its worker, its own
+    lease, and for member 0 the c10d rendezvous endpoint. Replaced at every claim."""
+
+    __tablename__ = "gang_members"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    member: Mapped[int] = mapped_column(primary_key=True)
+    attempt: Mapped[int]
+    worker: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_gang_members_worker_state", "worker", "state"),)
 
 
 class Metric(Base):

@@ -24,6 +24,10 @@ The order (documented in docs/operations.md), smallest first, per principal p:
 4. within p: higher `priority` first, a job that last failed on this worker after the
    others (a retry prefers another worker), then the oldest.
 
+A job on K > 1 nodes is claimed with K-1 other workers' slots or not at all
+(`store.gangs`), and a slot whose worker holds a reserved gang member starts that member
+before anything else.
+
 Claims are serialised by a transaction-scoped advisory lock on Postgres, so two slots
 never decide from the same snapshot of usage; a claim is one short transaction per
 attempt, so the lock costs nothing measurable. A slot of a draining worker claims
@@ -39,13 +43,14 @@ from sqlalchemy import case, func, literal, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
-from store import lifecycle, usage
-from store.fleet import REQUESTED_GPU_MEMORY, REQUESTED_GPU_TYPE, REQUESTED_GPUS
+from store import gangs, lifecycle, usage
+from store.fleet import REQUESTED_GPU_MEMORY, REQUESTED_GPU_TYPE, REQUESTED_GPUS, REQUESTED_NODES
 from store.lifecycle import Claimed
 from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
 
 CLAIM_LOCK = 0x64677030  # "dgp0": any constant shared by every claimer
 _GPUS = func.coalesce(REQUESTED_GPUS, 0)
+_NODES = func.coalesce(REQUESTED_NODES, 1)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class Placed:
     """The message's job is still queued and due but this claim did not take it: send its
     message again (after a pause when nothing was claimed, so it can reach another slot)."""
     reason: str
+    member: int | None = None
+    """The claimed job's gang member this slot runs (`store.gangs`); None: not a gang."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +87,20 @@ class Candidate:
     gpu_type: str
     queued_at: datetime
     failed_here: bool
+    nodes: int
 
 
 def place(session: Session, job_id: str, slot: Slot, lease_s: float) -> Placed:
     """Claim the job `slot` should run next, prompted by `job_id`'s message (the caller
     commits)."""
     serialize_claims(session)
+    if (pending := gangs.take_pending(session, slot.worker, lease_s)) is not None:
+        why = f"member {pending.member} of gang job {pending.job_id} waits for this worker"
+        hand_back = pending.job_id != job_id
+        return Placed(pending.claimed, pending.job_id, hand_back, why, pending.member)
     now = utcnow()
     message_job = session.execute(
-        select(Job.queue, Job.status, Job.not_before, _GPUS, REQUESTED_GPU_MEMORY).where(
+        select(Job.queue, Job.status, Job.not_before, _GPUS, REQUESTED_GPU_MEMORY, _NODES).where(
             Job.id == job_id
         )
     ).one_or_none()
@@ -105,18 +117,24 @@ def place(session: Session, job_id: str, slot: Slot, lease_s: float) -> Placed:
     memory = worker.gpu_memory_mb if worker is not None and worker.gpu_memory_mb else None
     fitting = _candidates(session, queues, slot, memory, now)
     for candidate in _ranked(session, fitting, slot, now):
-        claimed = lifecycle.claim(session, candidate.id, slot.worker, lease_s)
+        gang = candidate.nodes > 1
+        claim = gangs.claim if gang else lifecycle.claim
+        claimed = claim(session, candidate.id, slot.worker, lease_s)
         if claimed is not None:
             why = "claimed" if candidate.id == job_id else f"job {candidate.id} goes first"
-            return Placed(claimed, candidate.id, candidate.id != job_id, why)
+            member = gangs.RENDEZVOUS_HOST if gang else None
+            return Placed(claimed, candidate.id, candidate.id != job_id, why, member)
     due = message_job.not_before is None or message_job.not_before <= now
     if not due:
         return Placed(None, None, False, f"not due before {message_job.not_before.isoformat()}")
-    needs, needs_memory = message_job[3], message_job[4]
+    nodes, needs_memory = message_job[5], message_job[4]
+    needs = message_job[3] // nodes
     if needs > slot.gpus:
         why = f"needs {needs} GPUs; this slot holds {slot.gpus}"
     elif memory is not None and needs_memory is not None and needs_memory > memory:
         why = f"needs {needs_memory} MiB per GPU; this worker's have {memory}"
+    elif nodes > 1:
+        why = gangs.shortfall(session, job_id, slot.worker)
     else:
         why = "its principal is at its quota and may not borrow"
     return Placed(None, None, True, why)
@@ -150,20 +168,23 @@ def _candidates(
             func.coalesce(REQUESTED_GPU_TYPE, "any").label("gpu_type"),
             Job.queued_at,
             failed_here.label("failed_here"),
+            _NODES.label("nodes"),
             rank,
         )
         .where(
             Job.status == JobStatus.QUEUED,
             Job.queue.in_(queues),
             or_(Job.not_before.is_(None), Job.not_before <= now),
-            slot.gpus >= _GPUS,
+            slot.gpus * _NODES >= _GPUS,
             fits_memory,
         )
         .subquery()
     )
     rows = session.execute(select(fitting).where(fitting.c.rank <= _PER_PRINCIPAL)).all()
     return [
-        Candidate(r.id, r.owner, r.priority, r.gpus, r.gpu_type, r.queued_at, bool(r.failed_here))
+        Candidate(
+            r.id, r.owner, r.priority, r.gpus, r.gpu_type, r.queued_at, bool(r.failed_here), r.nodes
+        )
         for r in rows
     ]
 

@@ -66,10 +66,12 @@ class RegistryStep(bootsteps.StartStopStep):
     def start(self, worker) -> None:  # type: ignore[no-untyped-def]
         from workers import registry
 
-        queues = sorted(q.name for q in worker.app.amqp.queues.consume_from.values())
+        worker_id = worker.hostname
+        own = routing.member_queue(worker_id)
+        consumed = worker.app.amqp.queues.consume_from.values()
+        queues = sorted(q.name for q in consumed if q.name != own)
         if not routing.serves_jobs(queues):
             return
-        worker_id = worker.hostname
         registry.register(worker_id, queues, worker.concurrency)
         self.tref = worker.timer.call_repeatedly(
             get_worker_settings().worker_heartbeat_s,

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from trainer.distributed.launch import torchrun_command
+from trainer.distributed.launch import Rendezvous, torchrun_command
 from trainer.supervised import PARENT_ENV
 from workers.cpus import THREAD_ENV
 
@@ -31,13 +31,19 @@ def wrapper_command(wrapper: str, memory_limit_mb: int | None) -> list[str]:
 
 
 def child_command(
-    module: str, args: list[str], *, nproc: int, memory_limit_mb: int | None
+    module: str,
+    args: list[str],
+    *,
+    nproc: int,
+    memory_limit_mb: int | None,
+    rendezvous: Rendezvous | None = None,
 ) -> list[str]:
-    """argv running `python -m module *args` supervised: one process, or `nproc` ranks."""
+    """argv running `python -m module *args` supervised: one process, or `nproc` ranks
+    (this node's, joining the others of a multi-node job at `rendezvous`)."""
     wrapper = wrapper_command("trainer.supervised", memory_limit_mb)
-    if nproc <= 1:
+    if nproc <= 1 and rendezvous is None:
         return [*wrapper, module, *args]
-    ranks = torchrun_command(nproc, "trainer.supervised", [module, *args])
+    ranks = torchrun_command(nproc, "trainer.supervised", [module, *args], rendezvous)
     return [*wrapper, *ranks[2:]]  # torchrun itself runs under the wrapper too
 
 

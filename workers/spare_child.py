@@ -37,6 +37,7 @@ from pathlib import Path
 
 from config.settings import get_settings
 from config.worker_settings import WorkerSettings
+from trainer.distributed.launch import Rendezvous
 from workers.child import Child, child_command, child_env, wrapper_command
 
 log = logging.getLogger(__name__)
@@ -104,15 +105,24 @@ _spare: Spare | None = None
 
 
 def start_attempt(
-    command: list[str], log_path: Path, *, nproc: int, threads: int, settings: WorkerSettings
+    command: list[str],
+    log_path: Path,
+    *,
+    nproc: int,
+    threads: int,
+    settings: WorkerSettings,
+    rendezvous: Rendezvous | None = None,
 ) -> Child:
     """The started child of an attempt running `command` (`[MODULE, ARG...]`) in `nproc`
-    processes with `threads` CPU threads each: this slot's spare when it fits, else a fresh
-    child; then the next spare."""
+    processes with `threads` CPU threads each (this node's, joining a multi-node job's
+    others at `rendezvous`): this slot's spare when it fits, else a fresh child; then the
+    next spare."""
     global _spare
     env, memory = child_env(threads), settings.child_memory_limit_mb
-    if not settings.spare_child or nproc > 1:
-        argv = child_command(command[0], command[1:], nproc=nproc, memory_limit_mb=memory)
+    if not settings.spare_child or nproc > 1 or rendezvous is not None:
+        argv = child_command(
+            command[0], command[1:], nproc=nproc, memory_limit_mb=memory, rendezvous=rendezvous
+        )
         return Child.start(argv, log_path, env=env)
     spare, _spare = _spare, None
     child = spare.hand(command, log_path, env, memory) if spare is not None else None

@@ -36,7 +36,7 @@ from store import reports
 from store.leases import Lease, LeaseLost
 from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
-from workers import cpus, spare_child
+from workers import cpus, gang, spare_child
 from workers.child import Child
 from workers.failures import (
     ChildFailed,
@@ -99,6 +99,7 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         keeper.vouch(heartbeat)
         timeout = str(keeper.fence_timeout_s)
         args = [*args, "--heartbeat-file", str(heartbeat), "--heartbeat-timeout", timeout]
+    rendezvous = None if lease.member is None else gang.rendezvous(lease, keeper, settings)
     threads = cpus.attempt_threads(
         slots=settings.worker_slots,
         nproc=plan.nproc,
@@ -108,7 +109,12 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
     oom_before = oom_kills()
     log_path = plan.run_dir / f"attempt-{lease.attempt}.log"
     child = spare_child.start_attempt(
-        [plan.module, *args], log_path, nproc=plan.nproc, threads=threads, settings=settings
+        [plan.module, *args],
+        log_path,
+        nproc=plan.nproc,
+        threads=threads,
+        settings=settings,
+        rendezvous=rendezvous,
     )
     log.info(
         "job %s: attempt %d runs as pid %d with %d CPU threads per process",
@@ -191,7 +197,7 @@ def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
         spec = TrainSpec.model_validate(lease.spec)
         spec_policy.check_on_worker(spec, get_settings())
         out = job_output_dir(lease.job_id, spec)
-        run_dir = _run_dir(lease.job_id)
+        run_dir = _run_dir(lease.job_id, lease.member)
         spec_file, stop_file = run_dir / "job-spec.yaml", run_dir / "STOP"
         spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
         reports = report_file(run_dir, lease.attempt)
@@ -199,7 +205,8 @@ def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
         args += ["--report-file", str(reports)]
         grace = spec.checkpoint.cancel_grace_s
         grace = settings.cancel_grace_s if grace is None else grace
-        return Plan("trainer.cli", args, run_dir, spec.resources.gpus, stop_file, grace)
+        nproc = spec.resources.gpus_per_node
+        return Plan("trainer.cli", args, run_dir, nproc, stop_file, grace)
     if lease.kind == "eval":
         spec = EvalSpec.model_validate(lease.spec)
         spec_policy.check_on_worker(spec, get_settings())
@@ -215,10 +222,13 @@ def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
     raise ValueError(f"job {lease.job_id} has unknown kind {lease.kind!r}; expected train or eval")
 
 
-def _run_dir(job_id: str) -> Path:
+def _run_dir(job_id: str, member: int | None = None) -> Path:
     """This job's local files: its spec, reports, stop file and logs of every attempt
-    (beside its checkpoints unless the spec put those elsewhere)."""
+    (beside its checkpoints unless the spec put those elsewhere); a gang member's in a
+    directory of its own, since the members may share one file system."""
     run_dir = Path(get_settings().home) / "jobs" / job_id
+    if member is not None:
+        run_dir /= f"member-{member}"
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

@@ -23,7 +23,7 @@ from store.db import is_transient, retrying
 from store.leases import Lease, LeaseLost, place
 from store.lifecycle import JobError
 from store.placement import Slot
-from workers import registry, studies
+from workers import gang, registry, studies
 from workers.celery_app import app
 from workers.failure_codes import classify
 from workers.failures import ChildFailed
@@ -69,10 +69,12 @@ def execute(job_id: str, owner: str) -> str:
     if lease is None:
         log.info("job %s: not claimed here: %s", job_id, placed.reason)
         return "handed_back" if placed.hand_back else "skipped"
-    with (
-        job_log_context(lease.job_id, lease.attempt),
-        LeaseKeeper(lease, settings.lease_s, settings.lease_renew_s) as keeper,
-    ):
+    keeper = (
+        LeaseKeeper(lease, settings.lease_s, settings.lease_renew_s)
+        if lease.member is None
+        else gang.GangKeeper(lease, settings, _fail)
+    )
+    with job_log_context(lease.job_id, lease.attempt), keeper:
         try:
             ending = run_attempt(lease, keeper, settings)
             if ending.preempted:
@@ -84,6 +86,11 @@ def execute(job_id: str, owner: str) -> str:
             return "lease_lost"
         except Exception as exc:
             log.exception("job %s failed", lease.job_id)
+            if lease.member is not None:  # a gang's: maybe another member's loss
+                blamed = gang.blame(lease, exc, keeper, settings)
+                if blamed is None:
+                    return "lease_lost"
+                exc = blamed
             _fail(lease, exc)
             return "failed"
     return "cancelled" if ending.cancelled else "succeeded"

@@ -1,9 +1,10 @@
 """The dashboard: server-rendered pages under /ui for people (the JSON API is for programs).
 
 Authentication uses the same bearer tokens as the API (any scope can read). A browser
-cannot send an Authorization header from the address bar, so `/ui?token=...` stores the
-token in an HttpOnly cookie scoped to /ui and redirects to the same page without it
-(the secret leaves the address bar and history at once).
+cannot send an Authorization header from the address bar: the token page's form posts
+the token (`service.ui.login`), which comes back as an HttpOnly cookie scoped to /ui.
+`/ui?token=...` still works (stored the same way, then the same page without it), but
+puts the secret in a URL (the access log redacts it, `service.access_log`).
 """
 
 from datetime import timedelta
@@ -19,13 +20,13 @@ from service.schemas import progress_percent, progress_text
 from service.study_schemas import REPORT_METRICS
 from service.study_views import study_out as study_view
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
+from service.ui.login import COOKIE, TokenNeeded, token_cookie
 from store import fleet, job_data, studies
 from store import jobs as store_jobs
 from store.event_levels import event_level
 from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 from store.tokens import TokenInfo, verify_token
 
-COOKIE = "dgpo_ui_token"
 PAGE_SIZE = 100
 EVENTS_SHOWN = 500
 ERROR_CHARS = 200
@@ -37,7 +38,7 @@ lists it: a stopped stack's workers would otherwise stay on the page for ever.""
 SECURITY_HEADERS = {
     # Pages are static HTML with inline CSS and SVG: no script, frame or outside fetch.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -65,13 +66,10 @@ def ui_token(request: Request, session: SessionDep) -> TokenInfo:
     if from_query:
         # Swap the secret in the URL for a cookie, then reload the clean URL.
         clean = request.url.remove_query_params("token")
-        cookie = f"{COOKIE}={from_query}; Path=/ui; HttpOnly; SameSite=Strict"
-        if request.url.scheme == "https":
-            cookie += "; Secure"
         raise HTTPException(
             status.HTTP_303_SEE_OTHER,
             "token stored",
-            {"Location": str(clean), "Set-Cookie": cookie},
+            {"Location": str(clean), "Set-Cookie": token_cookie(from_query, request)},
         )
     return info
 
@@ -79,19 +77,13 @@ def ui_token(request: Request, session: SessionDep) -> TokenInfo:
 UiToken = Annotated[TokenInfo, Depends(ui_token)]
 
 
-class TokenNeeded(Exception):
-    """No token, or one the database does not know: answered with a page that asks for
-    one (`token_page`), since a person in a browser reads it, not a program."""
-
-    def __init__(self, rejected: bool) -> None:
-        super().__init__("a dashboard token is needed")
-        self.rejected = rejected
-
-
 def token_page(request: Request, exc: Exception) -> HTMLResponse:
-    """401 as a page: how to get a token and how to open the dashboard with it."""
+    """401 as a page: how to get a token, and a form that posts it and comes back here."""
     assert isinstance(exc, TokenNeeded)
-    response = _page(request, "token.html", {"rejected": exc.rejected, "token_name": None})
+    here = request.url.remove_query_params("token")
+    goes_to = exc.goes_to or (f"{here.path}?{here.query}" if here.query else here.path)
+    context = {"rejected": exc.rejected, "token_name": None, "next": goes_to}
+    response = _page(request, "token.html", context)
     response.status_code = status.HTTP_401_UNAUTHORIZED
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
@@ -156,7 +148,8 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
             "lease_owner": job.lease_owner if token.sees_hosts else None,
             "progress": _progress(job),
             "warnings": fleet.queue_warnings(
-                [(job.queue, job.spec["resources"]["gpus"])], fleet.served_slots(session)
+                [(job.queue, job.spec["resources"]["gpus"], job.spec["resources"].get("nodes", 1))],
+                fleet.served_slots(session),
             )
             if waiting
             else [],

@@ -129,9 +129,9 @@ def test_a_chunked_body_over_the_limit_is_413(client, tokens) -> None:  # type: 
 
 
 STALL_FLOOR_S = 0.1
-"""`/healthz` under the bad bodies may take this long, or a few times its own time on the
-same server just before them (a loaded 2-core host answers slower with or without them);
-the stalls these tests catch were 2-120 s."""
+"""`/healthz` under the bad bodies may take this long, or a few times its time on the same
+server just before them, idle or answering harmless bodies of the same size (a loaded
+2-core host answers slower with or without them); the stalls caught here were 2-120 s."""
 
 
 def _healthz_baseline(probe: httpx.Client, seconds: float = 1.0) -> list[float]:
@@ -146,6 +146,9 @@ def _healthz_baseline(probe: httpx.Client, seconds: float = 1.0) -> list[float]:
 
 
 def _p99(latencies: list[float]) -> float:
+    """The 99th percentile; the one sample when a stall left only one."""
+    if len(latencies) < 2:
+        return max(latencies)
     return statistics.quantiles(latencies, n=100, method="inclusive")[98]
 
 
@@ -207,15 +210,11 @@ def api_process(clean_db: str, redis_url: str) -> Iterator[str]:
     server.wait(timeout=30)
 
 
-def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
-    api_process: str, tokens: dict[str, str]
-) -> None:
-    """Eight bodies at once (each stalled the loop 10 s); /healthz is timed every 10 ms
-    until all are answered, and for at least a second."""
-    headers = {**bearer(tokens["submit"]), "content-type": "application/json"}
+def _healthz_while_eight(base: str, headers: dict[str, str], body: bytes) -> tuple[list, list]:
+    """(`/healthz` latencies, (status, size) answers) while eight `body`s are posted at once;
+    `/healthz` is timed every 10 ms until all are answered, and for at least a second."""
     answers: list[tuple[int, int]] = []
-    body = DEEP_METADATA.encode()
-    clients = [httpx.Client(base_url=api_process, timeout=120) for _ in range(8)]
+    clients = [httpx.Client(base_url=base, timeout=120) for _ in range(8)]
 
     def send(c: httpx.Client) -> None:
         with c:
@@ -224,8 +223,8 @@ def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
 
     senders = [threading.Thread(target=send, args=(c,)) for c in clients]
     latencies = []
-    with httpx.Client(base_url=api_process, timeout=120) as probe:
-        baseline = _healthz_baseline(probe)
+    with httpx.Client(base_url=base, timeout=120) as probe:
+        probe.get("/healthz")
         for sender in senders:
             sender.start()
         end = time.monotonic() + 1.0
@@ -236,9 +235,24 @@ def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
             time.sleep(0.01)
     for sender in senders:
         sender.join()
+    return latencies, answers
+
+
+def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
+    api_process: str, tokens: dict[str, str]
+) -> None:
+    """Eight bodies at once (each stalled the loop 10 s), against a baseline of eight plain
+    bodies of the same size sent to the same server just before (parsed, then a 422): what
+    a loaded host costs both, not the nesting, is allowed. The stall itself was 10-120 s."""
+    headers = {**bearer(tokens["submit"]), "content-type": "application/json"}
+    plain = DEEP_METADATA[:30] + '"' + "x" * (len(DEEP_METADATA) - 33) + '"}'
+    assert len(plain) == len(DEEP_METADATA)
+    baseline, answers = _healthz_while_eight(api_process, headers, plain.encode())
+    assert [status for status, _ in answers] == [422] * 8, answers
+    latencies, answers = _healthz_while_eight(api_process, headers, DEEP_METADATA.encode())
     assert [status for status, _ in answers] == [413] * 8, answers
     assert all(size < 10_000 for _, size in answers), answers
-    p99, bound = _p99(latencies), max(STALL_FLOOR_S, 4 * _p99(baseline))
+    p99, bound = _p99(latencies), max(STALL_FLOOR_S, 3 * _p99(baseline))
     assert p99 < bound, (p99, max(latencies), statistics.median(latencies), _p99(baseline))
 
 

@@ -7,6 +7,11 @@ recompute the softmax in backward instead of saving it:
 - from hidden states (`fused_token_logprobs`): the lm_head is applied chunk by chunk, in
   forward and again in backward, so neither the logits nor their gradient ever exist in full
   (memory: one weight-sized gradient plus a few `[chunk, V]` buffers; time: one extra matmul).
+  Where the logits are no larger than the lm_head weight (at most as many rows as the hidden
+  size: a CPU step of a few hundred response tokens), forward keeps its chunks for backward
+  instead, which skips that matmul (a quarter of the lm_head's FLOPs) and costs at most one
+  more weight-sized buffer; backward then reads the very tensors it would have recomputed,
+  so the gradients are the same bits (tests/trainer/rl/test_logprobs.py).
 
 Maths per row, with z = logits / T, lse = logsumexp(z), p = softmax(z):
 log π(y) = z_y − lse;  H = −Σ p·log p;  ∂log π(y)/∂z = onehot(y) − p;  ∂H/∂z = −p·(z − E_p[z]).
@@ -62,8 +67,9 @@ def fused_token_logprobs(
             f"{tuple(labels.shape)} (flatten batch and time first)"
         )
     _check_options(temperature, chunk_size)
+    keep = keeps_logits(hidden, lm_head_weight)
     outputs = _FusedStats.apply(
-        hidden, lm_head_weight, labels, temperature, chunk_size, with_entropy
+        hidden, lm_head_weight, labels, temperature, chunk_size, with_entropy, keep
     )
     return (outputs[0], outputs[1]) if with_entropy else (outputs, None)
 
@@ -129,14 +135,19 @@ def _chunked_stats(
     chunk_size: int,
     with_entropy: bool,
     chunk_logits: Callable[[slice], Tensor],
+    kept: list[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Per-row log-sum-exp, label log-prob (and entropy), one chunk of logits at a time."""
+    """Per-row log-sum-exp, label log-prob (and entropy), one chunk of logits at a time;
+    each chunk's logits are appended to `kept` when given."""
     rows = rows_source.shape[0]
     lse, log_prob = (rows_source.new_empty(rows, dtype=dtype) for _ in range(2))
     entropy = rows_source.new_empty(rows, dtype=dtype) if with_entropy else None
     for start in _chunks(rows, chunk_size):
         chunk = slice(start, start + chunk_size)
-        stats = _softmax_stats(chunk_logits(chunk), labels[chunk], with_entropy)
+        z = chunk_logits(chunk)
+        if kept is not None:
+            kept.append(z)
+        stats = _softmax_stats(z, labels[chunk], with_entropy)
         lse[chunk], log_prob[chunk] = stats[0], stats[1]
         if entropy is not None:
             entropy[chunk] = stats[2]
@@ -219,7 +230,9 @@ class _FusedStats(Function):
         temperature: float,
         chunk_size: int,
         with_entropy: bool,
+        keep: bool,
     ) -> Tensor | tuple[Tensor, Tensor]:
+        kept: list[Tensor] | None = [] if keep else None
         lse, log_prob, entropy = _chunked_stats(
             hidden,
             _softmax_dtype(hidden),
@@ -227,9 +240,10 @@ class _FusedStats(Function):
             chunk_size,
             with_entropy,
             lambda rows: _scaled_logits(hidden[rows], weight, temperature),
+            kept,
         )
         ctx.save_for_backward(hidden, weight, labels, lse, entropy)
-        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        ctx.temperature, ctx.chunk_size, ctx.kept = temperature, chunk_size, kept
         return (log_prob, entropy) if entropy is not None else log_prob
 
     @staticmethod
@@ -241,9 +255,13 @@ class _FusedStats(Function):
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=lse.dtype) if need_weight else None
-        for start in _chunks(hidden.shape[0], ctx.chunk_size):
+        kept, ctx.kept = ctx.kept, None  # consumed in place: a second backward recomputes
+        for index, start in enumerate(_chunks(hidden.shape[0], ctx.chunk_size)):
             rows = slice(start, start + ctx.chunk_size)
-            z = _scaled_logits(hidden[rows], weight, ctx.temperature)
+            if kept is not None:
+                z, kept[index] = kept[index], None  # freed chunk by chunk
+            else:
+                z = _scaled_logits(hidden[rows], weight, ctx.temperature)
             grad_logits = _chunk_grad_logits(
                 z, rows, labels, lse, entropy, grad_log_prob, grad_entropy, ctx.temperature
             ).to(weight.dtype)
@@ -253,7 +271,14 @@ class _FusedStats(Function):
                 _accumulate(grad_weight, grad_logits.T, hidden[rows])
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None, None
+
+
+def keeps_logits(hidden: Tensor, weight: Tensor) -> bool:
+    """Whether the fused forward keeps its logits for backward: they are no larger than the
+    weight (rows <= hidden size), and a backward will run."""
+    grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    return grad and hidden.shape[0] <= weight.shape[1]
 
 
 def _softmax_dtype(tensor: Tensor) -> torch.dtype:

@@ -9,6 +9,7 @@ import torch
 from trainer.rl.logprobs import (
     entropy_from_logits,
     fused_token_logprobs,
+    keeps_logits,
     token_logprobs_from_logits,
 )
 
@@ -96,6 +97,7 @@ def test_fused_path_in_bfloat16_tracks_fp32_reference():
 
 
 def test_fused_path_saves_no_vocabulary_sized_tensor_for_backward():
+    """More rows than the hidden size (N > H): nothing logits-sized is kept either."""
     hidden, weight, labels, upstream = inputs()
     saved_shapes = []
 
@@ -115,6 +117,31 @@ def test_fused_path_saves_no_vocabulary_sized_tensor_for_backward():
     assert V * H < N * V  # the weight itself is saved; nothing as large as the logits is
     assert saved_shapes and all(math.prod(shape) <= V * H for shape in saved_shapes)
     assert hidden.grad is not None and weight.grad is not None
+
+
+@pytest.mark.parametrize("with_entropy", [False, True])
+@pytest.mark.parametrize("temperature", [1.0, 0.8])
+def test_logits_kept_for_backward_give_the_gradients_of_recomputed_ones_bit_for_bit(
+    with_entropy, temperature
+):
+    """At most H rows: forward keeps its logits and the first backward uses them; a second
+    backward (the graph retained) finds them consumed and recomputes. Same bits."""
+    hidden, weight, labels, upstream = inputs(seed=3)
+    rows = H - 4  # three chunks of 4 (the logits, 12 x V, no larger than the weight, V x H)
+    leaves = [hidden[:rows].clone().requires_grad_(), weight.requires_grad_()]
+    assert keeps_logits(*leaves) and not keeps_logits(hidden.requires_grad_(), weight)
+    log_p, entropy = fused_token_logprobs(
+        *leaves, labels[:rows], temperature=temperature, chunk_size=4, with_entropy=with_entropy
+    )
+    objective = (log_p * upstream[:rows]).sum()
+    if entropy is not None:
+        objective = objective + (entropy * upstream[:rows].flip(0)).sum()
+    kept = torch.autograd.grad(objective, leaves, retain_graph=True)
+    recomputed = torch.autograd.grad(objective, leaves)
+    for got, want in zip(kept, recomputed, strict=True):
+        assert torch.equal(got, want)
+    want_log_p, _ = naive(leaves[0].detach() @ weight.detach().T, labels[:rows], temperature)
+    torch.testing.assert_close(log_p, want_log_p, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_shapes_and_options_say_what_to_do():
