@@ -141,7 +141,8 @@ def check_envelope(
     request: TrainJobRequest | EvalJobRequest, principal: str, admin: bool, settings: Settings
 ) -> list[Violation]:
     """The envelope's asks within the operator's limits: `priority` at most the principal's
-    `max_priority` (an admin token may ask for any), `max_attempts` at most the default."""
+    `max_priority` (an admin token may ask for any), `resources.preemptible: false` only
+    for an admin, `max_attempts` at most the default."""
     found = []
     cap = settings.policy(principal).max_priority
     if request.priority > cap and not admin:
@@ -150,6 +151,14 @@ def check_envelope(
                 ("priority",),
                 f"principal {principal!r} may submit at most priority {cap} (its max_priority "
                 "in DGPO_PRINCIPALS); ask an admin to submit it higher",
+            )
+        )
+    if not request.resources.preemptible and not admin:
+        found.append(
+            Violation(
+                ("resources", "preemptible"),
+                "only an admin token may submit a job with preemptible: false; leave it "
+                "preemptible or ask an admin to submit it",
             )
         )
     default = settings.default_max_attempts

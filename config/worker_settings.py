@@ -46,6 +46,11 @@ class WorkerSettings(DgpoSettings):
     """A slot that can run nothing of the job its message names (too few GPUs, principal
     at its quota) waits this long before sending the message back, so that another slot
     takes it instead of this one again at once."""
+    spare_child: bool = True
+    """Keep one attempt process per slot started ahead, its imports of torch,
+    transformers and the trainer done (`workers.spare_child`), so that a job's trainer
+    starts without waiting for them (9-19 s on 2 shared cores). Costs one idle
+    process per slot (~450 MB resident); each runs one attempt and exits with it."""
     gang_start_s: float = Field(default=60.0, gt=0)
     """How long a multi-node job's reserved member may take to start on its worker (and
     torchrun's rendezvous to form) before the attempt fails for the whole gang."""

@@ -11,14 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from store import lifecycle, placement
 from store.db import get_sessionmaker, retrying
-from store.models import ACTIVE_STATUSES, Job, utcnow
+from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
+
+StopReason = Literal["cancel", "preempt"]
 
 
 class LeaseLost(Exception):
@@ -115,7 +117,10 @@ def renew(lease: Lease, lease_s: float) -> str:
     return status
 
 
-def status(lease: Lease) -> str:
-    """The job's status (running or cancelling) while `lease` is current; else LeaseLost."""
+def stop_asked(lease: Lease) -> StopReason | None:
+    """Whether the attempt was asked to stop (a cancel wins over a preemption) while
+    `lease` is current; else LeaseLost."""
     with fenced(lease) as (_, job):
-        return job.status
+        if job.status == JobStatus.CANCELLING:
+            return "cancel"
+        return "preempt" if job.preempt_requested_at is not None else None

@@ -12,10 +12,10 @@ when it arrives. Messages per queue thus never fall below the jobs that wait in 
 
 The order (documented in docs/operations.md), smallest first, per principal p:
 
-1. `over_nominal`: starting the job would take p past its `nominal_gpus` for the job's
-   GPU type. Such a job runs only while no job within its principal's quota fits the
-   slot (borrowing idle capacity, as a Kueue cohort does); with `can_borrow: false` it
-   does not run at all.
+1. `over_nominal`: starting the job would take p, or p's group (`DGPO_GROUPS`), past its
+   `nominal_gpus` for the job's GPU type. Such a job runs only while no job within its
+   quotas fits the slot (borrowing idle capacity, as a Kueue cohort does); with
+   `can_borrow: false` (of p or its group) it does not run at all.
 2. `share = running(p) / weight(p)`: GPU-equivalents p's running jobs hold now (a CPU
    job counts as one), divided by p's fair-share weight.
 3. `recent = used(p, window) / weight(p)`: GPU-equivalent seconds of p's attempts that
@@ -77,7 +77,9 @@ class Placed:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
+    """A job competing for a slot, as the claim order sees it."""
+
     id: str
     owner: str
     priority: int
@@ -146,7 +148,7 @@ def serialize_claims(session: Session) -> None:
 
 def _candidates(
     session: Session, queues: list[str], slot: Slot, memory_mb: int | None, now: datetime
-) -> list[_Candidate]:
+) -> list[Candidate]:
     """Per principal, its best job for this slot (priority, not failed here, oldest): of
     those it fits (GPUs, and memory per GPU where the worker reports it) that are due."""
     fits_memory = (
@@ -180,7 +182,7 @@ def _candidates(
     )
     rows = session.execute(select(fitting).where(fitting.c.rank <= _PER_PRINCIPAL)).all()
     return [
-        _Candidate(
+        Candidate(
             r.id, r.owner, r.priority, r.gpus, r.gpu_type, r.queued_at, bool(r.failed_here), r.nodes
         )
         for r in rows
@@ -192,27 +194,58 @@ _PER_PRINCIPAL = 3
 
 
 def _ranked(
-    session: Session, candidates: list[_Candidate], slot: Slot, now: datetime
-) -> list[_Candidate]:
+    session: Session, candidates: list[Candidate], slot: Slot, now: datetime
+) -> list[Candidate]:
     """`candidates` in claim order (the module docstring's formula); ineligible ones out."""
     if not candidates:
         return []
+    load = fleet_load(session, sorted({c.owner for c in candidates}), now)
+    keyed = [(key, c) for c in candidates if (key := claim_key(c, load)) is not None]
+    return [c for _, c in sorted(keyed, key=lambda kc: kc[0])]
+
+
+@dataclass
+class Load:
+    """What the claim order reads of the principals' usage (the module docstring)."""
+
+    running: dict[str, int]
+    """GPU-equivalents each owner's active jobs hold."""
+    by_type: dict[tuple[str, str], int]
+    """GPUs each (owner, GPU type) holds."""
+    recent: dict[str, float]
+    """GPU-equivalent seconds of each owner's attempts ended within the window."""
+
+
+def fleet_load(session: Session, owners: list[str], now: datetime) -> Load:
+    """The usage of `owners` (and of their groups' other members) the claim order
+    compares, now."""
     settings = get_settings()
-    owners = sorted({c.owner for c in candidates})
-    running, by_type = _running_usage(session, owners)
     since = now - timedelta(seconds=settings.fair_share_window_s)
-    recent = usage.recent_gpu_seconds(session, owners, since)
-    keyed: list[tuple[Any, ...]] = []
-    for c in candidates:
-        policy = settings.policy(c.owner)
-        nominal = policy.nominal_gpus.get(c.gpu_type) if c.gpus else None
-        over = nominal is not None and by_type.get((c.owner, c.gpu_type), 0) + c.gpus > nominal
-        if over and not policy.can_borrow:
-            continue
-        share = running.get(c.owner, 0) / policy.weight
-        used = recent.get(c.owner, 0.0) / policy.weight
-        keyed.append((over, share, used, -c.priority, c.failed_here, c.queued_at, c.id, c))
-    return [key[-1] for key in sorted(keyed, key=lambda k: k[:-1])]
+    grouped = {m for o in owners if (g := settings.group_of(o)) for m in g[1].members}
+    running, by_type = _running_usage(session, sorted(grouped | set(owners)))
+    return Load(running, by_type, usage.recent_gpu_seconds(session, owners, since))
+
+
+def claim_key(c: Candidate, load: Load) -> tuple[Any, ...] | None:
+    """Where `c` stands in the claim order (smaller first) given `load`; None when its
+    principal or its group is at a hard quota."""
+    settings = get_settings()
+    policy = settings.policy(c.owner)
+    nominal = policy.nominal_gpus.get(c.gpu_type) if c.gpus else None
+    over = nominal is not None and load.by_type.get((c.owner, c.gpu_type), 0) + c.gpus > nominal
+    if over and not policy.can_borrow:
+        return None
+    if (found := settings.group_of(c.owner)) is not None:
+        group = found[1]
+        shared = group.nominal_gpus.get(c.gpu_type) if c.gpus else None
+        held = sum(load.by_type.get((m, c.gpu_type), 0) for m in group.members)
+        group_over = shared is not None and held + c.gpus > shared
+        if group_over and not group.can_borrow:
+            return None
+        over = over or group_over
+    share = load.running.get(c.owner, 0) / policy.weight
+    used = load.recent.get(c.owner, 0.0) / policy.weight
+    return (over, share, used, -c.priority, c.failed_here, c.queued_at, c.id)
 
 
 def _running_usage(

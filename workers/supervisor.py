@@ -36,8 +36,8 @@ from store import reports
 from store.leases import Lease, LeaseLost
 from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
-from workers import cpus, gang
-from workers.child import Child, child_command
+from workers import cpus, gang, spare_child
+from workers.child import Child
 from workers.failures import (
     ChildFailed,
     ChildFenced,
@@ -59,6 +59,8 @@ class Ending:
     cancelled: bool
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+    preempted: bool = False
+    """Stopped to give the slot up (`store.preemption`): the job goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -97,13 +99,7 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         keeper.vouch(heartbeat)
         timeout = str(keeper.fence_timeout_s)
         args = [*args, "--heartbeat-file", str(heartbeat), "--heartbeat-timeout", timeout]
-    argv = child_command(
-        plan.module,
-        args,
-        nproc=plan.nproc,
-        memory_limit_mb=settings.child_memory_limit_mb,
-        rendezvous=None if lease.member is None else gang.rendezvous(lease, keeper, settings),
-    )
+    rendezvous = None if lease.member is None else gang.rendezvous(lease, keeper, settings)
     threads = cpus.attempt_threads(
         slots=settings.worker_slots,
         nproc=plan.nproc,
@@ -111,7 +107,15 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         override=settings.child_threads,
     )
     oom_before = oom_kills()
-    child = Child(argv, plan.run_dir / f"attempt-{lease.attempt}.log", threads=threads)
+    log_path = plan.run_dir / f"attempt-{lease.attempt}.log"
+    child = spare_child.start_attempt(
+        [plan.module, *args],
+        log_path,
+        nproc=plan.nproc,
+        threads=threads,
+        settings=settings,
+        rendezvous=rendezvous,
+    )
     log.info(
         "job %s: attempt %d runs as pid %d with %d CPU threads per process",
         lease.job_id,
@@ -165,20 +169,27 @@ def _watch(
         if asked_at is not None and time.monotonic() - asked_at >= grace:
             sent = child.terminate(settings.kill_grace_s)
             if sent is not None:
-                return Ending(
-                    True,
-                    f"cancelled: the trainer did not stop within {grace:g} s; "
-                    f"its process group was terminated ({sent})",
+                return _stopped(
+                    reporter,
+                    f"after the trainer did not stop within {grace:g} s "
+                    f"(its process group was terminated: {sent})",
                     {"stopped": "terminated", "signal": sent, "grace_s": grace},
                 )
         time.sleep(settings.report_poll_s)
     if asked_at is not None:
-        return Ending(
-            True,
-            "cancelled at a step boundary after a final checkpoint",
+        return _stopped(
+            reporter,
+            "at a step boundary after a final checkpoint",
             {"stopped": "step_boundary", "exit_code": child.poll()},
         )
     return None
+
+
+def _stopped(reporter: DbReporter, how: str, data: dict[str, Any]) -> Ending:
+    """The Ending of a child stopped as asked: cancelled, or preempted."""
+    if reporter.stop_reason == "preempt":
+        return Ending(False, f"preempted {how}; resumes from its last checkpoint", data, True)
+    return Ending(True, f"cancelled {how}", data)
 
 
 def _plan(lease: Lease, settings: WorkerSettings) -> Plan:

@@ -1,5 +1,6 @@
 """The operator's fleet policy at submit time and in `/queue`: queued-job quota (429),
-priority cap (422 naming `priority`), `max_attempts` only lowered, demand by job shape."""
+priority cap (422 naming `priority`), `preemptible: false` for admins only, `max_attempts`
+only lowered, demand by job shape."""
 
 from collections.abc import Iterator
 
@@ -56,6 +57,18 @@ def test_only_an_admin_submits_above_the_principals_priority_cap(
     assert detail["loc"] == ["body", "priority"] and "at most priority 5" in detail["msg"]
     admin = bearer(tokens["admin"])
     assert client.post("/jobs", json=train_body(priority=9), headers=admin).status_code == 201
+
+
+def test_only_an_admin_submits_a_job_that_may_not_be_preempted(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    pinned = train_body(resources={"gpus": 1, "preemptible": False})
+    refused = client.post("/jobs", json=pinned, headers=bearer(tokens["submit"]))
+    assert refused.status_code == 422, refused.text
+    (detail,) = refused.json()["detail"]
+    assert detail["loc"] == ["body", "resources", "preemptible"] and "admin" in detail["msg"]
+    accepted = client.post("/jobs", json=pinned, headers=bearer(tokens["admin"]))
+    assert accepted.status_code == 201 and accepted.json()["resources"]["preemptible"] is False
 
 
 def test_a_spec_may_lower_max_attempts_but_not_raise_it(client: TestClient, tokens) -> None:

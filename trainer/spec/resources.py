@@ -18,6 +18,9 @@ class Resources(SpecModel):
     gpu_memory_mb: Annotated[int, Field(ge=1)] | None = None
     """Least memory per GPU (MiB); a worker that reports its GPUs' memory and has less
     never claims the job. None: any."""
+    preemptible: bool = True
+    """False: never preempted for another job (only an admin token may submit it); a
+    drain with `--preempt` or a worker's SIGTERM still hands it back with a checkpoint."""
 
     @property
     def gpus_per_node(self) -> int:

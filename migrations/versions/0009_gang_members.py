@@ -4,8 +4,8 @@ One row per member of the current attempt (`store.gangs`): the worker it was pla
 whether it has started, its own lease (renewed by that worker), and for member 0 the
 c10d rendezvous endpoint the others join.
 
-Revision ID: 0007
-Revises: 0004
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0004"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
