@@ -54,8 +54,11 @@ def fail(lease: Lease, error: JobError, data: dict[str, Any], *, retry_in: float
 def preempted(lease: Lease, message: str, data: dict[str, Any]) -> bool:
     """The attempt gave its slot up as asked (`store.preemption`): the job is queued again
     with a `preempted` event, the attempt not counted, and resumes from its checkpoint;
-    a job being cancelled is cancelled. True if it was re-queued."""
+    a job being cancelled is cancelled. True if it was re-queued. A gang's is requeued by
+    its last member, as `finish` ends it."""
     with fenced(lease) as (session, job):
+        if lease.member is not None and not gangs.finish_member(session, job, lease.member):
+            return False
         if job.status == JobStatus.CANCELLING:
             transition(session, job, JobStatus.CANCELLED, "cancelled while preempted", data=data)
             return False

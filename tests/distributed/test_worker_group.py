@@ -13,6 +13,7 @@ import shutil
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,12 @@ def test_a_group_and_a_gang_report_evals_and_trainer_events_exactly_like_one_pro
     solo, group, gang = (reported(session, api, jobs[name]) for name in workers)
     assert group == solo
     assert gang == solo
+    for name in workers:  # the note's figure: published message to all ranks training
+        events = api.events(jobs[name])
+        start = next(e["ts"] for e in events if e["kind"] == "train_started")
+        sent = next(e["ts"] for e in events if e["kind"] in ("submitted", "enqueued"))
+        took = (datetime.fromisoformat(start) - datetime.fromisoformat(sent)).total_seconds()
+        print(f"{name}: message sent -> every rank training after {took:.1f} s")
     placed = [e for e in api.events(jobs["gang"]) if e["kind"] == "gang_placed"]
     assert [sorted(e["data"]["workers"]) for e in placed] == [[w.name for w in gang_workers]]
     assert solo == {

@@ -155,3 +155,17 @@ def test_a_retry_is_placed_afresh(session: Session) -> None:
 
     assert retry is not None and retry.attempt == 2
     assert member_rows(session, gang) == [(0, "c", "running"), (1, "a", "pending")]
+
+
+def test_a_preempted_gang_is_requeued_by_its_last_member(session: Session) -> None:
+    add_workers(session, "a", "b")
+    gang = add_job(session)
+    host = place(gang, Slot("a", 1), 30)[0]
+    member = place(gang, Slot("b", 1), 30)[0]
+    assert host is not None and member is not None
+
+    assert not attempts.preempted(member, "preempted", {})
+    assert job_row(session, gang).status == "running"  # member 0 may still be relaying
+    assert attempts.preempted(host, "preempted", {})
+    job = job_row(session, gang)
+    assert (job.status, job.attempt) == ("queued", 0)
