@@ -8,6 +8,7 @@ waited forever for rank 1. One test: it starts vLLM (tens of seconds on CPU).
 
 import json
 import subprocess
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,10 @@ def test_torchrun_group_on_vllm_trains_on_rank_0s_completions(
     tiny_model_dir: str, toy_dataset: str, tmp_path: Path
 ) -> None:
     require_vllm()
+    plugins = {e.value for e in entry_points(group="vllm.general_plugins")}
+    assert "trainer.engines.vllm_logging:quiet_derived_caches" in plugins, (
+        "the installed dgpo predates its vLLM plugin: `pip install -e .` again"
+    )
     spec = tiny_train_spec(tiny_model_dir, toy_dataset, total_steps=2)
     spec["rollout"] |= {"engine": "vllm", "temperature": 0.7}
     spec["optim"]["lr"] = 2e-2  # moves the policy enough that only a pushed engine matches

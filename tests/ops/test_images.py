@@ -118,8 +118,9 @@ def _run_clean(
 
 
 def test_every_entry_point_imports_from_the_package_the_image_builds(image: Image) -> None:
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    targets = [*scripts.values(), *ASGI_AND_CELERY]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    plugins = project["entry-points"]["vllm.general_plugins"]  # run in vLLM's processes
+    targets = [*project["scripts"].values(), *plugins.values(), *ASGI_AND_CELERY]
     code = f"""
 import importlib, json
 for target in {targets!r}:
