@@ -199,6 +199,8 @@ class ShapeRow(BaseModel):
     gpu_type: str
     gpus: int
     """GPUs per job: one 8-GPU job and eight 1-GPU jobs are different rows."""
+    nodes: int
+    """Workers per job (`resources.nodes`): its GPUs are split evenly over them."""
     queued: int
     oldest_wait_seconds: float | None
     running: int

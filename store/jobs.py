@@ -294,7 +294,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     return created, job_id
 
 
-def _metadata_filter(session: Session, stmt: Select[tuple[Job]], wanted: Mapping[str, str]):  # type: ignore[no-untyped-def]
+def metadata_filter(session: Session, stmt: Select[tuple[Job]], wanted: Mapping[str, str]):  # type: ignore[no-untyped-def]
     """JSONB containment on Postgres (GIN-indexed); per-key JSON extraction elsewhere."""
     if not wanted:
         return stmt
@@ -325,7 +325,7 @@ def list_jobs(
         stmt = stmt.where(Job.status.in_(statuses))
     if kinds:
         stmt = stmt.where(Job.kind.in_(kinds))
-    stmt = _metadata_filter(session, stmt, metadata or {})
+    stmt = metadata_filter(session, stmt, metadata or {})
     if cursor is not None:
         created, job_id = _decode_cursor(cursor)
         stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))

@@ -35,15 +35,33 @@ def read_yaml(path: Path) -> Any:
         raise SpecFileError([f"{where}: YAML syntax error: {detail}"]) from exc
 
 
-def load_job_spec(path: Path) -> Any:
-    """The validated `TrainJobRequest` / `EvalJobRequest` in `path`, or a SpecFileError."""
-    from trainer.spec.jobs import JOB_REQUEST_ADAPTER
+def load_job_spec(path: Path, assignments: Sequence[str] = ()) -> Any:
+    """The validated `TrainJobRequest` / `EvalJobRequest` in `path` with the command line's
+    `KEY=VALUE` overrides set (checked against the spec's fields as a study's arms are), or
+    a SpecFileError."""
+    from trainer.spec.jobs import JOB_REQUEST_ADAPTER, EvalJobRequest, TrainJobRequest
 
     data = read_yaml(path)
+    if assignments:
+        model = EvalJobRequest if isinstance(data, dict) and data.get("kind") == "eval" else None
+        data = with_overrides(data, model or TrainJobRequest, assignments)
     try:
         return JOB_REQUEST_ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise SpecFileError(validation_lines(path, exc)) from exc
+
+
+def with_overrides(data: Any, model: type, assignments: Sequence[str]) -> dict[str, Any]:
+    """`data` with `KEY=VALUE` overrides applied (`trainer.spec.overrides`); an unknown
+    field or a malformed argument is a SpecFileError naming the argument."""
+    from trainer.spec import overrides
+
+    if not isinstance(data, dict):
+        raise SpecFileError(["the spec file must hold a mapping to override fields of"])
+    try:
+        return overrides.apply(model, data, overrides.parse_assignments(list(assignments)))
+    except (overrides.UnknownPath, ValueError, yaml.YAMLError) as exc:
+        raise SpecFileError([f"override: {exc}"]) from exc
 
 
 def validation_lines(path: Path, exc: ValidationError) -> list[str]:

@@ -17,9 +17,11 @@ from fastapi.templating import Jinja2Templates
 
 from service.api.deps import SessionDep
 from service.schemas import progress_percent, progress_text
+from service.study_schemas import REPORT_METRICS
+from service.study_views import study_out as study_view
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
 from service.ui.login import COOKIE, TokenNeeded, token_cookie
-from store import fleet, job_data
+from store import fleet, job_data, studies
 from store import jobs as store_jobs
 from store.event_levels import event_level
 from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
@@ -146,7 +148,8 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
             "lease_owner": job.lease_owner if token.sees_hosts else None,
             "progress": _progress(job),
             "warnings": fleet.queue_warnings(
-                [(job.queue, job.spec["resources"]["gpus"])], fleet.served_slots(session)
+                [(job.queue, job.spec["resources"]["gpus"], job.spec["resources"].get("nodes", 1))],
+                fleet.served_slots(session),
             )
             if waiting
             else [],
@@ -155,6 +158,40 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
             "checkpoints": job_data.checkpoints(session, job_id),
             "results": job_data.results(session, job_id, None),
             "events": job_data.events(session, job_id, after_id=0, limit=EVENTS_SHOWN),
+            "token_name": token.name,
+        },
+    )
+
+
+@router.get("/studies/{study_id}", response_class=HTMLResponse)
+def study_page(
+    request: Request, study_id: str, session: SessionDep, token: UiToken
+) -> HTMLResponse:
+    """One study: each metric's arm curves with their CI bands across seeds (one chart per
+    metric, so one unit per chart), then the final evals, the verdicts and the members."""
+    from service import study_report  # numpy: loaded on the first study page
+
+    found = studies.get(session, study_id, owner=token.visible_owner)
+    report = study_report.build(session, found)
+    charts = []
+    for metric in REPORT_METRICS:
+        points = [p for p in report.curves if p.metric == metric]
+        if not points:
+            continue
+        series: dict[str, list[tuple[float, float]]] = {}
+        bands: dict[str, list[tuple[float, float, float]]] = {}
+        for p in points:
+            series.setdefault(p.arm, []).append((p.step, p.mean))
+            if p.ci_low is not None and p.ci_high is not None:
+                bands.setdefault(p.arm, []).append((p.step, p.ci_low, p.ci_high))
+        charts.append(line_chart(metric, series, bands=bands))
+    return _page(
+        request,
+        "study.html",
+        {
+            "study": study_view(session, found),
+            "report": report,
+            "charts": charts,
             "token_name": token.name,
         },
     )

@@ -56,15 +56,19 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
 
 
 def child_pids(job_id: str) -> list[int]:
-    """Processes of `job_id`'s attempt: every process whose command line names the job."""
+    """Processes of `job_id`'s attempt: every supervised process whose command line names
+    the job, or whose output goes to the job's files (a spare child that took the attempt,
+    `workers.spare_child`)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes()
+            if b"trainer.supervised" not in cmdline:
+                continue
+            if job_id.encode() in cmdline or job_id in os.readlink(proc / "fd" / "1"):
+                found.append(int(proc.name))
         except OSError:
             continue
-        if b"trainer.supervised" in cmdline and job_id.encode() in cmdline:
-            found.append(int(proc.name))
     return found
 
 
