@@ -20,13 +20,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from config.settings import get_settings
 from config.worker_settings import WorkerSettings
 from store.leases import Lease
-from tests.workers.conftest import WorkerProcess, wait_for
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import Api, WorkerProcess, wait_for
 from workers.failures import ChildFailed
 from workers.gang import blame
 from workers.leases import LeaseKeeper
@@ -141,15 +139,13 @@ def resumes_and_cancels(api: Api, job_id: str, worker: WorkerProcess) -> None:
 
 def test_a_killed_member_child_fails_the_gang_which_retries_from_its_checkpoint(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
     shared_storage: None,
 ) -> None:
     """The child killed is member 1's torchrun agent (`kill -9`): its rank must not run on
     orphaned (the issue's finding with a bare torchrun), and the gang fails as one."""
     workers = start_gang_workers(start_worker, "gangf-a", "gangf-b")
-    api = Api(client, tokens)
     job_id = run_past_a_checkpoint(api, train_request)
     (agent,) = agent_pids(job_id, 1)
     orphan = member_pids(job_id, 1)
@@ -180,13 +176,11 @@ def test_a_killed_member_child_fails_the_gang_which_retries_from_its_checkpoint(
 
 def test_a_killed_member_worker_fails_the_gang_which_retries_on_another(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
     shared_storage: None,
 ) -> None:
     workers = start_gang_workers(start_worker, "gangw-a", "gangw-b")
-    api = Api(client, tokens)
     job_id = run_past_a_checkpoint(api, train_request)
     placed = next(e for e in api.events(job_id) if e["kind"] == "gang_placed")
     member1 = placed["data"]["workers"][1]

@@ -9,11 +9,9 @@ import signal
 from collections.abc import Callable
 
 import torch
-from fastapi.testclient import TestClient
 from safetensors.torch import load_file
 
-from tests.workers.conftest import WorkerProcess, job_dir, wait_for
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import Api, WorkerProcess, job_dir, wait_for
 from workers.reconciler import reconcile
 
 STEPS = 24
@@ -38,11 +36,9 @@ def events_of(api: Api, job_id: str, kind: str) -> list[dict]:
 
 def test_a_high_priority_job_preempts_a_running_one_which_resumes_to_the_same_weights(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = start_worker("preempt", "gpu.preempt")
     resources = {"gpus": 1, "gpu_type": "preempt"}
     body = train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources)
@@ -68,7 +64,9 @@ def test_a_high_priority_job_preempts_a_running_one_which_resumes_to_the_same_we
     first, resumed = (e["data"] for e in events_of(api, low, "train_started"))
     assert first["start_step"] == 0 and 0 < resumed["start_step"] < STEPS
     # It resumed from the checkpoint it wrote when asked to stop, not from an older one.
-    steps = [c["step"] for c in client.get(f"/jobs/{low}/checkpoints", headers=api.headers).json()]
+    steps = [
+        c["step"] for c in api.client.get(f"/jobs/{low}/checkpoints", headers=api.headers).json()
+    ]
     assert resumed["start_step"] in steps
 
     a, b = final_tensors(straight, body), final_tensors(low, body)
@@ -98,16 +96,14 @@ def assert_resumed_elsewhere(api: Api, job_id: str, first: str, second: WorkerPr
 
 def test_a_drain_with_preempt_hands_the_running_job_back_with_its_checkpoint(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     resources = {"gpus": 1, "gpu_type": "drainp"}
     body = train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources)
     leaving = start_worker("leaving", "gpu.drainp")
     job_id = start_mid_run(api, body)
-    drained = client.post(
+    drained = api.client.post(
         f"/workers/{leaving.name}/drain", params={"preempt": "true"}, headers=api.headers
     )
     assert drained.status_code == 200, drained.text
@@ -122,11 +118,9 @@ def test_a_drain_with_preempt_hands_the_running_job_back_with_its_checkpoint(
 
 def test_sigterm_to_a_worker_preempts_its_job_which_resumes_on_another_worker(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     resources = {"gpus": 1, "gpu_type": "sigterm"}
     body = train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources)
     leaving = start_worker("terminated", "gpu.sigterm")

@@ -9,11 +9,9 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
-from fastapi.testclient import TestClient
 
 from tests.conftest import REPO_ROOT
-from tests.workers.conftest import WorkerProcess, child_pids, wait_for
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import Api, WorkerProcess, child_pids, wait_for
 
 PERIOD_S = 600
 """The periodic pass: far beyond the test, so only a pass scheduled at the back-off's end
@@ -39,11 +37,9 @@ def beat(postgres_url: str, redis_url: str) -> Iterator[subprocess.Popen]:
 def test_a_retry_is_claimed_when_its_back_off_ends(
     beat: subprocess.Popen,
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = start_worker("due", "gpu.due", {"DGPO_RETRY": '{"backoff_s": 3}'})
     resources = {"gpus": 1, "gpu_type": "due"}
     job_id = api.submit(train_request(total_steps=24, every_steps=12, resources=resources))

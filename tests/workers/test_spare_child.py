@@ -15,13 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from config.settings import get_settings
 from config.worker_settings import WorkerSettings
-from tests.workers.conftest import WorkerProcess, child_pids, wait_for
+from tests.workers.conftest import Api, WorkerProcess, child_pids, wait_for
 from tests.workers.test_supervisor import pool_pid, slow_step
-from tests.workers.test_worker_e2e import Api
 from workers import spare_child
 from workers.cpus import available_cores
 
@@ -87,11 +85,9 @@ def request_on(train_request: Callable[..., dict], queue: str, **kwargs: int) ->
 
 def test_the_next_attempt_runs_in_the_slots_spare_with_the_slots_gpus_and_threads(
     spare_worker: Callable[[str], WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = spare_worker("sparing")
     request = request_on(train_request, "sparing", total_steps=1)
     first = api.wait(api.submit(request), worker)
@@ -116,11 +112,9 @@ def test_the_next_attempt_runs_in_the_slots_spare_with_the_slots_gpus_and_thread
 
 def test_a_dead_spare_is_replaced_and_its_attempt_starts_fresh(
     spare_worker: Callable[[str], WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = spare_worker("respare")
     request = request_on(train_request, "respare", total_steps=1)
     assert api.wait(api.submit(request), worker)["status"] == "succeeded"
@@ -141,13 +135,11 @@ def test_a_dead_spare_is_replaced_and_its_attempt_starts_fresh(
 
 def test_a_cancel_while_the_attempt_starts_in_a_spare_lands(
     spare_worker: Callable[[str], WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
     """The cancel comes as soon as the job runs: the spare may still be importing (it
     was started when the previous attempt was), the trainer has not loaded its model."""
-    api = Api(client, tokens)
     worker = spare_worker("cancelspare")
     request = request_on(train_request, "cancelspare", total_steps=1)
     assert api.wait(api.submit(request), worker)["status"] == "succeeded"
@@ -159,7 +151,7 @@ def test_a_cancel_while_the_attempt_starts_in_a_spare_lands(
     job_id = api.submit(slow)
     api.wait(job_id, worker, {"running"})
     cancelled_at = time.monotonic()
-    r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
+    r = api.client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
     assert r.status_code == 200, r.text
     job = api.wait(job_id, worker)
     took = time.monotonic() - cancelled_at
@@ -173,11 +165,9 @@ def test_a_cancel_while_the_attempt_starts_in_a_spare_lands(
 
 def test_a_spare_dies_with_its_slot(
     spare_worker: Callable[[str], WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = spare_worker("orphan")
     request = request_on(train_request, "orphan", total_steps=1)
     assert api.wait(api.submit(request), worker)["status"] == "succeeded"
