@@ -32,7 +32,12 @@ from sqlalchemy import ColumnElement, Row, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
-from store.fleet import REQUESTED_GPU_MEMORY, REQUESTED_GPU_TYPE, REQUESTED_GPUS
+from store.fleet import (
+    REQUESTED_GPU_MEMORY,
+    REQUESTED_GPU_TYPE,
+    REQUESTED_GPUS,
+    REQUESTED_NODES,
+)
 from store.lifecycle import append_event
 from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
 from store.placement import Candidate, Load, claim_key, fleet_load, serialize_claims
@@ -109,6 +114,8 @@ def plan(session: Session, now: datetime) -> list[Decision]:
                and j.kind == "train" and j.preempt_requested_at is None]  # fmt: skip
     decisions: list[Decision] = []
     for job in waiting:
+        if job.nodes > 1:  # a gang needs K slots at once: it waits for them, it preempts none
+            continue
         fitting = slots.fitting(job)
         free = next((w for w in fitting if slots.free[w] > 0), None)
         if free is not None:
@@ -155,7 +162,9 @@ def _without(load: Load, job: Row) -> Load:
 
 
 def _candidate(job: Row) -> Candidate:
-    return Candidate(job.id, job.owner, job.priority, job.gpus, job.gpu_type, job.queued_at, False)
+    return Candidate(
+        job.id, job.owner, job.priority, job.gpus, job.gpu_type, job.queued_at, False, job.nodes
+    )
 
 
 def _jobs(session: Session, *where: ColumnElement[bool], limit: int | None = None) -> Sequence[Row]:
@@ -174,6 +183,7 @@ def _jobs(session: Session, *where: ColumnElement[bool], limit: int | None = Non
             func.coalesce(REQUESTED_GPUS, 0).label("gpus"),
             func.coalesce(REQUESTED_GPU_TYPE, "any").label("gpu_type"),
             REQUESTED_GPU_MEMORY.label("memory"),
+            func.coalesce(REQUESTED_NODES, 1).label("nodes"),
             PREEMPTIBLE.label("preemptible"),
         )
         .where(*where)

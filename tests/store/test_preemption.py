@@ -137,3 +137,14 @@ def test_a_principal_within_its_quota_reclaims_a_slot_another_borrows(
     # b holds 1 GPU at weight 0.5 (share 2), a holds 1 at weight 1 (share 1, with its job
     # back: 0): b's share is higher, but a borrows beyond its nominal 0 GPUs.
     assert decide(session) == [(borrowed.job_id, waiting)]
+
+
+def test_a_waiting_multi_node_job_preempts_nothing(
+    session: Session, policy: dict[str, Any]
+) -> None:
+    """A gang needs K slots at once; preempting one running job for it would free one slot
+    of the K and lose that job's step for nothing, so a gang waits for free slots."""
+    slot = worker(session)
+    run(session, job(session, priority=0), slot)
+    job(session, priority=9, gpus=2, nodes=2)
+    assert decide(session) == []
