@@ -1,14 +1,18 @@
-"""Dispatch latency (POST /jobs → running) and the cost of metrics reporting.
+"""Dispatch latency (POST /jobs → running → trainer started) and the cost of metrics reporting.
 
-    python bench/dispatch.py [--jobs 50] [--steps 100]
+    python bench/dispatch.py [--jobs 20] [--steps 100]
 
-1. Starts a real `dgpo worker` on a queue of its own, then submits `--jobs` one-step
-   tiny train jobs one at a time through the API (in-process ASGI client), each on an
-   idle worker, and reports p50/p99 of `started_at - POST time` (the claim) and of the
-   `train_started` event's time - POST time (the trainer's first step begins: this adds
-   the attempt's child process start-up, imports and model load). Baseline: the floor of
-   that path measured in the same run, one Postgres insert+commit plus one Redis
-   LPUSH→BRPOP hand-off.
+1. Starts two real `dgpo worker`s (one slot each, CPU standing in for one GPU), each on
+   a queue of its own: the baseline with `DGPO_SPARE_CHILD=false` (every attempt starts a
+   fresh child process, which imports torch, transformers and the trainer) and one with
+   the slot's spare child (`workers.spare_child`). It submits `--jobs` one-step tiny
+   train jobs to each through the API (in-process ASGI client), alternating, one at a
+   time, each on a warm worker (idle, its spare ready, the model read once before), and
+   reports p50/p99 of each stage, measured from the POST: the claim (`started_at`), the
+   spare taking the attempt (its log line), the trainer started (the `train_started`
+   event: model, data and engine loaded, the first step begins) and the first step done
+   (its metrics row). Baseline: the same stages on the fresh-child worker, and the floor
+   of the claim, one Postgres insert+commit plus one Redis LPUSH→BRPOP hand-off.
 2. Trains the tiny model in-process for `--steps` steps with the trainer side of the
    report channel (`ReportWriter`: one fsynced JSON line per callback) and reports the
    time spent inside its hooks as a fraction of the run, then relays the file into
@@ -18,6 +22,7 @@
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -30,8 +35,16 @@ from scratch import REDIS_URL, REPO, scratch_service
 
 sys.path.insert(0, str(REPO))
 
-QUEUE_TYPE = f"bench{os.getpid()}"
-"""A queue of its own (`gpu.bench<pid>`) so concurrent runs never share messages."""
+CONFIGS = {"fresh child": "false", "spare child": "true"}
+"""Worker configurations compared (`DGPO_SPARE_CHILD`), the baseline first."""
+STAGES = ("claimed", "spare took it", "trainer started", "first step done")
+TOOK = re.compile(r"pre-started child \d+ took the attempt at (\d+\.\d+) .*imports took (\S+) s")
+
+
+def queue_type(config: str) -> str:
+    """A queue of its own per configuration (`gpu.bench<pid>-<n>`): concurrent runs never
+    share messages."""
+    return f"bench{os.getpid()}-{list(CONFIGS).index(config)}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -90,43 +103,75 @@ def wait_registered(name: str, worker: subprocess.Popen) -> None:
     raise TimeoutError(f"worker {name} did not register within 120 s")
 
 
-def dispatch_latency(model: str, data: str, jobs: int) -> tuple[list[float], list[float]]:
-    """Per job: (claimed - POST, trainer started - POST) in seconds."""
+def wait_spares_ready(home: Path) -> None:
+    """Until every slot's spare child has done its imports (a warm worker)."""
+    from trainer.supervised_spare import READY
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        logs = list((home / "spares").glob("*.log"))
+        if all(READY in log.read_text(errors="replace") for log in logs):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the spare children did not finish their imports within 300 s")
+
+
+def dispatch_latency(
+    model: str, data: str, jobs: int, home: Path
+) -> tuple[dict[str, dict[str, list[float]]], list[float]]:
+    """Per configuration and stage, seconds from POST for each job; and the spares'
+    import times (what a fresh child spends before it reads the model)."""
     from fastapi.testclient import TestClient
     from sqlalchemy import select
 
     from service.app import create_app
     from store.db import get_sessionmaker
-    from store.models import TERMINAL_STATUSES, Job, JobEvent
+    from store.models import TERMINAL_STATUSES, Job, JobEvent, Metric
     from store.tokens import create_token
 
     with get_sessionmaker()() as session:
         token = create_token(session, "bench", "submit")
     headers = {"Authorization": f"Bearer {token}"}
-    body = train_body(model, data, 1, 0, {"gpus": 1, "gpu_type": QUEUE_TYPE})
-    latencies, starts = [], []
+    times: dict[str, dict[str, list[float]]] = {c: {s: [] for s in STAGES} for c in CONFIGS}
+    imports: list[float] = []
     with TestClient(create_app()) as client, get_sessionmaker()() as session:
-        for _ in range(jobs + 1):  # the first warms the API and the worker up, not counted
-            posted = time.time()
-            r = client.post("/jobs", json=body, headers=headers)
-            assert r.status_code == 201, r.text
-            job_id = r.json()["id"]
-            while True:  # wait until finished, so the next job meets an idle worker
-                session.expire_all()
-                job = session.scalar(select(Job).where(Job.id == job_id))
-                if job.status in TERMINAL_STATUSES:
-                    break
-                time.sleep(0.01)
-            assert job.status == "succeeded", job.error
-            latencies.append(job.started_at.timestamp() - posted)
-            started = session.scalar(
-                select(JobEvent.ts).where(
-                    JobEvent.job_id == job_id, JobEvent.kind == "train_started"
+        for i in range(jobs + 1):  # the first warms the API and the workers up, not counted
+            for config in CONFIGS:
+                resources = {"gpus": 1, "gpu_type": queue_type(config)}
+                body = train_body(model, data, 1, 0, resources)
+                wait_spares_ready(home)
+                posted = time.time()
+                r = client.post("/jobs", json=body, headers=headers)
+                assert r.status_code == 201, r.text
+                job_id = r.json()["id"]
+                while True:  # wait until finished, so the next job meets an idle worker
+                    session.expire_all()
+                    job = session.scalar(select(Job).where(Job.id == job_id))
+                    if job.status in TERMINAL_STATUSES:
+                        break
+                    time.sleep(0.01)
+                assert job.status == "succeeded", job.error
+                started = session.scalar(
+                    select(JobEvent.ts).where(
+                        JobEvent.job_id == job_id, JobEvent.kind == "train_started"
+                    )
                 )
-            )
-            starts.append(started.timestamp() - posted)
-            time.sleep(0.1)  # let the task return and ack: the next job meets an idle worker
-    return latencies[1:], starts[1:]
+                stepped = session.scalar(
+                    select(Metric.ts).where(Metric.job_id == job_id, Metric.step == 1)
+                )
+                log = (home / "jobs" / job_id / "attempt-1.log").read_text(errors="replace")
+                took = TOOK.search(log)
+                time.sleep(0.1)  # let the task return and ack: the next job meets an idle worker
+                if i == 0:
+                    continue
+                stages = times[config]
+                stages["claimed"].append(job.started_at.timestamp() - posted)
+                if took:
+                    stages["spare took it"].append(float(took.group(1)) - posted)
+                    imports.append(float(took.group(2)))
+                stages["trainer started"].append(started.timestamp() - posted)
+                stages["first step done"].append(stepped.timestamp() - posted)
+    return times, imports
 
 
 def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, float]:
@@ -188,7 +233,7 @@ def reporting_cost(model: str, data: str, steps: int) -> tuple[float, float, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
 
@@ -197,33 +242,56 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, home: Path) -> None:
-    """Start a worker on a queue of its own, then time dispatch and reporting."""
-    worker = None
-    try:
-        from trainer.data.tiny import build_tiny_model, write_toy_dataset
+    """Start a worker per configuration, then time dispatch and reporting."""
+    from trainer.data.tiny import build_tiny_model, write_toy_dataset
+    from trainer.devices import CPU_STANDS_IN_ENV
 
+    workers = []
+    try:
         # Under the operator's default data roots ($DGPO_HOME/models, .../datasets).
         model = str(build_tiny_model(Path(home) / "models" / "tiny"))
         data = str(write_toy_dataset(Path(home) / "datasets" / "toy.jsonl"))
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "dgpo", "worker", "--queues", f"gpu.{QUEUE_TYPE}",
-             "--slots", "1", "--name", f"bench-{os.getpid()}@bench", "--loglevel", "WARNING"],
-            cwd=REPO,
-            stdout=(Path(home) / "worker.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        for config, spare in CONFIGS.items():
+            name = f"bench-{os.getpid()}-{list(CONFIGS).index(config)}@bench"
+            queues = f"gpu.{queue_type(config)}"
+            env = {"DGPO_SPARE_CHILD": spare, "DGPO_WORKER_GPUS": "0", CPU_STANDS_IN_ENV: "1"}
+            argv = ["worker", "--queues", queues, "--slots", "1", "--name", name]
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "dgpo", *argv, "--loglevel", "WARNING"],
+                    cwd=REPO,
+                    env={**os.environ, **env},
+                    stdout=(Path(home) / f"{name}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            wait_registered(name, workers[-1])
 
-        wait_registered(f"bench-{os.getpid()}@bench", worker)
-        dispatch, starts = dispatch_latency(model, data, args.jobs)
+        print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
+        times, imports = dispatch_latency(model, data, args.jobs, home)
         floor = baseline_floor(args.jobs)
-        d50, d99, f50 = pct(dispatch, 0.5), pct(dispatch, 0.99), statistics.median(floor)
-        print(f"dispatch POST /jobs → running over {args.jobs} jobs (idle worker):")
-        print(f"  p50 {d50 * 1000:8.1f} ms   p99 {d99 * 1000:8.1f} ms")
-        print(f"  baseline floor (PG insert+commit + Redis push→pop) p50 {f50 * 1000:6.2f} ms")
-        print(f"  ratio dispatch p50 / floor p50: {d50 / f50:8.1f}x")
-        s50, s99 = pct(starts, 0.5), pct(starts, 0.99)
-        print("POST /jobs → trainer started (child start-up, imports, model load):")
-        print(f"  p50 {s50 * 1000:8.1f} ms   p99 {s99 * 1000:8.1f} ms")
+        print(f"load average after:  {Path('/proc/loadavg').read_text().strip()}")
+        print(f"POST /jobs → each stage over {args.jobs} one-step tiny jobs per worker")
+        print("(warm worker: idle, its spare ready, the model read once; alternating):")
+        header = "".join(f"{c + ' p50':>18}{'p99':>9}" for c in CONFIGS)
+        print(f"  {'stage':<18}{header}")
+        for stage in STAGES:
+            cells = ""
+            for config in CONFIGS:
+                seen = times[config][stage]
+                cells += f"{pct(seen, 0.5):17.3f}s{pct(seen, 0.99):8.3f}s" if seen else f"{'-':>27}"
+            print(f"  {stage:<18}{cells}")
+        base, spare = (times[c]["trainer started"] for c in CONFIGS)
+        print(
+            f"  ratio trainer started p50, fresh / spare: {pct(base, 0.5) / pct(spare, 0.5):.1f}x"
+        )
+        if imports:
+            wait = statistics.median(imports)
+            print(f"  the spares' imports (what a fresh child waits for): median {wait:.2f} s")
+        claimed = times["spare child"]["claimed"]
+        f50 = statistics.median(floor)
+        print(f"  claim floor (PG insert+commit + Redis push→pop) p50 {f50 * 1000:6.2f} ms;")
+        print(f"  ratio claim p50 / floor p50: {pct(claimed, 0.5) / f50:8.1f}x")
 
         hooks, step, relay = reporting_cost(model, data, args.steps)
         print(f"metrics reporting over {args.steps} tiny CPU steps (worst case: tiny steps):")
@@ -232,7 +300,7 @@ def measure(args: argparse.Namespace, home: Path) -> None:
         print(f"  ratio reporting / step time: {hooks / step:.2%}")
         print(f"  relay into Postgres (supervisor, per step) {relay * 1000:7.2f} ms")
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.terminate()
             worker.wait(timeout=30)
 

@@ -3,10 +3,11 @@
     python bench/gpu_proof.py            # CUDA: ~5 min on one H100 or H200
     python bench/gpu_proof.py --smoke    # CPU, tiny model, ~1 min (tests/test_gpu_proof.py)
 
-Needs torch, transformers and this checkout; no hub (the model is a random-init Qwen2 of
-the 1.5B shape built offline). The update path's configs are pydantic models, so pydantic
-(and pyyaml, which transformers brings) must be importable too: a missing one exits 3 with
-the `pip install` line, before anything runs. Parts, each timed:
+Runs the project's own update path, so it needs what the project installs (`pip install
+-e .`, or the GPU image): torch, transformers and pydantic (the update's configs are
+pydantic models) are core dependencies. Run from a checkout that was not installed, a
+missing package exits 3 naming it, before anything runs. No hub: the model is a random-init
+Qwen2 of the 1.5B shape built offline. Parts, each timed:
 1. the fused log-prob pass (`batched_logprobs`) against the naive full-logits baseline, in
    the same run (speed ratio and agreement);
 2. single-device training: bf16 autocast over fp32 masters (`Solo.prepare`) and
@@ -21,45 +22,36 @@ matmul of the body for every token, the lm_head only for the tokens that get a l
 attention, x3 with the backward. Exit codes: 0 all checks passed, 1 a check failed
 (optimizer parameters and AdamW state fp32; one update at lr 1e-6 moves > 90% of the
 master weights, both paths; fused and naive log-probs agree; losses finite; the engine
-samples from pushed weights), 3 cannot run here (no CUDA without --smoke, a missing
-dependency), 4 crashed (traceback printed). argparse's usage errors are 2.
+samples from pushed weights), 3 cannot run here (no CUDA without --smoke, a package not
+installed), 4 crashed (traceback printed). argparse's usage errors are 2.
 """
 
 import argparse
-import importlib.util
 import sys
 import traceback
 from pathlib import Path
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_UNAVAILABLE, EXIT_CRASHED = 0, 1, 3, 4
-NEEDED = {
-    "torch": "torch",
-    "transformers": "transformers",
-    "pydantic": "pydantic",
-    "yaml": "pyyaml",
-}
-"""module -> pip name: all this proof imports beyond the standard library and the checkout."""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, gloo")
     args = parser.parse_args()
-    missing = [pip for module, pip in NEEDED.items() if importlib.util.find_spec(module) is None]
-    if missing:
-        print(f"cannot run: pip install {' '.join(missing)}")
-        return EXIT_UNAVAILABLE
-    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    try:
+        import torch
 
+        from bench.gpu_proof_parts import run
+    except ModuleNotFoundError as exc:
+        print(f"cannot run: {exc.name} is not installed; `pip install -e .` installs all it needs")
+        return EXIT_UNAVAILABLE
     if not args.smoke and not torch.cuda.is_available():
         print(
             "cannot run: no CUDA device (torch.cuda.is_available() is False); --smoke runs on CPU"
         )
         return EXIT_UNAVAILABLE
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     try:
-        from bench.gpu_proof_parts import run
-
         failures = run(args.smoke)
     except Exception:
         traceback.print_exc()

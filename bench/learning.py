@@ -145,12 +145,12 @@ def plot(points: list[dict[str, Any]], held_out: list[tuple[int, float]], out: P
     fig.savefig(out, dpi=100)
 
 
-def write_figures(markdown: str, doc: Path) -> None:
+def write_figures(markdown: str, doc: Path, start: str = MARK_START, end: str = MARK_END) -> None:
     """Replace the figures block of `doc` (between the markers) with `markdown`."""
     text = doc.read_text()
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    doc.write_text(f"{head}{MARK_START}\n{markdown}\n{MARK_END}{tail}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{start}\n{markdown}\n{end}{tail}")
 
 
 def main() -> None:

@@ -34,6 +34,23 @@ class PrincipalPolicy(BaseModel):
     """Highest `priority` this principal's submit tokens may ask for (admin tokens: any)."""
 
 
+class GroupPolicy(BaseModel):
+    """Limits a group of principals shares (a Kueue cohort's quota, a Slurm account's),
+    on top of each member's own: a department over its teams, say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    members: list[str] = Field(min_length=1)
+    """The principals it holds; a principal belongs to at most one group."""
+    nominal_gpus: dict[GpuType, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    """Concurrent GPUs per GPU type of all members together, as a principal's."""
+    can_borrow: bool = True
+    """Past `nominal_gpus`, a member's claim still goes ahead while nobody within their
+    quotas waits for that slot; False makes it a hard cap."""
+    max_queued_jobs: Annotated[int, Field(ge=0)] | None = None
+    """Queued jobs of all members at once; a submission past it is refused (429)."""
+
+
 class RetryPolicy(BaseModel):
     """How a failed attempt is retried, by its failure code (`workers.failure_codes`)."""
 
@@ -59,3 +76,16 @@ class RetryPolicy(BaseModel):
     def backoff(self, attempt: int) -> float:
         """Seconds before the retry that follows failed attempt number `attempt` (1-based)."""
         return min(self.backoff_max_s, self.backoff_s * self.backoff_factor ** (attempt - 1))
+
+
+class PreemptionPolicy(BaseModel):
+    """When a waiting job may take a running job's slot (`store.preemption`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    """False: no running job is ever preempted for a waiting one (a drain with `--preempt`
+    and a worker's SIGTERM still hand their jobs back with a checkpoint)."""
+    fair_share: bool = True
+    """Also preempt for a principal below its fair share or within its `nominal_gpus`
+    while the running job's principal borrows; False: only for a higher priority."""

@@ -15,7 +15,7 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from config.env import DgpoSettings
-from config.fleet_policy import PrincipalPolicy, RetryPolicy
+from config.fleet_policy import GroupPolicy, PreemptionPolicy, PrincipalPolicy, RetryPolicy
 
 
 class Settings(DgpoSettings):
@@ -45,6 +45,9 @@ class Settings(DgpoSettings):
     """Upper bound on one enqueue; a slow broker must not stall `POST /jobs`."""
     default_max_attempts: int = Field(default=3, ge=1)
     """Attempts of a job whose spec names none; a spec's `max_attempts` may only lower it."""
+    max_study_jobs: int = Field(default=64, ge=2)
+    """Most jobs one study may create (a train and an eval job per arm and seed); a larger
+    one is refused at submit (422 naming `seeds`)."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """`DGPO_RETRY='{"backoff_s": 30, "backoff_factor": 2, "backoff_max_s": 900,
     "fail_fast": [...]}'`: back-off of transient failures, codes that fail at once."""
@@ -52,8 +55,14 @@ class Settings(DgpoSettings):
     """`DGPO_PRINCIPALS='{"team-a": {"weight": 2, "nominal_gpus": {"h100": 8}}}'`: quotas
     and fair-share weight per principal; one not named gets `default_principal`."""
     default_principal: PrincipalPolicy = Field(default_factory=PrincipalPolicy)
+    groups: dict[str, GroupPolicy] = Field(default_factory=dict)
+    """`DGPO_GROUPS='{"research": {"members": ["team-a", "team-b"], "nominal_gpus":
+    {"h100": 16}}}'`: limits a group of principals shares, on top of each one's own."""
     fair_share_window_s: float = Field(default=3600.0, gt=0)
     """Recent usage, the fair-share tie-break after current usage, covers this window."""
+    preemption: PreemptionPolicy = Field(default_factory=PreemptionPolicy)
+    """`DGPO_PREEMPTION='{"enabled": false}'`: whether the reconciler preempts running
+    jobs for waiting ones that the claim order puts first (`store.preemption`)."""
     submit_batches_in_flight: int = Field(default=1, ge=1)
     """Concurrent group commits per API process; submissions arriving meanwhile wait and
     share the next one (more means smaller batches and more threads fighting for the GIL)."""
@@ -62,6 +71,10 @@ class Settings(DgpoSettings):
     """Largest request body; bigger ones are refused (413) before they are read."""
     storage_root: Path | None = None
     """Job `<id>` writes only under `<storage_root>/<id>` (default `$DGPO_HOME/jobs`)."""
+    storage_shared: bool = False
+    """The storage root is one file system mounted at the same path on every worker (NFS,
+    Lustre): only then may a job span nodes (`resources.nodes` > 1), whose ranks all write
+    their shards of each checkpoint there."""
     storage_prefixes: list[str] = Field(default_factory=list)
     """Remote roots (`s3://bucket/dgpo`) a spec's `checkpoint.output_dir` may name; their
     protocols are the only fsspec protocols a job uses. Empty: local storage only."""
@@ -105,9 +118,26 @@ class Settings(DgpoSettings):
             self.broker_url = f"sqla+sqlite:///{self.home / 'broker.sqlite'}"
         return self
 
+    @model_validator(mode="after")
+    def _one_group_each(self) -> Self:
+        seen: dict[str, str] = {}
+        for name, group in self.groups.items():
+            for member in group.members:
+                if member in seen:
+                    raise ValueError(
+                        f"DGPO_GROUPS: principal {member!r} is a member of both "
+                        f"{seen[member]!r} and {name!r}; a principal belongs to one group"
+                    )
+                seen[member] = name
+        return self
+
     def policy(self, principal: str) -> PrincipalPolicy:
         """The operator's quotas and weight for `principal`."""
         return self.principals.get(principal, self.default_principal)
+
+    def group_of(self, principal: str) -> tuple[str, GroupPolicy] | None:
+        """The group `principal` belongs to, with its limits (None: none)."""
+        return next(((n, g) for n, g in self.groups.items() if principal in g.members), None)
 
     @property
     def is_sqlite(self) -> bool:

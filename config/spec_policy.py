@@ -59,6 +59,7 @@ def check_train(spec: TrainSpec, settings: Settings) -> list[Violation]:
         *_eval_sets(("eval", "benchmarks"), spec.eval.benchmarks, settings),
         *_output_dir(spec.checkpoint.output_dir, settings),
         *_hub_push(spec, settings),
+        *_nodes(spec, settings),
     ]
     if spec.algorithm.reference_model is not None:
         loc = ("algorithm", "reference_model")
@@ -67,7 +68,7 @@ def check_train(spec: TrainSpec, settings: Settings) -> list[Violation]:
 
 
 def check_eval(spec: EvalSpec, settings: Settings) -> list[Violation]:
-    found = _eval_sets(("benchmarks",), spec.benchmarks, settings)
+    found = _eval_sets(("benchmarks",), spec.benchmarks, settings) + _nodes(spec, settings)
     if spec.model.path is None:  # a checkpoint ref: the worker resolves it from the database
         return found
     return _model_source(("model", "path"), spec.model.path, settings) + found
@@ -140,7 +141,8 @@ def check_envelope(
     request: TrainJobRequest | EvalJobRequest, principal: str, admin: bool, settings: Settings
 ) -> list[Violation]:
     """The envelope's asks within the operator's limits: `priority` at most the principal's
-    `max_priority` (an admin token may ask for any), `max_attempts` at most the default."""
+    `max_priority` (an admin token may ask for any), `resources.preemptible: false` only
+    for an admin, `max_attempts` at most the default."""
     found = []
     cap = settings.policy(principal).max_priority
     if request.priority > cap and not admin:
@@ -149,6 +151,14 @@ def check_envelope(
                 ("priority",),
                 f"principal {principal!r} may submit at most priority {cap} (its max_priority "
                 "in DGPO_PRINCIPALS); ask an admin to submit it higher",
+            )
+        )
+    if not request.resources.preemptible and not admin:
+        found.append(
+            Violation(
+                ("resources", "preemptible"),
+                "only an admin token may submit a job with preemptible: false; leave it "
+                "preemptible or ask an admin to submit it",
             )
         )
     default = settings.default_max_attempts
@@ -264,6 +274,29 @@ def _model_source(loc: tuple[str, ...], path: str, settings: Settings) -> list[V
             loc,
             "must be a Hugging Face repo id (org/name) or an absolute path under one of the "
             f"operator's data roots {roots} (no '..')",
+        )
+    ]
+
+
+def _nodes(spec: TrainSpec | EvalSpec, settings: Settings) -> list[Violation]:
+    """A job spans nodes only as a train job, and only onto storage every node mounts: its
+    ranks write their shards of each checkpoint into the one job directory."""
+    if spec.resources.nodes == 1:
+        return []
+    loc = ("resources", "nodes")
+    if isinstance(spec, EvalSpec):
+        return [Violation(loc, "an eval runs on one node; leave resources.nodes at 1")]
+    if "://" in (spec.checkpoint.output_dir or ""):
+        why = "a multi-node job writes its sharded checkpoints to a shared file system, not a URI"
+        return [Violation(("checkpoint", "output_dir"), why)]
+    if settings.storage_shared:
+        return []
+    return [
+        Violation(
+            loc,
+            f"a job on {spec.resources.nodes} nodes writes checkpoints from every node into "
+            f"its directory under {settings.storage_root}, which the operator has not declared "
+            "shared (DGPO_STORAGE_SHARED=true: one file system mounted on every worker)",
         )
     ]
 

@@ -46,6 +46,17 @@ class WorkerSettings(DgpoSettings):
     """A slot that can run nothing of the job its message names (too few GPUs, principal
     at its quota) waits this long before sending the message back, so that another slot
     takes it instead of this one again at once."""
+    spare_child: bool = True
+    """Keep one attempt process per slot started ahead, its imports of torch,
+    transformers and the trainer done (`workers.spare_child`), so that a job's trainer
+    starts without waiting for them (9-19 s on 2 shared cores). Costs one idle
+    process per slot (~450 MB resident); each runs one attempt and exits with it."""
+    gang_start_s: float = Field(default=60.0, gt=0)
+    """How long a multi-node job's reserved member may take to start on its worker (and
+    torchrun's rendezvous to form) before the attempt fails for the whole gang."""
+    worker_address: str | None = None
+    """Where the other workers of a multi-node job reach this one (the c10d endpoint of a
+    gang whose member 0 runs here); default: its host name."""
     worker_slots: int = Field(default=1, ge=1)
     """Set by `dgpo worker --slots`; each pool process pins to its share of the GPUs."""
     worker_gpus: str | None = None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dgpo.commands import demo, embedded, evals, jobs, schedules, usage, workers
+from dgpo.commands import demo, embedded, evals, jobs, schedules, studies, usage, workers
 from dgpo.commands._api import err_console
 from store.models import DEFAULT_PRINCIPAL, TokenScope
 from workers.cli import beat_command, worker_command
@@ -15,6 +15,7 @@ app = typer.Typer(help="DGPO training service.", no_args_is_help=True)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(evals.app, name="evals")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(studies.app, name="studies")
 app.add_typer(workers.app, name="workers")
 app.command("up")(embedded.up)
 app.command("demo")(demo.demo)

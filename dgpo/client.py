@@ -260,9 +260,11 @@ class DgpoClient:
         params = {"by": by, "since": since.isoformat(), "until": until.isoformat()}
         return self._request("GET", "/usage", params=params)
 
-    def drain_worker(self, worker_id: str) -> Json:
-        """POST /workers/{id}/drain (admin): the worker stops claiming; its jobs finish."""
-        return self._request("POST", f"/workers/{quote(worker_id, safe='')}/drain")
+    def drain_worker(self, worker_id: str, *, preempt: bool = False) -> Json:
+        """POST /workers/{id}/drain (admin): the worker stops claiming; its jobs finish, or
+        with `preempt` checkpoint and go back to the queue."""
+        path = f"/workers/{quote(worker_id, safe='')}/drain"
+        return self._request("POST", path, params={"preempt": "true"} if preempt else {})
 
     def healthz(self) -> Json:
         return self._request("GET", "/healthz")
@@ -296,6 +298,31 @@ class DgpoClient:
 
     def list_schedule_runs(self, schedule_id: str) -> list[Json]:
         return self._request("GET", f"/schedules/{schedule_id}/runs")
+
+    # Studies
+
+    def submit_study(self, body: Mapping[str, Any], idempotency_key: str | None = None) -> Json:
+        """POST /studies: arms x seeds as train jobs, each evaluated once it succeeds."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._request("POST", "/studies", json=dict(body), headers=headers)
+
+    def list_studies(self) -> list[Json]:
+        return self._request("GET", "/studies")["items"]
+
+    def get_study(self, study_id: str) -> Json:
+        return self._request("GET", f"/studies/{study_id}")
+
+    def cancel_study(self, study_id: str) -> Json:
+        return self._request("POST", f"/studies/{study_id}/cancel")
+
+    def study_report(self, study_id: str) -> Json:
+        return self._request("GET", f"/studies/{study_id}/report")
+
+    def study_report_csv(self, study_id: str) -> str:
+        response = self._http.get(f"/studies/{study_id}/report", params={"format": "csv"})
+        if not response.is_success:
+            self._raise(response, "GET", f"/studies/{study_id}/report")
+        return response.text
 
 
 def _sse_messages(lines: Iterator[str]) -> Iterator[tuple[str, Json]]:

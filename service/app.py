@@ -9,7 +9,7 @@ from fastapi_offline import FastAPIOffline
 
 from config.settings import get_settings
 from service import access_log, errors, request_guard
-from service.api.routes import evals, fleet, health, jobs, schedules, tokens, usage
+from service.api.routes import evals, fleet, health, jobs, schedules, studies, tokens, usage
 from service.fleet_metrics import FleetCollector
 from service.intake import SubmitBatcher
 from service.observability import LatencyMiddleware, Telemetry
@@ -72,6 +72,7 @@ def create_app() -> FastAPI:
     app.include_router(usage.router)
     app.include_router(evals.router)
     app.include_router(schedules.router)
+    app.include_router(studies.router)
     app.include_router(tokens.router)
     app.include_router(ui_router)
     app.add_exception_handler(TokenNeeded, token_page)

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
+from starlette.routing import Match
 
 from config.spec_policy import SpecRefused
 from service.request_guard import VALUES_MAX
@@ -26,6 +27,27 @@ STATUS_OF: dict[type[Exception], int] = {
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return _json(STATUS_OF[type(exc)], str(exc))
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def _method_not_allowed(request: Request, _: Exception) -> JSONResponse:
+    """405 with `Allow` naming every method of the resource (RFC 9110 15.5.6): Starlette
+    names only those of the first route whose path matched (`POST` for `/jobs`). Each
+    method is asked of the router itself, so routers nested by `include_router` (newer
+    FastAPI keeps them as one route each) answer for their own routes."""
+    allowed = [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    response = _json(405, "Method Not Allowed")
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 async def _unprocessable(_: Request, exc: Exception) -> JSONResponse:
@@ -88,6 +110,7 @@ def install(app: FastAPI) -> None:
     for error in STATUS_OF:
         app.add_exception_handler(error, _domain_error)
     app.add_exception_handler(Unprocessable, _unprocessable)
+    app.add_exception_handler(405, _method_not_allowed)
 
     @app.exception_handler(SpecRefused)
     async def _refused(_: Request, exc: SpecRefused) -> JSONResponse:

@@ -56,7 +56,7 @@ class FleetCollector(Collector):
         yield from self._shapes(summary)
 
     def _shapes(self, summary: fleet.FleetLoad) -> Iterator[Metric]:
-        labels = ["queue", "gpu_type", "gpus"]
+        labels = ["queue", "gpu_type", "gpus", "nodes"]
         queued = GaugeMetricFamily(
             "dgpo_queue_shape_jobs", "Queued jobs per shape (GPUs per job)", labels=labels
         )
@@ -67,11 +67,12 @@ class FleetCollector(Collector):
         )
         unfit = GaugeMetricFamily(
             "dgpo_queue_shape_unplaceable",
-            "1 when no live slot serving the queue has this many GPUs",
+            "1 when no live slot serving the queue has this many GPUs (per node, on enough "
+            "workers)",
             labels=labels,
         )
         for shape in summary.shapes:
-            key = [shape.queue, shape.gpu_type, str(shape.gpus)]
+            key = [shape.queue, shape.gpu_type, str(shape.gpus), str(shape.nodes)]
             queued.add_metric(key, shape.queued)
             wait.add_metric(key, shape.oldest_wait_seconds or 0.0)
             unfit.add_metric(key, 0 if shape.fits_live_slot else 1)

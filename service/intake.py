@@ -93,8 +93,9 @@ def submit_batch(batch: list[jobs.NewJob]) -> list[Answer | Exception]:
     return [o if isinstance(o, Exception) else _answer(o, served) for o in outcomes]
 
 
-def _answer(outcome: jobs.Submitted, served: dict[str, int]) -> Answer:
+def _answer(outcome: jobs.Submitted, served: dict[str, list[int]]) -> Answer:
     job, replayed = outcome
     out = JobOut.model_validate(job)
-    out.warnings = fleet.queue_warnings([(out.queue, out.gpus)], served)
+    nodes = out.resources.get("nodes", 1)
+    out.warnings = fleet.queue_warnings([(out.queue, out.gpus, nodes)], served)
     return out, replayed

@@ -19,7 +19,7 @@
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -28,6 +28,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from trainer.spec.keys import did_you_mean
 
 ECHO_MAX = 1024
 """Characters of a request value a 422 may echo back (in `input` and `msg`)."""
@@ -82,17 +84,39 @@ def install(app: FastAPI) -> None:
     """Render request validation errors safely (the body guard is added in `create_app`)."""
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": safe_errors(exc.errors())})
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body = getattr(request.scope.get("route"), "body_field", None)
+        meant = _close_match(body.field_info.annotation) if body is not None else _no_hint
+        return JSONResponse(status_code=422, content={"detail": safe_errors(exc.errors(), meant)})
 
 
-def safe_errors(errors: Any) -> list[Any]:
-    """Pydantic/FastAPI error entries, JSON-safe, with long echoes cut before encoding."""
+def _no_hint(_: dict[str, Any]) -> str:
+    return ""
+
+
+def _close_match(body: object) -> Callable[[dict[str, Any]], str]:
+    """An unknown key in a body of this annotation gets its close match, as the CLI says
+    it (`lr`: did you mean `optim.lr`)."""
+
+    def hint(entry: dict[str, Any]) -> str:
+        loc = tuple(entry.get("loc", ()))
+        if entry.get("type") != "extra_forbidden" or loc[:1] != ("body",):
+            return ""
+        return did_you_mean(body, loc[1:])
+
+    return hint
+
+
+def safe_errors(errors: Any, hint: Callable[[dict[str, Any]], str] = _no_hint) -> list[Any]:
+    """Pydantic/FastAPI error entries, JSON-safe, with long echoes cut before encoding;
+    `hint` adds to the message of each entry shown (never of those cut)."""
     safe = []
     for entry in islice(errors, ERRORS_MAX):
         value = entry.get("input", _ABSENT)
         rest = {k: v for k, v in entry.items() if k != "input"}
         rest = _plain(jsonable_encoder(rest, custom_encoder={Exception: str}))
+        if isinstance(rest.get("msg"), str):
+            rest["msg"] += hint(entry)
         if value is not _ABSENT:
             rest["input"] = _echo(value)
         safe.append(rest)

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from store.event_levels import Level, event_level
+from store.job_data import SavedCheckpoint
 
 
 def progress_percent(status: str, progress: float | None) -> float:
@@ -169,17 +170,8 @@ class MetricSeries(BaseModel):
     points: list[MetricPoint]
 
 
-class CheckpointOut(_Out):
-    job_id: str
-    step: int
-    uri: str
-    sha256: str
-    size_bytes: int
-    attempt: int
-    created_at: datetime
-    metrics: dict[str, Any] | None
-    """The metrics reported for this step (reward, KL, ...), to pick a checkpoint by; None
-    when the step reported none."""
+class CheckpointOut(SavedCheckpoint, _Out):
+    """A checkpoint of a train job: the store's `SavedCheckpoint`, field for field."""
 
 
 class ResultOut(_Out):
@@ -207,6 +199,8 @@ class ShapeRow(BaseModel):
     gpu_type: str
     gpus: int
     """GPUs per job: one 8-GPU job and eight 1-GPU jobs are different rows."""
+    nodes: int
+    """Workers per job (`resources.nodes`): its GPUs are split evenly over them."""
     queued: int
     oldest_wait_seconds: float | None
     running: int

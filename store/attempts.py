@@ -7,14 +7,19 @@ attempt decides how the job ends.
 from datetime import timedelta
 from typing import Any
 
+from store import gangs
 from store.leases import Lease, fenced
-from store.lifecycle import JobError, transition
+from store.lifecycle import JobError, append_event, transition
 from store.models import JobStatus, utcnow
+from store.preemption import PREEMPTED
 
 
 def finish(lease: Lease, cancelled: bool, message: str, data: dict[str, Any]) -> None:
-    """The attempt ran to its end: the job succeeded, or is cancelled as it was asked."""
+    """The attempt ran to its end: the job succeeded, or is cancelled as it was asked. A
+    gang's ends with its last member (whichever hosts rank 0 has relayed all by then)."""
     with fenced(lease) as (session, job):
+        if lease.member is not None and not gangs.finish_member(session, job, lease.member):
+            return
         status = JobStatus.CANCELLED if cancelled else JobStatus.SUCCEEDED
         transition(session, job, status, message, data=data)
 
@@ -43,6 +48,29 @@ def fail(lease: Lease, error: JobError, data: dict[str, Any], *, retry_in: float
         )
         payload |= {"retry_in_s": retry_in, "not_before": job.not_before.isoformat()}
         transition(session, job, JobStatus.QUEUED, message, error=error, data=payload)
+        return True
+
+
+def preempted(lease: Lease, message: str, data: dict[str, Any]) -> bool:
+    """The attempt gave its slot up as asked (`store.preemption`): the job is queued again
+    with a `preempted` event, the attempt not counted, and resumes from its checkpoint;
+    a job being cancelled is cancelled. True if it was re-queued. A gang's is requeued by
+    its last member, as `finish` ends it."""
+    with fenced(lease) as (session, job):
+        if lease.member is not None and not gangs.finish_member(session, job, lease.member):
+            return False
+        if job.status == JobStatus.CANCELLING:
+            transition(session, job, JobStatus.CANCELLED, "cancelled while preempted", data=data)
+            return False
+        asked = job.preempt_requested_at
+        payload = dict(data)
+        if asked is not None:
+            payload["requested_at"] = asked.isoformat()
+            payload["latency_s"] = round((utcnow() - asked).total_seconds(), 3)
+        append_event(session, job, PREEMPTED, message, payload)
+        transition(session, job, JobStatus.QUEUED, message, data={**payload, "preempted": True})
+        job.attempt -= 1
+        job.preempt_requested_at = None
         return True
 
 

@@ -4,9 +4,9 @@ A queued job's `enqueued_at` says its run message was handed to the broker. A ne
 inserted with it already set, so the submit path writes nothing after its publish; a
 publish the broker refuses clears it again. A crash between the commit and the publish
 leaves a job that says so without a message: the reconciler compares queued jobs with
-the broker's content and re-sends it, and so does a replay of its Idempotency-Key (which
-re-sends every job still queued). A duplicate is harmless: the claim lets only one
-message run the job.
+the broker's content and re-sends it, and so does a replay of its Idempotency-Key (only
+when the broker does not hold the message). A duplicate is harmless: the claim lets only
+one message run the job.
 """
 
 import logging

@@ -2,8 +2,8 @@
 
 One implementation serves `GET /evals/compare` and the schedule verdicts (workers call
 `compare_jobs` too). The comparison model is `trainer.results` (plain data); the statistics
-live in `trainer.evaluation.compare` (numpy only), imported inside the function, never at
-app start-up, so `service.app` stays torch-free and small.
+live in `trainer.statistics` (numpy only, shared with studies), imported inside the
+function, never at app start-up, so `service.app` stays torch-free and small.
 """
 
 from collections.abc import Sequence
@@ -65,7 +65,8 @@ def compare_jobs(
     the jobs share no benchmark or no problem, so the API answers 404/422 and a schedule
     run records why.
     """
-    from trainer.evaluation.compare import overall_verdict, paired_bootstrap, verdict
+    from trainer.evaluation.compare import overall_verdict, verdict
+    from trainer.statistics import paired_bootstrap
 
     for job_id in (job_a, job_b):
         get_job(session, job_id, owner=owner)

@@ -28,11 +28,12 @@ KIND_LEVELS: Mapping[str, Level] = {
 
 def event_level(kind: str, data: Mapping[str, Any]) -> Level:
     """A `status` event into `failed` is an error and one back to `queued` from a run (a
-    lost worker, a retry) a warning; any other kind is what `KIND_LEVELS` says."""
+    lost worker, a retry) a warning, unless it was preempted; any other kind is what
+    `KIND_LEVELS` says."""
     if kind == "status":
         if data.get("to") == JobStatus.FAILED:
             return "error"
         if data.get("to") == JobStatus.QUEUED and data.get("from") != JobStatus.QUEUED:
-            return "warning"
+            return "info" if data.get("preempted") else "warning"
         return "info"
     return KIND_LEVELS.get(kind, "info")

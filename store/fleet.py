@@ -20,6 +20,7 @@ from store.models import (
 REQUESTED_GPUS = Job.spec[("resources", "gpus")].as_integer()
 REQUESTED_GPU_TYPE = Job.spec[("resources", "gpu_type")].as_string()
 REQUESTED_GPU_MEMORY = Job.spec[("resources", "gpu_memory_mb")].as_integer()
+REQUESTED_NODES = Job.spec[("resources", "nodes")].as_integer()
 """What a job asked for, read from its spec (the row keeps no copy of its resources)."""
 
 
@@ -38,17 +39,20 @@ class QueueLoad:
 
 @dataclass
 class ShapeLoad:
-    """Demand and load of one job shape: a (queue, GPU type, GPUs per job). An autoscaler
-    reads it to tell one 8-GPU job from eight 1-GPU jobs."""
+    """Demand and load of one job shape: a (queue, GPU type, GPUs per job, nodes). An
+    autoscaler reads it to tell one 8-GPU job from eight 1-GPU jobs, and a 16-GPU job on
+    two 8-GPU workers from one that needs a 16-GPU slot."""
 
     queue: str
     gpu_type: str
     gpus: int
+    nodes: int = 1
     queued: int = 0
     oldest_wait_seconds: float | None = None
     running: int = 0
     fits_live_slot: bool = True
-    """Some live worker serving the queue has a slot with at least `gpus` GPUs."""
+    """`nodes` live workers serving the queue have a slot with at least `gpus / nodes`
+    GPUs each."""
 
 
 @dataclass
@@ -68,28 +72,31 @@ def queue_summary(session: Session) -> FleetLoad:
     running load; the largest queued request; warnings for jobs nothing can run."""
     active = [JobStatus.QUEUED, *ACTIVE_STATUSES]
     gpus_column = func.coalesce(REQUESTED_GPUS, 0)
+    nodes_column = func.coalesce(REQUESTED_NODES, 1)
     rows = session.execute(
         select(
             Job.queue,
             REQUESTED_GPU_TYPE,
             gpus_column,
+            nodes_column,
             Job.status,
             func.count(),
             func.min(Job.queued_at),
         )
         .where(Job.status.in_(active))
-        .group_by(Job.queue, REQUESTED_GPU_TYPE, gpus_column, Job.status)
+        .group_by(Job.queue, REQUESTED_GPU_TYPE, gpus_column, nodes_column, Job.status)
     ).all()
     now = utcnow()
     served = served_slots(session)
     table: dict[tuple[str, str], QueueLoad] = {}
-    shapes: dict[tuple[str, str, int], ShapeLoad] = {}
-    for queue, gpu_type, gpus, status, count, oldest in rows:
-        gpus = int(gpus)
+    shapes: dict[tuple[str, str, int, int], ShapeLoad] = {}
+    for queue, gpu_type, gpus, nodes, status, count, oldest in rows:
+        gpus, nodes = int(gpus), int(nodes)
         row = table.setdefault((queue, gpu_type), QueueLoad(queue, gpu_type))
+        fits = _fits(served.get(queue), gpus, nodes)
         shape = shapes.setdefault(
-            (queue, gpu_type, gpus),
-            ShapeLoad(queue, gpu_type, gpus, fits_live_slot=served.get(queue, -1) >= gpus),
+            (queue, gpu_type, gpus, nodes),
+            ShapeLoad(queue, gpu_type, gpus, nodes, fits_live_slot=fits),
         )
         if status == JobStatus.QUEUED:
             row.queued += count
@@ -106,11 +113,11 @@ def queue_summary(session: Session) -> FleetLoad:
             Worker.status == WorkerStatus.ALIVE
         )
     ).one()
-    waiting = [(s.queue, s.gpus) for s in shapes.values() if s.queued]
+    waiting = [(s.queue, s.gpus, s.nodes) for s in shapes.values() if s.queued]
     return FleetLoad(
         queues=sorted(table.values(), key=lambda r: (r.queue, r.gpu_type)),
-        shapes=sorted(shapes.values(), key=lambda s: (s.queue, s.gpu_type, s.gpus)),
-        largest_queued_gpus=max((gpus for _, gpus in waiting), default=0),
+        shapes=sorted(shapes.values(), key=lambda s: (s.queue, s.gpu_type, s.gpus, s.nodes)),
+        largest_queued_gpus=max((gpus for _, gpus, _ in waiting), default=0),
         workers_alive=alive[0],
         slots_alive=int(alive[1]),
         warnings=queue_warnings(waiting, served),
@@ -150,38 +157,55 @@ def served_queues(session: Session) -> set[str]:
     return set(served_slots(session))
 
 
-def served_slots(session: Session) -> dict[str, int]:
-    """Every queue some live worker consumes, with the most GPUs one of its slots holds
-    (a worker's GPUs split equally among its slots)."""
+def served_slots(session: Session) -> dict[str, list[int]]:
+    """Every queue some live worker consumes, with the GPUs one slot of each such worker
+    holds (a worker's GPUs split equally among its slots), largest first."""
     workers = Worker.__table__  # Core, not ORM: it runs once per group commit of POST /jobs
     rows = session.execute(
         select(workers.c.queues, workers.c.gpu_count, workers.c.slots).where(
             workers.c.status == WorkerStatus.ALIVE
         )
     )
-    largest: dict[str, int] = {}
+    slot_sizes: dict[str, list[int]] = {}
     for queues, gpu_count, slots in rows:
         per_slot = gpu_count // max(slots, 1)
         for queue in queues:
-            largest[queue] = max(largest.get(queue, 0), per_slot)
-    return largest
+            slot_sizes.setdefault(queue, []).append(per_slot)
+    return {queue: sorted(sizes, reverse=True) for queue, sizes in slot_sizes.items()}
 
 
-def queue_warnings(waiting: Iterable[tuple[str, int]], served: dict[str, int]) -> list[str]:
-    """One line per queue no live worker serves, and per job size no live slot of its queue
-    is large enough for: such jobs wait until a worker that can run them starts."""
+def _fits(sizes: list[int] | None, gpus: int, nodes: int) -> bool:
+    """`nodes` of the workers with slots `sizes` each hold a slot of `gpus / nodes` GPUs."""
+    return sizes is not None and len(sizes) >= nodes and sizes[nodes - 1] >= gpus // nodes
+
+
+def queue_warnings(
+    waiting: Iterable[tuple[str, int, int]], served: dict[str, list[int]]
+) -> list[str]:
+    """One line per queue no live worker serves, and per job shape (queue, GPUs, nodes) no
+    live slot of its queue, or too few live workers, can hold: such jobs wait until
+    workers that can run them start."""
     warnings = []
-    for queue, gpus in sorted(set(waiting)):
-        if queue not in served:
+    for queue, gpus, nodes in sorted(set(waiting)):
+        sizes = served.get(queue)
+        if sizes is None:
             warnings.append(
                 f"no live worker serves queue {queue}; the job waits until one does "
                 f"(start one with `dgpo worker --queues {queue}`)"
             )
-        elif gpus > served[queue]:
+        elif nodes == 1 and gpus > sizes[0]:
             warnings.append(
                 f"no live worker on queue {queue} has a slot with {gpus} GPUs (the largest "
-                f"has {served[queue]}); the job waits until one does (start a worker with "
+                f"has {sizes[0]}); the job waits until one does (start a worker with "
                 f"at least {gpus} GPUs per slot: `dgpo worker --slots` = its GPUs / {gpus})"
+            )
+        elif not _fits(sizes, gpus, nodes):
+            per_node = gpus // nodes
+            enough = sum(size >= per_node for size in sizes)
+            warnings.append(
+                f"the job runs on {nodes} workers of queue {queue} with a slot of "
+                f"{per_node} GPUs each, and {enough} live worker(s) have one; it waits "
+                f"until {nodes} do (start more with `dgpo worker --queues {queue}`)"
             )
     return list(dict.fromkeys(warnings))
 

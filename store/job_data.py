@@ -1,10 +1,10 @@
 """Reads of what a job produced: events, metric series (downsampled), checkpoints, results."""
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
@@ -67,10 +67,11 @@ def metric_series(
     return total, points
 
 
-@dataclass(frozen=True)
-class SavedCheckpoint:
-    """A checkpoint row with the metrics its step reported (None when it reported none):
-    the numbers to pick a checkpoint by, read from the metrics table, not copied."""
+class SavedCheckpoint(BaseModel):
+    """A checkpoint row with the metrics its step reported; the API answers it field for
+    field (`service.schemas.CheckpointOut`), so the fields are listed here only."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     job_id: str
     step: int
@@ -80,21 +81,21 @@ class SavedCheckpoint:
     attempt: int
     created_at: datetime
     metrics: dict[str, Any] | None
+    """The metrics reported for this step (reward, KL, ...), to pick a checkpoint by; None
+    when the step reported none. Read from the metrics table, not copied."""
 
 
 def checkpoints(session: Session, job_id: str) -> list[SavedCheckpoint]:
+    columns = [
+        getattr(Checkpoint, name) for name in SavedCheckpoint.model_fields if name != "metrics"
+    ]
     stmt = (
-        select(Checkpoint, Metric.values)
+        select(*columns, Metric.values.label("metrics"))
         .outerjoin(Metric, (Metric.job_id == Checkpoint.job_id) & (Metric.step == Checkpoint.step))
         .where(Checkpoint.job_id == job_id)
         .order_by(Checkpoint.step)
     )
-    return [
-        SavedCheckpoint(
-            c.job_id, c.step, c.uri, c.sha256, c.size_bytes, c.attempt, c.created_at, values
-        )
-        for c, values in session.execute(stmt)
-    ]
+    return [SavedCheckpoint.model_validate(row._mapping) for row in session.execute(stmt)]
 
 
 def newest_checkpoints(session: Session, job_ids: Collection[str]) -> dict[str, tuple[int, str]]:

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
-from store import dispatch, job_rows
+from store import broker, dispatch, job_rows
 from store.broker import RunMessage
 from store.errors import BadRequest, IdempotencyMismatch, NotFound
 from store.lifecycle import transition
@@ -22,6 +23,8 @@ from store.models import Job, JobStatus, new_id, utcnow
 from store.serialize import dumps
 from trainer.spec import EvalJobRequest, TrainJobRequest
 from trainer.spec.jobs import without_envelope
+
+log = logging.getLogger(__name__)
 
 JobRequestModel = TrainJobRequest | EvalJobRequest
 
@@ -200,16 +203,22 @@ def _replay(new: NewJob, earlier: Mapping[OwnerKey, Job]) -> Submitted | Excepti
 
 
 def _send_submitted(session: Session, outcomes: Sequence[Submitted | Exception]) -> None:
-    """Send the run message of every job inserted, and of every replayed one still queued:
-    its first submitter may have crashed before publishing, which nothing in the row tells.
+    """Send the run message of every job inserted, and of every replayed one still queued
+    whose message is not in the broker: its first submitter may have crashed before
+    publishing, which nothing in the row tells.
 
     A replayed job whose publish failed earlier is stamped dispatched first. A publish the
     broker refuses clears `enqueued_at` in `outcomes` as in the rows.
     """
     chosen: dict[str, JobRead] = {}
+    inserted: set[str] = set()
     for outcome in outcomes:
         if not isinstance(outcome, Exception) and outcome[0]["status"] == JobStatus.QUEUED:
             chosen.setdefault(outcome[0]["id"], outcome[0])
+            if not outcome[1]:
+                inserted.add(outcome[0]["id"])
+    for job_id in _still_waiting(chosen, set(chosen) - inserted):
+        del chosen[job_id]
     unmarked = [job for job in chosen.values() if job["enqueued_at"] is None]
     if unmarked:
         now = utcnow()
@@ -222,6 +231,20 @@ def _send_submitted(session: Session, outcomes: Sequence[Submitted | Exception])
     if not dispatch.send(session, messages):
         for job in chosen.values():
             job["enqueued_at"] = None
+
+
+def _still_waiting(jobs: Mapping[str, JobRead], replayed: set[str]) -> set[str]:
+    """Those `replayed` jobs whose run message waits in the broker (or is delivered and not
+    yet acked): a replay sends none of them again. A broker that cannot be inspected
+    (embedded) or read gets every one again; a duplicate is harmless, only wasteful."""
+    if not replayed:
+        return set()
+    try:
+        present = broker.waiting_job_ids({jobs[job_id]["queue"] for job_id in replayed})
+    except Exception as exc:  # any transport error: the send below meets it too
+        log.warning("broker not readable for %d replayed job(s): %s", len(replayed), exc)
+        return set()
+    return replayed & present if present is not None else set()
 
 
 def submit(
@@ -271,7 +294,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     return created, job_id
 
 
-def _metadata_filter(session: Session, stmt: Select[tuple[Job]], wanted: Mapping[str, str]):  # type: ignore[no-untyped-def]
+def metadata_filter(session: Session, stmt: Select[tuple[Job]], wanted: Mapping[str, str]):  # type: ignore[no-untyped-def]
     """JSONB containment on Postgres (GIN-indexed); per-key JSON extraction elsewhere."""
     if not wanted:
         return stmt
@@ -302,7 +325,7 @@ def list_jobs(
         stmt = stmt.where(Job.status.in_(statuses))
     if kinds:
         stmt = stmt.where(Job.kind.in_(kinds))
-    stmt = _metadata_filter(session, stmt, metadata or {})
+    stmt = metadata_filter(session, stmt, metadata or {})
     if cursor is not None:
         created, job_id = _decode_cursor(cursor)
         stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))

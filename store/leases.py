@@ -11,14 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from store import lifecycle, placement
 from store.db import get_sessionmaker, retrying
-from store.models import ACTIVE_STATUSES, Job, utcnow
+from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
+
+StopReason = Literal["cancel", "preempt"]
 
 
 class LeaseLost(Exception):
@@ -33,6 +35,8 @@ class Lease:
     owner: str
     kind: str
     spec: dict[str, Any]
+    member: int | None = None
+    """Its place in a multi-node job's gang (`store.gangs`); None: a one-node job."""
 
 
 def claim(job_id: str, owner: str, lease_s: float) -> Lease | None:
@@ -64,7 +68,9 @@ def place(
         got = placed.claimed
         if got is None or placed.job_id is None:
             return None, placed
-        lease = Lease(placed.job_id, got.token, got.attempt, slot.worker, got.kind, got.spec)
+        lease = Lease(
+            placed.job_id, got.token, got.attempt, slot.worker, got.kind, got.spec, placed.member
+        )
         return lease, placed
 
     return retrying(attempt, f"job {job_id}: place")
@@ -111,7 +117,10 @@ def renew(lease: Lease, lease_s: float) -> str:
     return status
 
 
-def status(lease: Lease) -> str:
-    """The job's status (running or cancelling) while `lease` is current; else LeaseLost."""
+def stop_asked(lease: Lease) -> StopReason | None:
+    """Whether the attempt was asked to stop (a cancel wins over a preemption) while
+    `lease` is current; else LeaseLost."""
     with fenced(lease) as (_, job):
-        return job.status
+        if job.status == JobStatus.CANCELLING:
+            return "cancel"
+        return "preempt" if job.preempt_requested_at is not None else None

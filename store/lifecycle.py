@@ -151,6 +151,7 @@ def claim(session: Session, job_id: str, owner: str, lease_s: float) -> Claimed 
             attempt=Job.attempt + 1,
             started_at=func.coalesce(Job.started_at, now),
             attempt_started_at=now,
+            preempt_requested_at=None,
             updated_at=now,
         )
         .returning(Job.id, Job.attempt, Job.fencing_token, Job.kind, Job.spec)

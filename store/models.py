@@ -72,7 +72,7 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0009"
 """The Alembic revision these models match; `/readyz` refuses any other database."""
 
 DEFAULT_PRINCIPAL = "default"
@@ -134,6 +134,9 @@ class Job(Base):
     """When the current (or last) attempt was claimed; its usage runs from here."""
     last_failed_on: Mapped[str | None] = mapped_column(String(255))
     """The worker of the last failed attempt; its retry prefers another one."""
+    preempt_requested_at: Mapped[datetime | None]
+    """This attempt was asked to give its slot up (`store.preemption`): it stops at its
+    next step boundary and goes back to the queue."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -196,6 +199,31 @@ class AttemptUsage(Base):
         Index("ix_attempt_usage_ended", "ended_at"),
         Index("ix_attempt_usage_job", "job_id"),
     )
+
+
+class MemberState(StrEnum):
+    PENDING = "pending"
+    """Placed on its worker, whose next free slot starts it."""
+    RUNNING = "running"
+    DONE = "done"
+    """Its torchrun exited 0; the gang's job ends when every member is done."""
+
+
+class GangMember(Base):
+    """One member of a multi-node job's current attempt (`store.gangs`): its worker, its own
+    lease, and for member 0 the c10d rendezvous endpoint. Replaced at every claim."""
+
+    __tablename__ = "gang_members"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    member: Mapped[int] = mapped_column(primary_key=True)
+    attempt: Mapped[int]
+    worker: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_gang_members_worker_state", "worker", "state"),)
 
 
 class Metric(Base):
@@ -341,3 +369,27 @@ class ApiToken(Base):
     """The user or team the token acts for: it owns what the token creates."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+
+
+class Study(Base):
+    """A comparison of training recipes (`POST /studies`); its members are the jobs whose
+    metadata carries `study: <id>` (`trainer.spec.study.tags_of`)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]]
+    """The validated `StudyRequest`."""
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    """Said at submit (e.g. arms that cannot differ on-policy); kept for the report."""
+    cancelled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_studies_owner_idempotency_key"),
+        Index("ix_studies_owner_created", "owner", "created_at", "id"),
+    )

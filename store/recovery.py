@@ -3,9 +3,11 @@ jobs whose lease expired with their worker, and queued jobs that may lack a mess
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, or_, select
+from sqlalchemy import Row, or_, select, text
+from sqlalchemy.orm import Session
 
 from store import fleet
 from store.db import get_sessionmaker
@@ -23,11 +25,23 @@ class Recovered:
     cancelled: list[str] = field(default_factory=list)
 
 
-def recover_expired_leases() -> Recovered:
+def database_started_at(session: Session) -> datetime | None:
+    """When the database server last started; None for SQLite (embedded), which has no
+    server to go away."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return session.scalar(text("SELECT pg_postmaster_start_time()"))
+
+
+def recover_expired_leases(lease_s: float) -> Recovered:
     """A running job whose lease expired lost its worker: re-queue it while attempts
     remain, else fail it with an error that says why; a job in `cancelling` is cancelled.
 
-    One transaction per job, its row locked (`SKIP LOCKED`: another reconciler has it).
+    A lease last renewed (`lease_s` before its expiry) before the database server started
+    lapsed because the database was down, not the worker: its job is re-queued without
+    counting the attempt, as the slot itself does after a database fault
+    (`store.attempts.requeue_uncounted`), which it could not write while the database was
+    away. One transaction per job, its row locked (`SKIP LOCKED`: another reconciler has it).
     """
     now = utcnow()
     recovered = Recovered()
@@ -35,6 +49,7 @@ def recover_expired_leases() -> Recovered:
         expired = session.scalars(
             select(Job.id).where(Job.status.in_(ACTIVE_STATUSES), Job.lease_expires_at < now)
         ).all()
+        db_started = database_started_at(session) if expired else None
     for job_id in expired:
         with get_sessionmaker()() as session, session.begin():
             job = session.scalar(
@@ -49,11 +64,22 @@ def recover_expired_leases() -> Recovered:
             if job is None:  # renewed or finished meanwhile, or another reconciler has it
                 continue
             owner = job.lease_owner
+            renewed = job.lease_expires_at - timedelta(seconds=lease_s)
             if job.status == JobStatus.CANCELLING:
                 transition(
                     session, job, JobStatus.CANCELLED, f"worker {owner} died while cancelling"
                 )
                 recovered.cancelled.append(job_id)
+            elif db_started is not None and renewed < db_started:
+                message = (
+                    f"lease of worker {owner} lapsed during attempt {job.attempt} while the "
+                    f"database was down (it restarted at {db_started.isoformat()}); "
+                    "re-queued without counting it"
+                )
+                data = {"owner": owner, "fault": "database_restart"}
+                transition(session, job, JobStatus.QUEUED, message, data=data)
+                job.attempt -= 1
+                recovered.requeued.append(job_id)
             elif job.attempt >= job.max_attempts:
                 error = (
                     f"worker {owner} stopped heartbeating during attempt {job.attempt} of "

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from store import dispatch
 from store.broker import RunMessage
 from store.errors import BadRequest, NotFound
-from store.jobs import _metadata_filter, get_job, submit
+from store.jobs import get_job, metadata_filter, submit
 from store.models import Checkpoint, Job, JobStatus, Schedule, ScheduleRun, utcnow
 from trainer.spec import (
     CheckpointRef,
@@ -169,7 +169,7 @@ def resolve_target(session: Session, target: ScheduleTarget, owner: str) -> Eval
         .join(Checkpoint, Checkpoint.job_id == Job.id)
         .where(Job.kind == "train", Job.status == JobStatus.SUCCEEDED, Job.owner == owner)
     )
-    stmt = _metadata_filter(session, stmt, wanted)
+    stmt = metadata_filter(session, stmt, wanted)
     row = session.execute(
         stmt.order_by(Job.finished_at.desc(), Checkpoint.step.desc()).limit(1)
     ).first()

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from store import preemption
 from store.db import get_sessionmaker
 from store.errors import NotFound, Unprocessable
 from store.models import ACTIVE_STATUSES, HEARTBEATING, Job, Worker, WorkerStatus, utcnow
@@ -65,9 +66,11 @@ def heartbeat(worker_id: str) -> bool:
     return True
 
 
-def drain(worker_id: str) -> Worker:
-    """Stop `worker_id` claiming jobs; its running jobs finish, then it reports `drained`.
-    A draining or drained worker stays so; a dead one cannot be drained."""
+def drain(worker_id: str, preempt: bool = False) -> Worker:
+    """Stop `worker_id` claiming jobs; its running jobs finish (with `preempt`, each is
+    preempted: it checkpoints at its next step boundary and goes back to the queue), then
+    it reports `drained`. A draining or drained worker stays so (a later `preempt` still
+    preempts what it runs); a dead one cannot be drained."""
     with get_sessionmaker()() as session, session.begin():
         serialize_claims(session)  # a claim in flight is committed, and seen below
         worker = session.get(Worker, worker_id, with_for_update=True)
@@ -78,12 +81,14 @@ def drain(worker_id: str) -> Worker:
                 f"worker {worker_id} is dead (no heartbeat): there is nothing to drain",
                 ("path", "worker_id"),
             )
+        running = session.scalars(
+            select(Job.id).where(Job.lease_owner == worker_id, Job.status.in_(ACTIVE_STATUSES))
+        ).all()
         if worker.status == WorkerStatus.ALIVE:
-            running = session.scalars(
-                select(Job.id).where(Job.lease_owner == worker_id, Job.status.in_(ACTIVE_STATUSES))
-            ).all()
             worker.running_job_ids = list(running)
             worker.status = WorkerStatus.DRAINING if running else WorkerStatus.DRAINED
+        if preempt:
+            preemption.request(session, running, f"worker {worker_id} drains")
         session.flush()
         session.expunge(worker)
     return worker

@@ -268,6 +268,12 @@ def echo_model_dir() -> str:
 
 SMOLLM2_CACHE = Path(os.environ.get("DGPO_TEST_CACHE", "~/.cache/dgpo-tests")).expanduser()
 """Converted models kept between runs: one SmolLM2 conversion per machine, not per run."""
+SMOLLM2_CONVERSION_S = 600
+"""What the first conversion on a machine may take (282 s at load 20-30). It runs in the
+setup of the first test that asks for `smollm2_dir`, which pytest-timeout counts against
+that test: each such test adds this to its timeout. Without it, the worker test timed out
+in its train job (600 s = 282 s setup + 318 s), and the job it left on the shared worker
+made the next tests on that worker time out too."""
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,21 @@ def test_without_cuda_the_full_proof_exits_3_cannot_run_not_1_check_failed() -> 
     assert run.stdout.startswith("cannot run: no CUDA device")
 
 
+def test_a_package_the_update_path_imports_missing_exits_3_naming_it() -> None:
+    """Run from a checkout that was never installed: pydantic (a core dependency, which the
+    update's configs need) missing is "cannot run here", not a crash or a failed check."""
+    hide_pydantic = (
+        "import runpy, sys; sys.modules['pydantic'] = None; "
+        "sys.argv = ['bench/gpu_proof.py', '--smoke']; "
+        "runpy.run_path('bench/gpu_proof.py', run_name='__main__')"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", hide_pydantic], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert run.stdout.startswith("cannot run: pydantic is not installed; `pip install -e .`")
+
+
 @pytest.mark.parametrize(
     ("name", "peak"),
     [

@@ -34,7 +34,8 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
 TORCH_FREE_TRAINER = {
     "trainer.spec": "the job specs: one schema for the API, the CLIs and the trainer",
     "trainer.results": "eval results and the comparison model the API returns",
-    "trainer.evaluation.compare": "store/evals.py: the paired bootstrap and the verdict",
+    "trainer.evaluation.compare": "store/evals.py: the verdict of a paired comparison",
+    "trainer.statistics": "store/evals.py and service/study_report.py: bootstrap, CIs, Holm",
     "trainer.extras": "config/spec_policy.py: which optional extras are installed",
     "trainer.data.model_info": "config/spec_policy.py: a model's own config.json and positions",
 }
@@ -43,13 +44,14 @@ is checked to import no ML library)."""
 
 TRAINER_STAGES: tuple[tuple[str, ...], ...] = (
     ("spec", "results"),
-    ("data", "rewards", "losses", "reporting", "precision", "devices"),
+    ("statistics", "data", "rewards", "losses", "reporting", "precision", "devices"),
     ("engines", "extras", "benchmarks"),
     ("distributed",),
     ("checkpoints",),
     ("evaluation",),
     ("rl",),
     ("cli", "supervised"),
+    ("supervised_spare",),
 )
 """The trainer's parts (sub-packages and top-level modules), lowest first: a part imports
 only parts of earlier stages (and itself), so no two parts import each other. The RL loop

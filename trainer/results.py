@@ -61,6 +61,9 @@ class Comparison(BaseModel):
     ci_high: float
     confidence: float
     """Of the paired bootstrap interval [ci_low, ci_high] of `difference`."""
+    p_value: float | None = None
+    """Two-sided bootstrap p-value of no difference (the share of resampled differences on
+    the far side of 0, doubled); None in comparisons stored before it was reported."""
 
 
 class BenchmarkComparison(Comparison):

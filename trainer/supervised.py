@@ -46,18 +46,30 @@ def limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def main(argv: list[str]) -> None:
+def supervise(argv: list[str]) -> list[str]:
+    """Apply `--memory-limit-mb N` if it leads `argv`, die with the parent, and be the
+    parent its own children die with; the rest of `argv`."""
     if argv[:1] == ["--memory-limit-mb"]:
         limit_memory(int(argv[1]))
         argv = argv[2:]
-    if not argv:
-        raise SystemExit("usage: python -m trainer.supervised [--memory-limit-mb N] MODULE ...")
     parent = os.environ.get(PARENT_ENV)
     if parent:
         die_with_parent(int(parent))
     os.environ[PARENT_ENV] = str(os.getpid())
+    return argv
+
+
+def run(argv: list[str]) -> None:
+    """Run `argv[0]` as `__main__` with `argv` as its command line."""
     sys.argv = argv
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+
+
+def main(argv: list[str]) -> None:
+    argv = supervise(argv)
+    if not argv:
+        raise SystemExit("usage: python -m trainer.supervised [--memory-limit-mb N] MODULE ...")
+    run(argv)
 
 
 if __name__ == "__main__":

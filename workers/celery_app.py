@@ -7,6 +7,7 @@ harmless because the lease in Postgres makes it a no-op.
 """
 
 import logging
+import threading
 from typing import ClassVar
 
 from celery import Celery, bootsteps, signals
@@ -65,10 +66,12 @@ class RegistryStep(bootsteps.StartStopStep):
     def start(self, worker) -> None:  # type: ignore[no-untyped-def]
         from workers import registry
 
-        queues = sorted(q.name for q in worker.app.amqp.queues.consume_from.values())
+        worker_id = worker.hostname
+        own = routing.member_queue(worker_id)
+        consumed = worker.app.amqp.queues.consume_from.values()
+        queues = sorted(q.name for q in consumed if q.name != own)
         if not routing.serves_jobs(queues):
             return
-        worker_id = worker.hostname
         registry.register(worker_id, queues, worker.concurrency)
         self.tref = worker.timer.call_repeatedly(
             get_worker_settings().worker_heartbeat_s,
@@ -95,6 +98,19 @@ def _safe_heartbeat(worker_id: str, queues: list[str], slots: int) -> None:
 
 
 app.steps["worker"].add(RegistryStep)
+
+
+@signals.worker_shutting_down.connect
+def _hand_jobs_back(sender: str, sig: str, how: str, **_: object) -> None:
+    """SIGTERM (a warm shutdown: `docker stop`, a spot reclaim) drains this worker with
+    `--preempt`: its slots checkpoint their jobs at the next step boundary and put them
+    back in the queue, while Celery waits for them; the stop grace period must outlast
+    `cancel_grace_s` plus `kill_grace_s`. A thread, not this signal handler, writes it."""
+    if how != "Warm":
+        return
+    from workers import registry
+
+    threading.Thread(target=registry.hand_jobs_back, args=(sender,), name="drain").start()
 
 
 @signals.setup_logging.connect

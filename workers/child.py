@@ -15,39 +15,67 @@ import sys
 import time
 from pathlib import Path
 
-from trainer.distributed.launch import torchrun_command
+from trainer.distributed.launch import Rendezvous, torchrun_command
 from trainer.supervised import PARENT_ENV
 from workers.cpus import THREAD_ENV
 
 TAIL_CHARS = 4000
 
 
-def child_command(
-    module: str, args: list[str], *, nproc: int, memory_limit_mb: int | None
-) -> list[str]:
-    """argv running `python -m module *args` supervised: one process, or `nproc` ranks."""
-    wrapper = [sys.executable, "-m", "trainer.supervised"]
+def wrapper_command(wrapper: str, memory_limit_mb: int | None) -> list[str]:
+    """argv of `python -m wrapper` with the attempt's memory limit, if any."""
+    argv = [sys.executable, "-m", wrapper]
     if memory_limit_mb is not None:
-        wrapper += ["--memory-limit-mb", str(memory_limit_mb)]
-    if nproc <= 1:
+        argv += ["--memory-limit-mb", str(memory_limit_mb)]
+    return argv
+
+
+def child_command(
+    module: str,
+    args: list[str],
+    *,
+    nproc: int,
+    memory_limit_mb: int | None,
+    rendezvous: Rendezvous | None = None,
+) -> list[str]:
+    """argv running `python -m module *args` supervised: one process, or `nproc` ranks
+    (this node's, joining the others of a multi-node job at `rendezvous`)."""
+    wrapper = wrapper_command("trainer.supervised", memory_limit_mb)
+    if nproc <= 1 and rendezvous is None:
         return [*wrapper, module, *args]
-    ranks = torchrun_command(nproc, "trainer.supervised", [module, *args])
+    ranks = torchrun_command(nproc, "trainer.supervised", [module, *args], rendezvous)
     return [*wrapper, *ranks[2:]]  # torchrun itself runs under the wrapper too
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of an attempt's process: this slot's, with `threads` CPU threads."""
+    # Plain tracebacks: typer's boxed ones wrap the error line the cause is read from.
+    env = {**os.environ, PARENT_ENV: str(os.getpid()), "_TYPER_STANDARD_TRACEBACK": "1"}
+    env[THREAD_ENV] = str(threads)
+    return env
 
 
 class Child:
     """A started process group; `terminate` brings all of it down."""
 
-    def __init__(self, argv: list[str], log_path: Path, *, threads: int) -> None:
-        self.log_path = log_path
-        # Plain tracebacks: typer's boxed ones wrap the error line the cause is read from.
-        env = {**os.environ, PARENT_ENV: str(os.getpid()), "_TYPER_STANDARD_TRACEBACK": "1"}
-        env[THREAD_ENV] = str(threads)
+    def __init__(self, proc: "subprocess.Popen[bytes]", log_path: Path) -> None:
+        self.proc, self.pid, self.log_path = proc, proc.pid, log_path
+
+    @classmethod
+    def start(
+        cls, argv: list[str], log_path: Path, *, env: dict[str, str], stdin: int | None = None
+    ) -> "Child":
+        """Start `argv` in a session of its own, its output appended to `log_path`."""
         with log_path.open("ab") as sink:
-            self.proc = subprocess.Popen(
-                argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            proc = subprocess.Popen(
+                argv,
+                stdin=stdin,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
             )
-        self.pid = self.proc.pid
+        return cls(proc, log_path)
 
     def poll(self) -> int | None:
         return self.proc.poll()

@@ -31,13 +31,14 @@ def worker_command(
 ) -> None:
     """Serve jobs from the given queues: one pool process per slot, pinned to its GPUs."""
     queue_list = queues or ",".join(routing.queues_for(gpus.detect().gpu_type))
+    hostname = name or f"dgpo-{os.getpid()}@{socket.gethostname()}"
     argv = [
         "celery", "-A", APP, "worker",
-        "--queues", queue_list,
+        "--queues", f"{queue_list},{routing.member_queue(hostname)}",
         "--concurrency", str(slots),
         "--pool", "prefork",
         "--prefetch-multiplier", "1",
-        "--hostname", name or f"dgpo-{os.getpid()}@{socket.gethostname()}",
+        "--hostname", hostname,
         "--without-gossip", "--without-mingle",
         "--loglevel", loglevel,
     ]  # fmt: skip

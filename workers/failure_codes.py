@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from config.spec_policy import SpecRefused
 from store.db import is_transient
 from trainer.checkpoints import DISK_FULL
-from workers.failures import ChildFailed
+from workers.failures import ChildFailed, GangMemberLost
 
 CODES = (
     "spec_invalid",
@@ -75,6 +75,8 @@ def classify(exc: BaseException) -> str:
     """The failure code of the exception that ended an attempt."""
     if isinstance(exc, ChildFailed):
         return _from_text(exc.cause) or _from_text(exc.tail) or "unknown"
+    if isinstance(exc, GangMemberLost):
+        return "node_lost"
     if is_transient(exc):
         return "database_transient"
     if isinstance(exc, SpecRefused):  # the worker's own check of the spec

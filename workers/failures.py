@@ -37,6 +37,11 @@ class ChildFenced(ChildFailed):
     its lease renewals failed). Not the job's fault: it costs no attempt."""
 
 
+class GangMemberLost(RuntimeError):
+    """Another member of this gang lost its lease (its worker died or never started it):
+    the attempt fails for the whole gang (`workers.gang`)."""
+
+
 def fence_line(returncode: int, tail: str) -> str | None:
     """Why the child fenced itself (`trainer.reporting.fence`), or None if it did not."""
     lines = [line for line in tail.splitlines() if line.startswith(FENCED_PREFIX)]

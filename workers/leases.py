@@ -25,6 +25,8 @@ class LeaseKeeper:
         self.renewed_at = time.time()  # just after the claim: no later than the lease's start
         self.heartbeat: Path | None = None
         self.lost = threading.Event()
+        """Set once this attempt must stop: its lease was taken over, or (a gang member)
+        the attempt ended elsewhere."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
 
@@ -48,11 +50,15 @@ class LeaseKeeper:
         os.utime(heartbeat, (self.renewed_at, self.renewed_at))
         self.heartbeat = heartbeat
 
+    def renew(self) -> None:
+        """One renewal; raises LeaseLost when the attempt is no longer this one's."""
+        renew(self.lease, self.lease_s)
+
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             started = time.time()
             try:
-                renew(self.lease, self.lease_s)
+                self.renew()
                 self.renewed_at = started
                 if self.heartbeat is not None:
                     os.utime(self.heartbeat, (started, started))

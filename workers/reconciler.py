@@ -2,7 +2,9 @@
 
 1. A running job whose lease expired lost its worker: re-queue it (and publish a new
    message) while attempts remain, else fail it with an error that says why. A job in
-   `cancelling` whose worker died is simply cancelled.
+   `cancelling` whose worker died is simply cancelled. A lease that lapsed because the
+   database server was down (restarted after the lease's last renewal) is not the job's
+   fault: re-queued without counting the attempt.
 2. A queued job whose message is not in the broker lost it (never published after a
    crash between commit and publish, broker flushed or restarted without persistence):
    publish again, in batches. On Redis the queues are read once to see which messages
@@ -13,6 +15,8 @@
    fault (the job's page and `GET /queue` say that nobody serves it). A duplicate is
    harmless: the claim lets only one message run the job.
 3. A worker whose heartbeat stopped is marked dead.
+4. A waiting job that the claim order puts before a running one, and that no free slot
+   fits, preempts it (`store.preemption`; off with `DGPO_PREEMPTION='{"enabled": false}'`).
 """
 
 import logging
@@ -20,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from config.worker_settings import WorkerSettings, get_worker_settings
-from store import broker, dispatch, recovery
+from store import broker, dispatch, preemption, recovery
 from store import workers as worker_rows
+from store.db import get_sessionmaker
 from store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -37,21 +42,23 @@ class ReconcileReport:
     cancelled: list[str] = field(default_factory=list)
     republished: list[str] = field(default_factory=list)
     dead_workers: list[str] = field(default_factory=list)
+    preempting: list[str] = field(default_factory=list)
 
 
 def reconcile(settings: WorkerSettings | None = None) -> ReconcileReport:
     settings = settings or get_worker_settings()
     report = ReconcileReport()
-    _recover_expired_leases(report)
+    _recover_expired_leases(settings, report)
     _republish_lost_messages(settings, report)
     _mark_dead_workers(settings, report)
+    _preempt(report)
     if any(vars(report).values()):
         log.info("reconcile: %s", report)
     return report
 
 
-def _recover_expired_leases(report: ReconcileReport) -> None:
-    recovered = recovery.recover_expired_leases()
+def _recover_expired_leases(settings: WorkerSettings, report: ReconcileReport) -> None:
+    recovered = recovery.recover_expired_leases(settings.lease_s)
     report.requeued.extend(recovered.requeued)
     report.failed.extend(recovered.failed)
     report.cancelled.extend(recovered.cancelled)
@@ -87,6 +94,11 @@ def republish(job_id: str) -> bool:
     """Send the run message of a queued job again; False if it is not queued or the broker
     refused."""
     return bool(dispatch.resend([job_id], resent_by="the reconciler"))
+
+
+def _preempt(report: ReconcileReport) -> None:
+    with get_sessionmaker()() as session, session.begin():
+        report.preempting.extend(d.victim for d in preemption.preempt(session))
 
 
 def _mark_dead_workers(settings: WorkerSettings, report: ReconcileReport) -> None:

@@ -1,13 +1,17 @@
 """The worker registry, worker side: this machine's GPUs, pinned per slot, and its row
 (`store.workers`) registered, heartbeated and deregistered by the main process."""
 
+import logging
 import os
 import socket
 
 from config.worker_settings import get_worker_settings
 from store import workers as worker_rows
+from store.errors import NotFound
 from store.workers import Machine
 from workers import gpus
+
+log = logging.getLogger(__name__)
 
 
 def _devices() -> list[str]:
@@ -53,6 +57,18 @@ def heartbeat(worker_id: str, queues: list[str], slots: int) -> None:
     """Refresh the heartbeat; a worker whose row was deleted registers again."""
     if not worker_rows.heartbeat(worker_id):
         register(worker_id, queues, slots)
+
+
+def hand_jobs_back(worker_id: str) -> None:
+    """Drain this worker and preempt what it runs (it is shutting down); never raises."""
+    try:
+        worker = worker_rows.drain(worker_id, preempt=True)
+    except NotFound:
+        return  # `dgpo beat`'s worker serves no jobs and never registered
+    except Exception:
+        log.exception("worker %s: could not hand its jobs back; their leases expire", worker_id)
+        return
+    log.info("worker %s shuts down: preempting %s", worker_id, worker.running_job_ids or "none")
 
 
 def deregister(worker_id: str) -> None:

@@ -16,7 +16,6 @@ from config.worker_settings import WorkerSettings
 from store import leases, reports
 from store.db import retrying
 from store.leases import Lease, LeaseLost
-from store.models import JobStatus
 from trainer.reporting.callbacks import Callback, CheckpointInfo
 from trainer.reporting.channel import Report
 from trainer.results import BenchmarkResult
@@ -57,7 +56,7 @@ class DbReporter(Callback):
         keeper: LeaseKeeper | None = None,
     ) -> None:
         self.lease, self.settings, self.keeper = lease, settings, keeper
-        self.stop_requested = False
+        self.stop_reason: leases.StopReason | None = None
         self._buffer: dict[int, dict[str, Any]] = {}
         self._last_flush = time.monotonic()
         self._last_poll = 0.0
@@ -129,14 +128,15 @@ class DbReporter(Callback):
 
     @_survives_reconnects
     def should_stop(self) -> bool:
-        """True once the API asked to cancel; raises LeaseLost if another attempt took over."""
+        """True once the API asked to cancel or the job is preempted (`stop_reason` says
+        which); raises LeaseLost if another attempt took over."""
         self._check_lease()
         now = time.monotonic()
-        if self.stop_requested or now - self._last_poll < self.settings.stop_poll_s:
-            return self.stop_requested
+        if self.stop_reason or now - self._last_poll < self.settings.stop_poll_s:
+            return self.stop_reason is not None
         self._last_poll = now
-        self.stop_requested = leases.status(self.lease) == JobStatus.CANCELLING
-        return self.stop_requested
+        self.stop_reason = leases.stop_asked(self.lease)
+        return self.stop_reason is not None
 
     # ---- helpers -------------------------------------------------------------------
 

@@ -18,6 +18,12 @@ def queues_for(gpu_type: str) -> list[str]:
     return [f"gpu.{gpu_type}", ANY_GPU_QUEUE]
 
 
+def member_queue(worker: str) -> str:
+    """The queue only `worker` consumes: wake-ups for the gang members reserved on it
+    (`workers.gang`). Not one of the queues it registers as serving."""
+    return f"dgpo.worker.{worker}"
+
+
 def serves_jobs(queues: list[str]) -> bool:
     """True for a job worker, False for the maintenance-only process of `dgpo beat`."""
     return any(q == CPU_QUEUE or q.startswith("gpu.") for q in queues)

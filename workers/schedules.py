@@ -17,6 +17,7 @@ from config import outbound
 from config.settings import Settings, get_settings
 from store import schedule_runs
 from store.schedule_runs import Settled
+from workers import studies
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,11 @@ RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def tick(now: datetime | None = None) -> list[int]:
-    """Fire every due schedule, then settle orphaned runs; returns the new run ids."""
+    """Fire every due schedule, settle orphaned runs and submit missed study evals;
+    returns the new run ids."""
     fired = schedule_runs.fire_due(now)
     settle_pending()
+    studies.submit_missed()
     return fired
 
 

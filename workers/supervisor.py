@@ -36,8 +36,8 @@ from store import reports
 from store.leases import Lease, LeaseLost
 from trainer.reporting.channel import benchmark_result
 from trainer.spec import EvalSpec, TrainSpec
-from workers import cpus
-from workers.child import Child, child_command
+from workers import cpus, gang, spare_child
+from workers.child import Child
 from workers.failures import (
     ChildFailed,
     ChildFenced,
@@ -59,6 +59,8 @@ class Ending:
     cancelled: bool
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+    preempted: bool = False
+    """Stopped to give the slot up (`store.preemption`): the job goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,7 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         keeper.vouch(heartbeat)
         timeout = str(keeper.fence_timeout_s)
         args = [*args, "--heartbeat-file", str(heartbeat), "--heartbeat-timeout", timeout]
-    argv = child_command(
-        plan.module, args, nproc=plan.nproc, memory_limit_mb=settings.child_memory_limit_mb
-    )
+    rendezvous = None if lease.member is None else gang.rendezvous(lease, keeper, settings)
     threads = cpus.attempt_threads(
         slots=settings.worker_slots,
         nproc=plan.nproc,
@@ -107,7 +107,15 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
         override=settings.child_threads,
     )
     oom_before = oom_kills()
-    child = Child(argv, plan.run_dir / f"attempt-{lease.attempt}.log", threads=threads)
+    log_path = plan.run_dir / f"attempt-{lease.attempt}.log"
+    child = spare_child.start_attempt(
+        [plan.module, *args],
+        log_path,
+        nproc=plan.nproc,
+        threads=threads,
+        settings=settings,
+        rendezvous=rendezvous,
+    )
     log.info(
         "job %s: attempt %d runs as pid %d with %d CPU threads per process",
         lease.job_id,
@@ -161,20 +169,27 @@ def _watch(
         if asked_at is not None and time.monotonic() - asked_at >= grace:
             sent = child.terminate(settings.kill_grace_s)
             if sent is not None:
-                return Ending(
-                    True,
-                    f"cancelled: the trainer did not stop within {grace:g} s; "
-                    f"its process group was terminated ({sent})",
+                return _stopped(
+                    reporter,
+                    f"after the trainer did not stop within {grace:g} s "
+                    f"(its process group was terminated: {sent})",
                     {"stopped": "terminated", "signal": sent, "grace_s": grace},
                 )
         time.sleep(settings.report_poll_s)
     if asked_at is not None:
-        return Ending(
-            True,
-            "cancelled at a step boundary after a final checkpoint",
+        return _stopped(
+            reporter,
+            "at a step boundary after a final checkpoint",
             {"stopped": "step_boundary", "exit_code": child.poll()},
         )
     return None
+
+
+def _stopped(reporter: DbReporter, how: str, data: dict[str, Any]) -> Ending:
+    """The Ending of a child stopped as asked: cancelled, or preempted."""
+    if reporter.stop_reason == "preempt":
+        return Ending(False, f"preempted {how}; resumes from its last checkpoint", data, True)
+    return Ending(True, f"cancelled {how}", data)
 
 
 def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
@@ -182,7 +197,7 @@ def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
         spec = TrainSpec.model_validate(lease.spec)
         spec_policy.check_on_worker(spec, get_settings())
         out = job_output_dir(lease.job_id, spec)
-        run_dir = _run_dir(lease.job_id)
+        run_dir = _run_dir(lease.job_id, lease.member)
         spec_file, stop_file = run_dir / "job-spec.yaml", run_dir / "STOP"
         spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
         reports = report_file(run_dir, lease.attempt)
@@ -190,7 +205,8 @@ def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
         args += ["--report-file", str(reports)]
         grace = spec.checkpoint.cancel_grace_s
         grace = settings.cancel_grace_s if grace is None else grace
-        return Plan("trainer.cli", args, run_dir, spec.resources.gpus, stop_file, grace)
+        nproc = spec.resources.gpus_per_node
+        return Plan("trainer.cli", args, run_dir, nproc, stop_file, grace)
     if lease.kind == "eval":
         spec = EvalSpec.model_validate(lease.spec)
         spec_policy.check_on_worker(spec, get_settings())
@@ -206,10 +222,13 @@ def _plan(lease: Lease, settings: WorkerSettings) -> Plan:
     raise ValueError(f"job {lease.job_id} has unknown kind {lease.kind!r}; expected train or eval")
 
 
-def _run_dir(job_id: str) -> Path:
+def _run_dir(job_id: str, member: int | None = None) -> Path:
     """This job's local files: its spec, reports, stop file and logs of every attempt
-    (beside its checkpoints unless the spec put those elsewhere)."""
+    (beside its checkpoints unless the spec put those elsewhere); a gang member's in a
+    directory of its own, since the members may share one file system."""
     run_dir = Path(get_settings().home) / "jobs" / job_id
+    if member is not None:
+        run_dir /= f"member-{member}"
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

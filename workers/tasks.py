@@ -23,7 +23,7 @@ from store.db import is_transient, retrying
 from store.leases import Lease, LeaseLost, place
 from store.lifecycle import JobError
 from store.placement import Slot
-from workers import registry
+from workers import gang, registry, studies
 from workers.celery_app import app
 from workers.failure_codes import classify
 from workers.failures import ChildFailed
@@ -69,18 +69,28 @@ def execute(job_id: str, owner: str) -> str:
     if lease is None:
         log.info("job %s: not claimed here: %s", job_id, placed.reason)
         return "handed_back" if placed.hand_back else "skipped"
-    with (
-        job_log_context(lease.job_id, lease.attempt),
-        LeaseKeeper(lease, settings.lease_s, settings.lease_renew_s) as keeper,
-    ):
+    keeper = (
+        LeaseKeeper(lease, settings.lease_s, settings.lease_renew_s)
+        if lease.member is None
+        else gang.GangKeeper(lease, settings, _fail)
+    )
+    with job_log_context(lease.job_id, lease.attempt), keeper:
         try:
             ending = run_attempt(lease, keeper, settings)
+            if ending.preempted:
+                _requeue_preempted(lease, ending)
+                return "preempted"
             retrying(lambda: _finish(lease, ending), f"job {lease.job_id}: finish")
         except LeaseLost as exc:
             log.warning("%s; the newer attempt owns the job", exc)
             return "lease_lost"
         except Exception as exc:
             log.exception("job %s failed", lease.job_id)
+            if lease.member is not None:  # a gang's: maybe another member's loss
+                blamed = gang.blame(lease, exc, keeper, settings)
+                if blamed is None:
+                    return "lease_lost"
+                exc = blamed
             _fail(lease, exc)
             return "failed"
     return "cancelled" if ending.cancelled else "succeeded"
@@ -90,6 +100,18 @@ def _finish(lease: Lease, ending: Ending) -> None:
     attempts.finish(lease, ending.cancelled, ending.message, ending.data)
     if lease.kind == "eval":
         settle_job(lease.job_id)  # a schedule's run: compare with its baseline (never raises)
+    elif not ending.cancelled:
+        studies.submit_eval(lease.job_id)  # a study member: evaluate it (never raises)
+
+
+def _requeue_preempted(lease: Lease, ending: Ending) -> None:
+    """Back to the queue with its slot free; its message goes with it."""
+    message = f"attempt {lease.attempt} {ending.message}"
+    requeued = retrying(
+        lambda: attempts.preempted(lease, message, ending.data), f"job {lease.job_id}: preempted"
+    )
+    if requeued:
+        republish(lease.job_id)
 
 
 def _fail(lease: Lease, exc: BaseException) -> None:
@@ -115,9 +137,21 @@ def _fail(lease: Lease, exc: BaseException) -> None:
         )
         return
     if requeued and not retry_in:
-        republish(lease.job_id)  # no back-off: due now (else the reconciler sends it when due)
-    elif not requeued and lease.kind == "eval":
+        republish(lease.job_id)  # no back-off: due now
+    elif requeued:
+        reconcile_when_due(lease.job_id, retry_in)
+    elif lease.kind == "eval":
         settle_job(lease.job_id)
+
+
+def reconcile_when_due(job_id: str, delay_s: float) -> None:
+    """Ask `dgpo beat` for a reconciler pass `delay_s` from now, when the job's back-off
+    ends, so that it is sent then rather than at the next periodic pass (up to
+    `reconcile_every_s` later). Only beat consumes that queue: the pass runs there."""
+    try:
+        reconcile_task.apply_async(countdown=delay_s)
+    except Exception as exc:  # any transport error: the periodic pass still sends it
+        log.warning("job %s: no reconciler pass scheduled at its back-off's end: %s", job_id, exc)
 
 
 def hand_back(job_id: str, why: str, pause_s: float) -> None:

@@ -68,8 +68,8 @@ def local_token(home: Path) -> str:
 class EmbeddedStack:
     """API + worker + beat as one process group; a context manager that never leaks it."""
 
-    def __init__(self, home: Path, port: int) -> None:
-        self.home, self.port = home, port
+    def __init__(self, home: Path, port: int, slots: int = 1) -> None:
+        self.home, self.port, self.slots = home, port, slots
         self.url = f"http://127.0.0.1:{port}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pgid: int | None = None
@@ -96,7 +96,8 @@ class EmbeddedStack:
         commands = {
             "api": [python, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1",
                     "--port", str(self.port), "--log-level", "warning"],
-            "worker": [python, "-m", "dgpo", "worker", "--name", self.worker_name],
+            "worker": [python, "-m", "dgpo", "worker", "--name", self.worker_name,
+                       "--slots", str(self.slots)],
             "beat": [python, "-m", "dgpo", "beat"],
         }  # fmt: skip
         env = {**os.environ, "DGPO_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}

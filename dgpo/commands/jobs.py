@@ -33,14 +33,18 @@ STEP_COLUMN_WIDTH = 12
 @app.command()
 def submit(
     spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="YAML/JSON job file")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="KEY=VALUE overrides of the file, e.g. optim.lr=1e-5 (YAML values)"),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", "-k", help="Retry-safe submission key")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON")] = False,
 ) -> None:
-    """Validate SPEC locally, then submit it; prints the new job's id."""
+    """Validate SPEC (with its overrides) locally, then submit it; prints the new job's id."""
     try:
-        request = load_job_spec(spec)
+        request = load_job_spec(spec, overrides or [])
     except SpecFileError as exc:
         console.print(f"[red]{spec} is not a valid job spec:[/red]")
         for line in exc.lines:

@@ -35,23 +35,40 @@ def read_yaml(path: Path) -> Any:
         raise SpecFileError([f"{where}: YAML syntax error: {detail}"]) from exc
 
 
-def load_job_spec(path: Path) -> Any:
-    """The validated `TrainJobRequest` / `EvalJobRequest` in `path`, or a SpecFileError."""
-    from trainer.spec.jobs import JOB_REQUEST_ADAPTER
+def load_job_spec(path: Path, assignments: Sequence[str] = ()) -> Any:
+    """The validated `TrainJobRequest` / `EvalJobRequest` in `path` with the command line's
+    `KEY=VALUE` overrides set (checked against the spec's fields as a study's arms are), or
+    a SpecFileError."""
+    from trainer.spec.jobs import JOB_REQUEST_ADAPTER, EvalJobRequest, TrainJobRequest
 
     data = read_yaml(path)
+    if assignments:
+        model = EvalJobRequest if isinstance(data, dict) and data.get("kind") == "eval" else None
+        data = with_overrides(data, model or TrainJobRequest, assignments)
     try:
         return JOB_REQUEST_ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise SpecFileError(validation_lines(path, exc)) from exc
 
 
+def with_overrides(data: Any, model: type, assignments: Sequence[str]) -> dict[str, Any]:
+    """`data` with `KEY=VALUE` overrides applied (`trainer.spec.overrides`); an unknown
+    field or a malformed argument is a SpecFileError naming the argument."""
+    from trainer.spec import overrides
+
+    if not isinstance(data, dict):
+        raise SpecFileError(["the spec file must hold a mapping to override fields of"])
+    try:
+        return overrides.apply(model, data, overrides.parse_assignments(list(assignments)))
+    except (overrides.UnknownPath, ValueError, yaml.YAMLError) as exc:
+        raise SpecFileError([f"override: {exc}"]) from exc
+
+
 def validation_lines(path: Path, exc: ValidationError) -> list[str]:
     """One `file:line: field.path: message` per error, the line of the deepest key found."""
-    from trainer.spec.jobs import EvalJobRequest, TrainJobRequest
-    from trainer.spec.keys import close_key
+    from trainer.spec.jobs import JobRequest
+    from trainer.spec.keys import did_you_mean
 
-    requests = {"train": TrainJobRequest, "eval": EvalJobRequest}
     try:
         root = yaml.compose(path.read_text())
     except yaml.YAMLError:
@@ -63,10 +80,8 @@ def validation_lines(path: Path, exc: ValidationError) -> list[str]:
         where = f"{path}:{line}" if line else str(path)
         field = ".".join(str(part) for part in loc) or "(top level)"
         message = error["msg"]
-        request = requests.get(str(error["loc"][0])) if error["loc"] else None
-        if error["type"] == "extra_forbidden" and request is not None:
-            meant = close_key(request, tuple(str(part) for part in loc))
-            message += f" (did you mean {meant}?)" if meant else ""
+        if error["type"] == "extra_forbidden":
+            message += did_you_mean(JobRequest, (*error["loc"][:1], *loc))
         lines.append(f"{where}: {field}: {message}")
     return lines
 

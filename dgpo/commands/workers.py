@@ -25,13 +25,21 @@ def list_workers(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @app.command()
 def drain(
     worker_id: Annotated[str, typer.Argument(help="The worker's id (`dgpo workers list`)")],
+    preempt: Annotated[
+        bool,
+        typer.Option(
+            "--preempt",
+            help="Preempt its running jobs: each checkpoints and goes back to the queue",
+        ),
+    ] = False,
 ) -> None:
-    """Stop a worker claiming jobs; its running jobs finish (admin token). Once it reports
-    `drained` it can be stopped without losing work."""
+    """Stop a worker claiming jobs; its running jobs finish, or with --preempt checkpoint
+    and go back to the queue (admin token). Once it reports `drained` it can be stopped
+    without losing work."""
     with api_client() as api:
-        worker = api.drain_worker(worker_id)
+        worker = api.drain_worker(worker_id, preempt=preempt)
     running = len(worker["running_job_ids"])
+    doing = "being preempted" if preempt else "finishing"
     console.print(
-        f"{worker['id']}  {worker['status']}"
-        + (f" ({running} job(s) finishing)" if running else "")
+        f"{worker['id']}  {worker['status']}" + (f" ({running} job(s) {doing})" if running else "")
     )

@@ -50,7 +50,7 @@ class BearerToken(HTTPBearer):
             )
         raw = credentials.credentials
         # A cached token costs no thread hop; a miss reads the database.
-        token = cached_token(raw) or await run_in_threadpool(_verify_in_own_session, raw)
+        token = cached_token(raw) or await run_in_threadpool(verify_in_own_session, raw)
         if token is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, "invalid or revoked token", headers=_CHALLENGE
@@ -64,7 +64,8 @@ class BearerToken(HTTPBearer):
         return token
 
 
-def _verify_in_own_session(raw: str) -> TokenInfo | None:
+def verify_in_own_session(raw: str) -> TokenInfo | None:
+    """The token's info, or None; in a session of its own (for async callers' threads)."""
     with get_sessionmaker()() as session:
         return verify_token(session, raw)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 Point = tuple[float, float]
+Band = tuple[float, float, float]
+"""(step, low, high): a confidence interval drawn as a shaded band around its series."""
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
 MAX_POINTS = 400
@@ -121,12 +123,16 @@ def line_chart(
     height: int = 230,
     *,
     flat_zero_note: str | None = None,
+    bands: Mapping[str, list[Band]] | None = None,
 ) -> Markup:
-    """One SVG line chart with y ticks, step labels, a legend, and `flat_zero_note` when
-    every value is 0."""
+    """One SVG line chart with y ticks, step labels, a legend, `flat_zero_note` when
+    every value is 0, and a shaded band (a study's CI across seeds) behind each series
+    `bands` names."""
     series = {name: sorted(pts) for name, pts in series.items() if pts}
+    bands = {name: sorted(b) for name, b in (bands or {}).items() if b and name in series}
     xs = [x for pts in series.values() for x, _ in pts]
     ys = [y for pts in series.values() for _, y in pts]
+    ys += [v for band in bands.values() for _, low, high in band for v in (low, high)]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     if y0 == y1:
@@ -175,6 +181,14 @@ def line_chart(
         )
     for i, (name, pts) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
+        if name in bands:
+            edge = [(x, high) for x, _, high in bands[name]]
+            edge += [(x, low) for x, low, _ in reversed(bands[name])]
+            outline = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in edge)
+            parts.append(
+                f'<polygon class="band" data-name="{escape(name)}" fill="{color}" '
+                f'fill-opacity="0.15" stroke="none" points="{outline}"/>'
+            )
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
         parts.append(
             f'<polyline class="series" data-name="{escape(name)}" data-points="{len(pts)}" '

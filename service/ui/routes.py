@@ -1,9 +1,10 @@
 """The dashboard: server-rendered pages under /ui for people (the JSON API is for programs).
 
 Authentication uses the same bearer tokens as the API (any scope can read). A browser
-cannot send an Authorization header from the address bar, so `/ui?token=...` stores the
-token in an HttpOnly cookie scoped to /ui and redirects to the same page without it
-(the secret leaves the address bar and history at once).
+cannot send an Authorization header from the address bar: the token page's form posts
+the token (`service.ui.login`), which comes back as an HttpOnly cookie scoped to /ui.
+`/ui?token=...` still works (stored the same way, then the same page without it), but
+puts the secret in a URL (the access log redacts it, `service.access_log`).
 """
 
 from datetime import timedelta
@@ -16,14 +17,16 @@ from fastapi.templating import Jinja2Templates
 
 from service.api.deps import SessionDep
 from service.schemas import progress_percent, progress_text
+from service.study_schemas import REPORT_METRICS
+from service.study_views import study_out as study_view
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
-from store import fleet, job_data
+from service.ui.login import COOKIE, TokenNeeded, token_cookie
+from store import fleet, job_data, studies
 from store import jobs as store_jobs
 from store.event_levels import event_level
 from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 from store.tokens import TokenInfo, verify_token
 
-COOKIE = "dgpo_ui_token"
 PAGE_SIZE = 100
 EVENTS_SHOWN = 500
 ERROR_CHARS = 200
@@ -35,7 +38,7 @@ lists it: a stopped stack's workers would otherwise stay on the page for ever.""
 SECURITY_HEADERS = {
     # Pages are static HTML with inline CSS and SVG: no script, frame or outside fetch.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -63,13 +66,10 @@ def ui_token(request: Request, session: SessionDep) -> TokenInfo:
     if from_query:
         # Swap the secret in the URL for a cookie, then reload the clean URL.
         clean = request.url.remove_query_params("token")
-        cookie = f"{COOKIE}={from_query}; Path=/ui; HttpOnly; SameSite=Strict"
-        if request.url.scheme == "https":
-            cookie += "; Secure"
         raise HTTPException(
             status.HTTP_303_SEE_OTHER,
             "token stored",
-            {"Location": str(clean), "Set-Cookie": cookie},
+            {"Location": str(clean), "Set-Cookie": token_cookie(from_query, request)},
         )
     return info
 
@@ -77,19 +77,13 @@ def ui_token(request: Request, session: SessionDep) -> TokenInfo:
 UiToken = Annotated[TokenInfo, Depends(ui_token)]
 
 
-class TokenNeeded(Exception):
-    """No token, or one the database does not know: answered with a page that asks for
-    one (`token_page`), since a person in a browser reads it, not a program."""
-
-    def __init__(self, rejected: bool) -> None:
-        super().__init__("a dashboard token is needed")
-        self.rejected = rejected
-
-
 def token_page(request: Request, exc: Exception) -> HTMLResponse:
-    """401 as a page: how to get a token and how to open the dashboard with it."""
+    """401 as a page: how to get a token, and a form that posts it and comes back here."""
     assert isinstance(exc, TokenNeeded)
-    response = _page(request, "token.html", {"rejected": exc.rejected, "token_name": None})
+    here = request.url.remove_query_params("token")
+    goes_to = exc.goes_to or (f"{here.path}?{here.query}" if here.query else here.path)
+    context = {"rejected": exc.rejected, "token_name": None, "next": goes_to}
+    response = _page(request, "token.html", context)
     response.status_code = status.HTTP_401_UNAUTHORIZED
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
@@ -154,7 +148,8 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
             "lease_owner": job.lease_owner if token.sees_hosts else None,
             "progress": _progress(job),
             "warnings": fleet.queue_warnings(
-                [(job.queue, job.spec["resources"]["gpus"])], fleet.served_slots(session)
+                [(job.queue, job.spec["resources"]["gpus"], job.spec["resources"].get("nodes", 1))],
+                fleet.served_slots(session),
             )
             if waiting
             else [],
@@ -163,6 +158,40 @@ def job_page(request: Request, job_id: str, session: SessionDep, token: UiToken)
             "checkpoints": job_data.checkpoints(session, job_id),
             "results": job_data.results(session, job_id, None),
             "events": job_data.events(session, job_id, after_id=0, limit=EVENTS_SHOWN),
+            "token_name": token.name,
+        },
+    )
+
+
+@router.get("/studies/{study_id}", response_class=HTMLResponse)
+def study_page(
+    request: Request, study_id: str, session: SessionDep, token: UiToken
+) -> HTMLResponse:
+    """One study: each metric's arm curves with their CI bands across seeds (one chart per
+    metric, so one unit per chart), then the final evals, the verdicts and the members."""
+    from service import study_report  # numpy: loaded on the first study page
+
+    found = studies.get(session, study_id, owner=token.visible_owner)
+    report = study_report.build(session, found)
+    charts = []
+    for metric in REPORT_METRICS:
+        points = [p for p in report.curves if p.metric == metric]
+        if not points:
+            continue
+        series: dict[str, list[tuple[float, float]]] = {}
+        bands: dict[str, list[tuple[float, float, float]]] = {}
+        for p in points:
+            series.setdefault(p.arm, []).append((p.step, p.mean))
+            if p.ci_low is not None and p.ci_high is not None:
+                bands.setdefault(p.arm, []).append((p.step, p.ci_low, p.ci_high))
+        charts.append(line_chart(metric, series, bands=bands))
+    return _page(
+        request,
+        "study.html",
+        {
+            "study": study_view(session, found),
+            "report": report,
+            "charts": charts,
             "token_name": token.name,
         },
     )

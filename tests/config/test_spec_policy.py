@@ -193,3 +193,27 @@ def test_the_worker_refuses_a_symlink_out_of_a_data_root_and_a_hub_id_naming_a_l
         check_on_worker(
             TrainSpec.model_validate({**base, "model": {"path": "org/name"}}), get_settings()
         )
+
+
+def test_a_multi_node_job_needs_storage_the_operator_declared_shared(
+    client, tokens, operator_settings
+) -> None:  # type: ignore[no-untyped-def]
+    body = train_body(resources={"gpus": 2, "nodes": 2})
+    r = _submit(client, tokens, body)
+    assert _refused_field(r) == [("body", "resources", "nodes")]
+    assert "DGPO_STORAGE_SHARED=true" in r.text
+    operator_settings.setenv("DGPO_STORAGE_SHARED", "true")
+    get_settings.cache_clear()
+    r = _submit(client, tokens, body)
+    assert r.status_code == 201, r.text
+    uri = train_body(resources={"gpus": 2, "nodes": 2}, checkpoint={"output_dir": "s3://b/x"})
+    assert ("body", "checkpoint", "output_dir") in _refused_field(_submit(client, tokens, uri))
+    evals = eval_body(resources={"gpus": 2, "nodes": 2})
+    assert _refused_field(_submit(client, tokens, evals)) == [("body", "resources", "nodes")]
+
+
+@pytest.mark.parametrize("resources", [{"gpus": 3, "nodes": 2}, {"gpus": 0, "nodes": 2}])
+def test_nodes_that_do_not_divide_the_gpus_are_422(client, tokens, resources) -> None:  # type: ignore[no-untyped-def]
+    r = _submit(client, tokens, train_body(resources=resources))
+    assert r.status_code == 422 and "resources.nodes" in r.text, r.text
+    assert _jobs(client, tokens) == 0

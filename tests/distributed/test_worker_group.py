@@ -1,7 +1,9 @@
-"""A `gpus: 2` job through the API runs as a 2-rank torchrun group under a real worker.
+"""A `gpus: 2` job through the API runs as a 2-rank torchrun group under a real worker,
+and as a gang of two 1-rank members on two workers (`nodes: 2`, `store.gangs`).
 
-The worker serves `gpu.any` on this CPU-only host, so the ranks use gloo. Rank 0 reports
-through the same channel as a single process, so the database ends up the same. A rank
+The workers serve `gpu.*` queues on this CPU-only host, so the ranks use gloo. Rank 0
+reports through the same channel as a single process, so the database ends up the same
+for one process, one group and one gang. A rank
 killed mid-run fails the attempt with torchrun's report and the job is retried;
 cancelling the retry stops the whole group after a final checkpoint.
 """
@@ -11,6 +13,7 @@ import shutil
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import Checkpoint, EvalResult
-from tests.workers.conftest import WorkerProcess, job_dir, submit_seeded, wait_for
-from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
+from tests.workers.conftest import (
+    Api,
+    WorkerProcess,
+    assert_checkpoints_match_files,
+    job_dir,
+    steps_recorded,
+    submit_seeded,
+    wait_for,
+)
 
 GROUP = {"gpus": 2}
+GANG = {"gpus": 2, "nodes": 2, "gpu_type": "gang"}
+GANG_WORKER_ENV = {"DGPO_WORKER_GPUS": "0", "DGPO_STORAGE_SHARED": "true"}
+"""One GPU each (each member runs one rank), on storage the operator declared shared
+(both run on this host: one file system)."""
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +46,15 @@ def group_worker(start_worker: Callable[..., WorkerProcess]) -> Iterator[WorkerP
     worker = start_worker("group", "gpu.any")
     yield worker
     worker.stop()
+
+
+@pytest.fixture(scope="module")
+def gang_workers(start_worker: Callable[..., WorkerProcess]) -> Iterator[list[WorkerProcess]]:
+    """Two workers of one GPU each on queue `gpu.gang`: a 2-node job needs both."""
+    workers = [start_worker(f"gang-{x}", "gpu.gang", GANG_WORKER_ENV) for x in "ab"]
+    yield workers
+    for worker in workers:
+        worker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +95,7 @@ def reported(session: Session, api: Api, job_id: str) -> dict[str, Any]:
     checkpoints = session.scalars(
         select(Checkpoint.step).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
     ).all()
-    service_kinds = ("submitted", "enqueued", "status")
+    service_kinds = ("submitted", "enqueued", "status", "gang_placed")
     kinds = [e["kind"] for e in api.events(job_id) if e["kind"] not in service_kinds]
     return {
         "events": Counter(kinds),
@@ -82,8 +105,9 @@ def reported(session: Session, api: Api, job_id: str) -> dict[str, Any]:
     }
 
 
-def test_a_group_reports_evals_and_trainer_events_exactly_like_one_process(
+def test_a_group_and_a_gang_report_evals_and_trainer_events_exactly_like_one_process(
     group_worker: WorkerProcess,
+    gang_workers: list[WorkerProcess],
     solo_worker: WorkerProcess,
     client: TestClient,
     tokens: dict[str, str],
@@ -104,15 +128,25 @@ def test_a_group_reports_evals_and_trainer_events_exactly_like_one_process(
         (out / "step-00000009" / "config.json").write_text("{}")
 
     jobs = {}
-    for name, resources in (("solo", {"gpus": 0}), ("group", GROUP)):
+    for name, resources in (("solo", {"gpus": 0}), ("group", GROUP), ("gang", GANG)):
         body = train_request(total_steps=3, every_steps=1, resources=resources)
         body["eval"] = {"every_steps": 1, "benchmarks": ["amc23"], "k": 1, "max_problems": 1}
         jobs[name] = submit_seeded(body, resumable_past_a_corrupt_checkpoint)
-    for name, worker in (("solo", solo_worker), ("group", group_worker)):
-        job = api.wait(jobs[name], worker)
+    workers = {"solo": solo_worker, "group": group_worker, "gang": gang_workers[0]}
+    for name, worker in workers.items():
+        job = api.wait(jobs[name], worker, timeout=240)
         assert job["status"] == "succeeded", job["error"]
-    solo, group = (reported(session, api, jobs[name]) for name in ("solo", "group"))
+    solo, group, gang = (reported(session, api, jobs[name]) for name in workers)
     assert group == solo
+    assert gang == solo
+    for name in workers:  # the note's figure: published message to all ranks training
+        events = api.events(jobs[name])
+        start = next(e["ts"] for e in events if e["kind"] == "train_started")
+        sent = next(e["ts"] for e in events if e["kind"] in ("submitted", "enqueued"))
+        took = (datetime.fromisoformat(start) - datetime.fromisoformat(sent)).total_seconds()
+        print(f"{name}: message sent -> every rank training after {took:.1f} s")
+    placed = [e for e in api.events(jobs["gang"]) if e["kind"] == "gang_placed"]
+    assert [sorted(e["data"]["workers"]) for e in placed] == [[w.name for w in gang_workers]]
     assert solo == {
         "events": Counter(
             {"checkpoint_rejected": 1, "resumed": 1, "train_started": 1, "eval": 2, "checkpoint": 2}

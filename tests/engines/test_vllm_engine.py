@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tests.engines.conftest import require_vllm
 from tests.trainer.loop_specs import toy_spec
 from trainer.engines import Completion, RolloutEngine, SamplingConfig, build_engine
-from trainer.engines.vllm import RELOAD_LOGGER
+from trainer.engines.vllm_logging import RELOAD_LOGGER
 from trainer.evaluation.runner import engine_options, run_eval
 from trainer.rl.batch import make_batch
 from trainer.rl.update import batched_logprobs

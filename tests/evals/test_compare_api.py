@@ -110,8 +110,8 @@ def test_trainer_store_and_route_share_one_comparison_model(client, tokens, two_
     """The trainer's statistic, the store's rows and the route's response are one model."""
     from service.api.routes.evals import CompareOut
     from store.evals import compare_jobs
-    from trainer.evaluation.compare import paired_bootstrap
     from trainer.results import BenchmarkComparison, Comparison, ProblemResult
+    from trainer.statistics import paired_bootstrap
 
     assert CompareOut.model_fields["benchmarks"].annotation == list[BenchmarkComparison]
     assert issubclass(BenchmarkComparison, Comparison)

@@ -25,6 +25,21 @@ def test_workers_drain_and_list(live_server, tokens, session: Session) -> None:
     ]
 
 
+def test_workers_drain_preempt_hands_the_running_job_back(
+    live_server, tokens, session: Session
+) -> None:
+    session.add(Worker(id="spot@h", host="h", queues=["cpu"]))
+    job = Job(kind="train", spec={"resources": {"gpus": 0}}, queue="cpu")
+    session.add(job)
+    session.commit()
+    assert claim(job.id, "spot@h", 30) is not None
+    out = dgpo(live_server, tokens["admin"], "workers", "drain", "spot@h", "--preempt")
+    assert out.returncode == 0, out.stderr
+    assert "spot@h  draining (1 job(s) being preempted)" in out.stdout
+    session.expire_all()
+    assert session.get_one(Job, job.id).preempt_requested_at is not None
+
+
 def test_usage_prints_gpu_hours_per_principal(live_server, tokens, session: Session) -> None:
     job = Job(kind="train", spec={"resources": {"gpus": 2, "gpu_type": "h100"}}, queue="gpu.h100")
     session.add(job)

@@ -29,8 +29,9 @@ from tests.conftest import PG_ADMIN_DSN, TEST_DB, TEST_DB_URL, ensure_postgres
 ROOT = Path(__file__).resolve().parents[2]
 PIP_WHEEL = (sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation")
 DOCKERFILES = ("docker/Dockerfile.cpu", "docker/Dockerfile.cuda")
-RUN_AS_MODULE = ("trainer.supervised", "trainer.rewards.grading")
-"""What workers start with `python -m` (workers/child.py, trainer/rewards/grading.py)."""
+RUN_AS_MODULE = ("trainer.supervised", "trainer.supervised_spare", "trainer.rewards.grading")
+"""What workers start with `python -m` (workers/child.py, workers/spare_child.py,
+trainer/rewards/grading.py)."""
 ASGI_AND_CELERY = ("service.app:app", "workers.celery_app:app")
 """uvicorn's app (compose `api`) and celery's `-A` app (workers/cli.py)."""
 
@@ -117,8 +118,9 @@ def _run_clean(
 
 
 def test_every_entry_point_imports_from_the_package_the_image_builds(image: Image) -> None:
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    targets = [*scripts.values(), *ASGI_AND_CELERY]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    plugins = project["entry-points"]["vllm.general_plugins"]  # run in vLLM's processes
+    targets = [*project["scripts"].values(), *plugins.values(), *ASGI_AND_CELERY]
     code = f"""
 import importlib, json
 for target in {targets!r}:

@@ -1,6 +1,8 @@
 """What clients can rely on beyond the happy path: documented auth errors, one 422 shape
 for validation and domain errors alike, and a dashboard no other site can frame."""
 
+import pytest
+
 from tests.conftest import bearer
 
 
@@ -55,3 +57,22 @@ def test_dashboard_pages_forbid_framing_and_scripts(client, tokens):
     policy = page.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
     assert "script-src" not in policy  # no script may run at all (default-src 'none')
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "allowed"),
+    [
+        ("OPTIONS", "/jobs", {"GET", "POST"}),
+        ("DELETE", "/jobs", {"GET", "POST"}),
+        ("OPTIONS", "/schedules/abc", {"GET", "PATCH", "DELETE"}),
+        ("PUT", "/healthz", {"GET"}),
+    ],
+)
+def test_a_method_a_route_lacks_is_405_with_every_method_it_has_in_allow(
+    client, method, url, allowed
+):
+    """RFC 9110 15.5.6: a 405 lists the resource's methods; it named only the first route's
+    (`POST` for `/jobs`, which GET serves too; issue 24, 9)."""
+    r = client.request(method, url)
+    assert r.status_code == 405
+    assert set(r.headers["Allow"].split(", ")) - {"HEAD"} == allowed, r.headers

@@ -128,6 +128,30 @@ def test_a_chunked_body_over_the_limit_is_413(client, tokens) -> None:  # type: 
     assert r.status_code == 413
 
 
+STALL_FLOOR_S = 0.1
+"""`/healthz` under the bad bodies may take this long, or a few times its time on the same
+server just before them, idle or answering harmless bodies of the same size (a loaded
+2-core host answers slower with or without them); the stalls caught here were 2-120 s."""
+
+
+def _healthz_baseline(probe: httpx.Client, seconds: float = 1.0) -> list[float]:
+    """`/healthz` latencies over `seconds` with nothing else sent: this run's, this load's."""
+    latencies, end = [], time.monotonic() + seconds
+    while time.monotonic() < end or len(latencies) < 20:
+        start = time.monotonic()
+        assert probe.get("/healthz").status_code == 200
+        latencies.append(time.monotonic() - start)
+        time.sleep(0.01)
+    return latencies
+
+
+def _p99(latencies: list[float]) -> float:
+    """The 99th percentile; the one sample when a stall left only one."""
+    if len(latencies) < 2:
+        return max(latencies)
+    return statistics.quantiles(latencies, n=100, method="inclusive")[98]
+
+
 def _send_big_body(base: str, size: int, answers: list[tuple[float, bytes]]) -> None:
     """POST `size` bytes over a raw socket as fast as the server takes them."""
     host, port = base.removeprefix("http://").split(":")
@@ -156,7 +180,7 @@ def test_healthz_stays_fast_while_four_10mb_bodies_arrive(live_server: str) -> N
     ]
     latencies = []
     with httpx.Client(base_url=live_server) as probe:
-        probe.get("/healthz")
+        baseline = _healthz_baseline(probe)
         for sender in senders:
             sender.start()
         while any(s.is_alive() for s in senders) or len(latencies) < 20:
@@ -168,7 +192,8 @@ def test_healthz_stays_fast_while_four_10mb_bodies_arrive(live_server: str) -> N
         sender.join()
     assert len(answers) == 4 and all(b" 413 " in head for _, head in answers), answers
     assert max(seconds for seconds, _ in answers) < 2.0, answers
-    assert max(latencies) < 0.1, (max(latencies), statistics.median(latencies))
+    bound = max(STALL_FLOOR_S, 4 * max(baseline))
+    assert max(latencies) < bound, (max(latencies), statistics.median(latencies), max(baseline))
 
 
 NESTED = "[" * 100 + "]" * 100
@@ -185,15 +210,11 @@ def api_process(clean_db: str, redis_url: str) -> Iterator[str]:
     server.wait(timeout=30)
 
 
-def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
-    api_process: str, tokens: dict[str, str]
-) -> None:
-    """Eight bodies at once (each stalled the loop 10 s); /healthz is timed every 10 ms
-    until all are answered, and for at least a second."""
-    headers = {**bearer(tokens["submit"]), "content-type": "application/json"}
+def _healthz_while_eight(base: str, headers: dict[str, str], body: bytes) -> tuple[list, list]:
+    """(`/healthz` latencies, (status, size) answers) while eight `body`s are posted at once;
+    `/healthz` is timed every 10 ms until all are answered, and for at least a second."""
     answers: list[tuple[int, int]] = []
-    body = DEEP_METADATA.encode()
-    clients = [httpx.Client(base_url=api_process, timeout=120) for _ in range(8)]
+    clients = [httpx.Client(base_url=base, timeout=120) for _ in range(8)]
 
     def send(c: httpx.Client) -> None:
         with c:
@@ -202,7 +223,7 @@ def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
 
     senders = [threading.Thread(target=send, args=(c,)) for c in clients]
     latencies = []
-    with httpx.Client(base_url=api_process, timeout=120) as probe:
+    with httpx.Client(base_url=base, timeout=120) as probe:
         probe.get("/healthz")
         for sender in senders:
             sender.start()
@@ -214,10 +235,25 @@ def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
             time.sleep(0.01)
     for sender in senders:
         sender.join()
+    return latencies, answers
+
+
+def test_healthz_stays_fast_while_eight_deeply_nested_bodies_are_answered(
+    api_process: str, tokens: dict[str, str]
+) -> None:
+    """Eight bodies at once (each stalled the loop 10 s), against a baseline of eight plain
+    bodies of the same size sent to the same server just before (parsed, then a 422): what
+    a loaded host costs both, not the nesting, is allowed. The stall itself was 10-120 s."""
+    headers = {**bearer(tokens["submit"]), "content-type": "application/json"}
+    plain = DEEP_METADATA[:30] + '"' + "x" * (len(DEEP_METADATA) - 33) + '"}'
+    assert len(plain) == len(DEEP_METADATA)
+    baseline, answers = _healthz_while_eight(api_process, headers, plain.encode())
+    assert [status for status, _ in answers] == [422] * 8, answers
+    latencies, answers = _healthz_while_eight(api_process, headers, DEEP_METADATA.encode())
     assert [status for status, _ in answers] == [413] * 8, answers
     assert all(size < 10_000 for _, size in answers), answers
-    p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98]
-    assert p99 < 0.1, (p99, max(latencies), statistics.median(latencies), len(latencies))
+    p99, bound = _p99(latencies), max(STALL_FLOOR_S, 3 * _p99(baseline))
+    assert p99 < bound, (p99, max(latencies), statistics.median(latencies), _p99(baseline))
 
 
 def test_a_body_with_over_ten_thousand_values_is_413_before_parsing(client, tokens) -> None:  # type: ignore[no-untyped-def]
@@ -291,3 +327,37 @@ def test_a_body_sent_as_plain_text_is_422_with_its_echo_as_text(client, tokens) 
     r = client.post("/tokens", content=raw, headers=headers)
     assert r.status_code == 422, r.text[:300]
     assert r.json()["detail"][0]["input"] == raw.decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"), [("optim.lr", "true"), ("priority", "false"), ("optim.betas", "[0.9, true]")]
+)
+def test_a_boolean_where_a_number_goes_is_422_naming_the_field(client, tokens, path, raw) -> None:  # type: ignore[no-untyped-def]
+    """`lr: true` was 1.0 (issue 24, 9); tests/trainer/spec/test_spec_strict_numbers.py
+    covers every number field of both specs."""
+    headers = {**bearer(tokens["submit"]), "content-type": "application/json"}
+    r = client.post("/jobs", content=_with(TRAIN, path, raw), headers=headers)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"][: 2 + len(path.split("."))] == ["body", "train", *path.split(".")], error
+    assert "not a boolean" in error["msg"], error
+
+
+GROUP_SIZE = "algorithm.group_size"
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "loc", "meant"),
+    [
+        ("/jobs", {**TRAIN, "lr": 1e-5}, ["body", "train", "lr"], "optim.lr"),
+        ("/jobs", {**TRAIN, "optim": {"lrr": 1e-5}}, ["body", "train", "optim", "lrr"], "optim.lr"),
+        ("/jobs", {**TRAIN, "group_size": 4}, ["body", "train", "group_size"], GROUP_SIZE),
+        ("/schedules", {**SCHEDULE, "crn": "x"}, ["body", "crn"], "cron"),
+    ],
+)
+def test_a_typo_in_a_key_is_422_with_its_close_match(client, tokens, url, body, loc, meant) -> None:  # type: ignore[no-untyped-def]
+    """As `dgpo jobs submit` says it (issue 25, 3): the API named only the unknown key."""
+    r = client.post(url, json=body, headers=bearer(tokens["admin"]))
+    assert r.status_code == 422, r.text
+    errors = [e for e in r.json()["detail"] if e["loc"] == loc]
+    assert [e["msg"] for e in errors] == [f"Extra inputs are not permitted (did you mean {meant}?)"]

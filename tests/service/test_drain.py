@@ -1,11 +1,13 @@
 """`POST /workers/{id}/drain`: admin only, a clear answer for unknown and dead workers,
-and a drained worker's slots claim nothing (the worker e2e test runs it for real)."""
+a drained worker's slots claim nothing, and `preempt=true` asks its running jobs to give
+their slots up (tests/workers/test_preemption_e2e.py runs both for real)."""
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.leases import place
-from store.models import Job, Worker, WorkerStatus
+from store.models import Job, JobEvent, Worker, WorkerStatus
 from store.placement import Slot
 from store.workers import heartbeat
 from tests.conftest import bearer
@@ -43,3 +45,24 @@ def test_a_draining_worker_claims_nothing_and_its_heartbeat_keeps_it_drained(
     assert heartbeat("w@h")
     session.expire_all()
     assert session.get_one(Worker, "w@h").status == WorkerStatus.DRAINED
+
+
+def test_a_drain_with_preempt_asks_the_workers_running_jobs_and_only_them_to_stop(
+    client: TestClient, session: Session, tokens: dict[str, str]
+) -> None:
+    session.add(Worker(id="w@h", host="h", queues=["cpu"]))
+    jobs = [Job(kind="train", spec={"resources": {"gpus": 0}}, queue="cpu") for _ in range(3)]
+    session.add_all(jobs)
+    session.commit()
+    ours, elsewhere = (
+        place(jobs[0].id, Slot("w@h", 0), 30)[0],
+        place(jobs[1].id, Slot("v@h", 0), 30)[0],
+    )
+    assert ours is not None and elsewhere is not None
+    answer = client.post("/workers/w@h/drain?preempt=true", headers=bearer(tokens["admin"]))
+    assert answer.status_code == 200 and answer.json()["status"] == "draining"
+    session.expire_all()
+    asked = {job.id: session.get_one(Job, job.id).preempt_requested_at is not None for job in jobs}
+    assert asked == {ours.job_id: True, elsewhere.job_id: False, jobs[2].id: False}
+    (event,) = session.scalars(select(JobEvent).where(JobEvent.kind == "preempt_requested")).all()
+    assert event.job_id == ours.job_id and "worker w@h drains" in event.message

@@ -1,5 +1,6 @@
 """The operator's fleet policy at submit time and in `/queue`: queued-job quota (429),
-priority cap (422 naming `priority`), `max_attempts` only lowered, demand by job shape."""
+priority cap (422 naming `priority`), `preemptible: false` for admins only, `max_attempts`
+only lowered, demand by job shape."""
 
 from collections.abc import Iterator
 
@@ -58,6 +59,18 @@ def test_only_an_admin_submits_above_the_principals_priority_cap(
     assert client.post("/jobs", json=train_body(priority=9), headers=admin).status_code == 201
 
 
+def test_only_an_admin_submits_a_job_that_may_not_be_preempted(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    pinned = train_body(resources={"gpus": 1, "preemptible": False})
+    refused = client.post("/jobs", json=pinned, headers=bearer(tokens["submit"]))
+    assert refused.status_code == 422, refused.text
+    (detail,) = refused.json()["detail"]
+    assert detail["loc"] == ["body", "resources", "preemptible"] and "admin" in detail["msg"]
+    accepted = client.post("/jobs", json=pinned, headers=bearer(tokens["admin"]))
+    assert accepted.status_code == 201 and accepted.json()["resources"]["preemptible"] is False
+
+
 def test_a_spec_may_lower_max_attempts_but_not_raise_it(client: TestClient, tokens) -> None:
     h = bearer(tokens["submit"])
     lowered = client.post("/jobs", json=train_body(max_attempts=1), headers=h)
@@ -106,6 +119,31 @@ def test_queue_reports_demand_by_shape_and_jobs_no_live_slot_fits(
     h100 = next(r for r in body["queues"] if r["queue"] == "gpu.h100")
     assert (h100["queued"], h100["queued_gpus"]) == (4, 11)
     metrics = client.get("/metrics", headers=bearer(tokens["read"])).text
-    assert 'dgpo_queue_shape_jobs{gpu_type="h100",gpus="8",queue="gpu.h100"} 1.0' in metrics
-    assert 'dgpo_queue_shape_unplaceable{gpu_type="h100",gpus="8",queue="gpu.h100"} 1.0' in metrics
+    shape = 'gpu_type="h100",gpus="8",nodes="1",queue="gpu.h100"'
+    assert f"dgpo_queue_shape_jobs{{{shape}}} 1.0" in metrics
+    assert f"dgpo_queue_shape_unplaceable{{{shape}}} 1.0" in metrics
     assert "dgpo_queue_largest_request_gpus 8.0" in metrics
+
+
+def test_a_multi_node_job_is_unserved_until_enough_workers_have_a_slot_for_its_share(
+    client: TestClient, session: Session, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DGPO_STORAGE_SHARED", "true")
+    get_settings.cache_clear()
+    session.add(Worker(id="a", host="n1", gpu_type="h100", gpu_count=8, queues=["gpu.h100"]))
+    session.commit()
+    body = train_body(resources={"gpus": 16, "nodes": 2, "gpu_type": "h100"})
+    answer = client.post("/jobs", json=body, headers=bearer(tokens["submit"])).json()
+    assert answer["warnings"] == [
+        "the job runs on 2 workers of queue gpu.h100 with a slot of 8 GPUs each, and 1 live "
+        "worker(s) have one; it waits until 2 do (start more with `dgpo worker --queues "
+        "gpu.h100`)"
+    ]
+    session.add(Worker(id="b", host="n2", gpu_type="h100", gpu_count=8, queues=["gpu.h100"]))
+    session.commit()
+    queue = client.get("/queue", headers=bearer(tokens["read"])).json()
+    (shape,) = queue["shapes"]
+    assert (shape["gpus"], shape["nodes"], shape["fits_live_slot"]) == (16, 2, True)
+    assert queue["warnings"] == []
+    monkeypatch.undo()
+    get_settings.cache_clear()

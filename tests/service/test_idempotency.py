@@ -1,13 +1,15 @@
 """Idempotency-Key: retries return the original job; concurrent duplicates make one job."""
 
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import redis
 from sqlalchemy import func, select
 
 from store.models import Job
 from tests.conftest import bearer
-from tests.service.helpers import train_body
+from tests.service.helpers import broker_messages, train_body
 
 
 def test_same_key_same_body_replays_original_job_with_200(client, tokens):
@@ -52,3 +54,21 @@ def test_twenty_concurrent_identical_posts_create_exactly_one_job(live_server, t
     assert codes == [200] * 19 + [201], codes
     assert len({r.json()["id"] for r in responses}) == 1
     assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_replays_of_a_queued_job_send_no_message_while_its_message_waits(client, tokens, redis_url):
+    """A replay re-sends only a message that is missing (its first submitter may have
+    crashed before publishing); ten replays used to add ten messages (issue 24, 9)."""
+    queue_type = f"replay{secrets.token_hex(3)}"  # a queue no worker serves
+    body = train_body(resources={"gpus": 1, "gpu_type": queue_type})
+    headers = {**bearer(tokens["submit"]), "Idempotency-Key": "replayed-often"}
+    job_id = client.post("/jobs", json=body, headers=headers).json()["id"]
+    for _ in range(10):
+        assert client.post("/jobs", json=body, headers=headers).status_code == 200
+    sent = [args for _, args, _ in broker_messages(redis_url, f"gpu.{queue_type}")]
+    assert sent == [[job_id]]
+
+    lists = redis.Redis.from_url(redis_url)
+    lists.delete(*lists.keys(f"gpu.{queue_type}*"))  # the broker lost it: a replay re-sends
+    assert client.post("/jobs", json=body, headers=headers).status_code == 200
+    assert [a for _, a, _ in broker_messages(redis_url, f"gpu.{queue_type}")] == [[job_id]]

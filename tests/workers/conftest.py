@@ -1,5 +1,8 @@
-"""Real `dgpo worker` subprocesses, the tiny model and a tiny train spec for e2e tests."""
+"""Real `dgpo worker` subprocesses, the tiny model, a tiny train spec, and the job API as
+the e2e tests drive it (`api`)."""
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -10,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from tests.conftest import REPO_ROOT, TEST_HOME, operator_dir
+from store.models import Checkpoint, Metric
+from tests.conftest import REPO_ROOT, TEST_HOME, bearer, operator_dir
+from trainer.checkpoints.local import MANIFEST
 from trainer.devices import CPU_STANDS_IN_ENV
 
 MLFLOW_TRACKING_URI = f"sqlite:///{TEST_HOME}/mlflow.db"
@@ -49,15 +56,19 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
 
 
 def child_pids(job_id: str) -> list[int]:
-    """Processes of `job_id`'s attempt: every process whose command line names the job."""
+    """Processes of `job_id`'s attempt: every supervised process whose command line names
+    the job, or whose output goes to the job's files (a spare child that took the attempt,
+    `workers.spare_child`)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes()
+            if b"trainer.supervised" not in cmdline:
+                continue
+            if job_id.encode() in cmdline or job_id in os.readlink(proc / "fd" / "1"):
+                found.append(int(proc.name))
         except OSError:
             continue
-        if b"trainer.supervised" in cmdline and job_id.encode() in cmdline:
-            found.append(int(proc.name))
     return found
 
 
@@ -114,6 +125,72 @@ class WorkerProcess:
     def output(self) -> str:
         self.log.flush()
         return self.log_path.read_text(errors="replace")[-6000:]
+
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Api:
+    def __init__(self, client: TestClient, tokens: dict[str, str]) -> None:
+        self.client, self.headers = client, bearer(tokens["admin"])
+
+    def submit(self, body: dict[str, Any]) -> str:
+        r = self.client.post("/jobs", json=body, headers=self.headers)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.client.get(f"/jobs/{job_id}", headers=self.headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        return self.client.get(f"/jobs/{job_id}/events", headers=self.headers).json()
+
+    def worker(self, name: str) -> dict[str, Any]:
+        """The registry row (an empty dict until the worker's heartbeat re-registers it
+        after `clean_db` emptied the tables)."""
+        workers = self.client.get("/workers", headers=self.headers).json()
+        return next((w for w in workers if w["id"] == name), {})
+
+    def wait(
+        self,
+        job_id: str,
+        worker: WorkerProcess,
+        statuses: set[str] = TERMINAL,
+        timeout: float = 90.0,
+    ) -> dict:
+        def reached() -> dict | None:
+            job = self.job(job_id)
+            return job if job["status"] in statuses else None
+
+        try:
+            return wait_for(reached, f"job {job_id} to reach {statuses}", timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nworker log:\n{worker.output()}") from None
+
+
+def steps_recorded(session: Session, job_id: str) -> list[int]:
+    session.expire_all()
+    query = select(Metric.step).where(Metric.job_id == job_id).order_by(Metric.step, Metric.id)
+    return list(session.scalars(query).all())
+
+
+def assert_checkpoints_match_files(session: Session, job_id: str) -> list[int]:
+    """Every checkpoint row names a directory whose manifest hashes to the row's sha256
+    and whose files hash to what the manifest lists."""
+    rows = session.scalars(
+        select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+    ).all()
+    for row in rows:
+        directory = Path(row.uri)
+        manifest = directory / MANIFEST
+        assert hashlib.sha256(manifest.read_bytes()).hexdigest() == row.sha256
+        listed = json.loads(manifest.read_text())["files"]
+        for rel, digest in listed.items():
+            assert hashlib.sha256((directory / rel).read_bytes()).hexdigest() == digest, rel
+        assert row.size_bytes > 0
+    return [row.step for row in rows]
 
 
 @pytest.fixture(scope="session")
@@ -212,3 +289,9 @@ def train_request(tiny_assets: dict[str, str]) -> Callable[..., dict[str, Any]]:
         }
 
     return make
+
+
+@pytest.fixture
+def api(client: TestClient, tokens: dict[str, str]) -> Api:
+    """The job API with an admin token, for tests that drive real workers through it."""
+    return Api(client, tokens)

@@ -12,14 +12,12 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import Metric
 from tests.conftest import PG_ADMIN_DSN, TEST_DB, free_port
-from tests.workers.conftest import WorkerProcess, wait_for
-from tests.workers.test_worker_e2e import Api, steps_recorded
+from tests.workers.conftest import Api, WorkerProcess, steps_recorded, wait_for
 
 RESOURCES = {"gpus": 1, "gpu_type": "dbfault"}
 
@@ -38,12 +36,10 @@ def terminate_every_backend() -> int:
 
 def test_jobs_survive_every_backend_terminated_mid_run_and_before_a_claim(
     start_worker: Callable[[str, str], WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = start_worker("dbfault", "gpu.dbfault")
     running = [
         api.submit(train_request(total_steps=12, every_steps=3, resources=RESOURCES))

@@ -9,15 +9,13 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import AttemptUsage, TokenScope
 from store.tokens import create_token
 from tests.conftest import bearer
-from tests.workers.conftest import WorkerProcess, child_pids, wait_for
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import Api, WorkerProcess, child_pids, wait_for
 from workers.reconciler import reconcile
 
 
@@ -27,13 +25,11 @@ def claims(api: Api, job_id: str) -> list[dict]:
 
 def test_a_two_gpu_job_is_never_claimed_by_a_one_gpu_slot_and_runs_on_a_two_gpu_slot(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     narrow = start_worker("narrow", "gpu.shape", {"DGPO_WORKER_GPUS": "0"})
-    answer = client.post(
+    answer = api.client.post(
         "/jobs",
         json=train_request(total_steps=1, resources={"gpus": 2, "gpu_type": "shape"}),
         headers=api.headers,
@@ -54,12 +50,10 @@ def test_a_two_gpu_job_is_never_claimed_by_a_one_gpu_slot_and_runs_on_a_two_gpu_
 
 def test_a_killed_child_is_retried_after_its_back_off_with_code_killed(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = start_worker("backoff", "gpu.backoff", {"DGPO_RETRY": '{"backoff_s": 4}'})
     request = train_request(
         total_steps=6, every_steps=2, resources={"gpus": 1, "gpu_type": "backoff"}
@@ -99,8 +93,7 @@ def test_a_killed_child_is_retried_after_its_back_off_with_code_killed(
 
 def test_two_principals_of_equal_weight_share_two_slots(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
@@ -110,11 +103,12 @@ def test_two_principals_of_equal_weight_share_two_slots(
     teams = {t: bearer(create_token(session, t, TokenScope.SUBMIT, t)) for t in ("a", "b")}
     request = train_request(total_steps=1, every_steps=0, resources={"gpus": 1, "gpu_type": "fair"})
     ids = {
-        team: [client.post("/jobs", json=request, headers=h).json()["id"] for _ in range(per_team)]
+        team: [
+            api.client.post("/jobs", json=request, headers=h).json()["id"] for _ in range(per_team)
+        ]
         for team, h in teams.items()
     }
     worker = start_worker("fair", "gpu.fair", slots=2)
-    api = Api(client, tokens)
 
     last_pass = [time.monotonic()]
 
@@ -151,18 +145,16 @@ def test_two_principals_of_equal_weight_share_two_slots(
 
 def test_a_drained_worker_finishes_its_job_claims_no_more_and_loses_nothing(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = start_worker("drainee", "gpu.drain")
     request = train_request(
         total_steps=4, every_steps=2, resources={"gpus": 1, "gpu_type": "drain"}
     )
     first = api.submit(request)
     wait_for(lambda: api.job(first)["status"] == "running", "the first job to start")
-    drained = client.post(f"/workers/{worker.name}/drain", headers=api.headers)
+    drained = api.client.post(f"/workers/{worker.name}/drain", headers=api.headers)
     assert drained.status_code == 200, drained.text
     assert (drained.json()["status"], drained.json()["running_job_ids"]) == ("draining", [first])
     second = api.submit(request)

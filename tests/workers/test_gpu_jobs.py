@@ -7,20 +7,15 @@ Before, `pick_device` chose the CPU and the job "trained" there.
 
 from collections.abc import Callable
 
-from fastapi.testclient import TestClient
-
-from tests.workers.conftest import WorkerProcess
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import Api, WorkerProcess
 from trainer.devices import CPU_STANDS_IN_ENV
 
 
 def test_a_gpu_job_where_cuda_is_unavailable_fails_on_its_first_attempt_naming_cuda(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = start_worker("nocuda", "gpu.nocuda", {CPU_STANDS_IN_ENV: "0"})
     resources = {"gpus": 1, "gpu_type": "nocuda"}
     job = api.wait(api.submit(train_request(total_steps=1, resources=resources)), worker)

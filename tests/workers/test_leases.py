@@ -12,6 +12,7 @@ from config.worker_settings import WorkerSettings
 from store import broker
 from store.leases import LeaseLost, claim, fenced, renew
 from store.models import Job, JobEvent, JobStatus, Metric, Worker, WorkerStatus, utcnow
+from store.recovery import database_started_at
 from workers.reconciler import reconcile
 from workers.reporting import DbReporter
 
@@ -26,8 +27,9 @@ def make_job(session: Session, **fields: object) -> str:
 
 
 def expire_lease(session: Session, job_id: str) -> None:
+    """The lease lapsed a second ago: its worker died, long after the database started."""
     session.execute(
-        update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(1))
+        update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
     )
     session.commit()
 
@@ -149,3 +151,26 @@ def test_a_worker_whose_heartbeat_stopped_is_marked_dead(session: Session) -> No
     session.expire_all()
     assert session.get_one(Worker, "silent").status == WorkerStatus.DEAD
     assert session.get_one(Worker, "alive").status == WorkerStatus.ALIVE
+
+
+def test_a_lease_that_lapsed_across_a_database_restart_is_requeued_without_counting_it(
+    session: Session,
+) -> None:
+    """Its last renewal (`lease_s` before the expiry) came before the server started: the
+    worker could not renew because the database was down (tests/workers/test_db_restart.py
+    stops a real server), even on the job's last attempt."""
+    job_id = make_job(session, max_attempts=1)
+    assert claim(job_id, "w", 30) is not None
+    started = database_started_at(session)
+    assert started is not None
+    renewed = started - timedelta(seconds=1)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(lease_expires_at=renewed + timedelta(seconds=SETTINGS.lease_s))
+    )
+    session.commit()
+    assert reconcile(SETTINGS).requeued == [job_id]
+    session.expire_all()
+    job = session.get_one(Job, job_id)
+    assert (job.status, job.attempt, job.error_code) == ("queued", 0, None)

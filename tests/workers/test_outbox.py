@@ -4,15 +4,13 @@ minutes: a retry with its Idempotency-Key dispatches it, and so does the next re
 from collections.abc import Callable
 
 import redis
-from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from store import jobs
 from store.models import DEFAULT_PRINCIPAL
 from tests.conftest import bearer
 from tests.service.helpers import broker_messages
-from tests.workers.conftest import WorkerProcess
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import Api, WorkerProcess
 from trainer.spec.jobs import JOB_REQUEST_ADAPTER
 from workers.reconciler import reconcile
 
@@ -28,19 +26,18 @@ def _commit_without_publishing(session: Session, body: dict, key: str | None) ->
 
 def test_a_job_never_dispatched_runs_after_a_replay_or_a_reconcile(
     cpu_worker: WorkerProcess,
-    client: TestClient,
+    api: Api,
     tokens: dict[str, str],
     session: Session,
     redis_url: str,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     body = train_request(total_steps=2, every_steps=0)
     crashed = _commit_without_publishing(session, body, "retry-me")
     assert all(args != [crashed] for _, args, _ in broker_messages(redis_url, "cpu"))
 
     headers = {**bearer(tokens["submit"]), "Idempotency-Key": "retry-me"}
-    replay = client.post("/jobs", json=body, headers=headers)
+    replay = api.client.post("/jobs", json=body, headers=headers)
     assert replay.status_code == 200 and replay.json()["id"] == crashed
     assert replay.json()["enqueued_at"] is not None
     assert api.wait(crashed, cpu_worker)["status"] == "succeeded"

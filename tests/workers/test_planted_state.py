@@ -16,14 +16,12 @@ from sqlalchemy import update
 from store import broker
 from store.models import Job, JobStatus
 from tests.trainer.planted import Payload, reseal
-from tests.workers.test_worker_e2e import Api
 from trainer.checkpoints.local import TRAINER_STATE, list_checkpoints
 
 
 def test_a_planted_trainer_state_fails_the_attempt_and_never_runs(  # type: ignore[no-untyped-def]
-    client, tokens, session, cpu_worker, train_request, tmp_path: Path
+    api, session, cpu_worker, train_request, tmp_path: Path
 ) -> None:
-    api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=2, every_steps=1))
     assert api.wait(job_id, cpu_worker)["status"] == "succeeded"
     own = Path(os.environ["DGPO_HOME"]) / "jobs" / job_id

@@ -73,7 +73,7 @@ def test_records_reach_postgres_once_whichever_side_crashes(
     child.on_step_end(3, {"loss": 0.5})
     child.on_event("checkpoint_skipped", "non-finite model; not saved")
     session.execute(
-        update(Job).where(Job.id == job.id).values(lease_expires_at=utcnow() - timedelta(1))
+        update(Job).where(Job.id == job.id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
     )
     session.commit()
     assert reconcile(SETTINGS).requeued == [job.id]

@@ -16,14 +16,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from config.worker_settings import WorkerSettings
 from store.models import Job, utcnow
-from tests.workers.conftest import WorkerProcess, child_pids, job_dir, submit_seeded, wait_for
-from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files, steps_recorded
+from tests.workers.conftest import (
+    Api,
+    WorkerProcess,
+    assert_checkpoints_match_files,
+    child_pids,
+    job_dir,
+    steps_recorded,
+    submit_seeded,
+    wait_for,
+)
 from trainer.checkpoints.local import verify_checkpoint
 from workers.cpus import available_cores
 from workers.reconciler import reconcile
@@ -66,11 +73,9 @@ def slow_step(request: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_cancel_mid_step_terminates_the_child_after_the_grace_and_keeps_the_checkpoint(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     fast_body = train_request(total_steps=1, every_steps=1)
     fast = api.submit(fast_body)
     assert api.wait(fast, cpu_worker)["status"] == "succeeded"
@@ -85,7 +90,7 @@ def test_a_cancel_mid_step_terminates_the_child_after_the_grace_and_keeps_the_ch
         "the slow run to resume and start its step 2",
     )
     cancelled_at = time.monotonic()
-    r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
+    r = api.client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
     assert r.status_code == 200 and r.json()["status"] == "cancelling", r.text
     job = api.wait(job_id, cpu_worker)
     took = time.monotonic() - cancelled_at
@@ -101,12 +106,10 @@ def test_a_cancel_mid_step_terminates_the_child_after_the_grace_and_keeps_the_ch
 
 def test_a_child_killed_mid_step_is_retried_with_its_cause_and_no_step_is_lost(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=8, every_steps=2))
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 3, "step 3")
     (child,) = child_pids(job_id)
@@ -129,11 +132,9 @@ def test_a_child_killed_mid_step_is_retried_with_its_cause_and_no_step_is_lost(
 def test_a_child_over_its_memory_limit_fails_with_a_cause_that_says_so(
     single_attempt: None,
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = start_worker("capped", "gpu.capped", {"DGPO_CHILD_MEMORY_LIMIT_MB": "400"})
     request = train_request(total_steps=1, resources={"gpus": 1, "gpu_type": "capped"})
     job = api.wait(api.submit(request), worker)
@@ -147,11 +148,9 @@ def test_a_child_over_its_memory_limit_fails_with_a_cause_that_says_so(
 
 def test_the_slot_returns_to_its_idle_memory_after_every_job(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     worker = start_worker("lean", "gpu.lean")
     request = train_request(total_steps=1, every_steps=0, resources={"gpus": 1, "gpu_type": "lean"})
     slot = pool_pid(worker)
@@ -169,12 +168,10 @@ def test_the_slot_returns_to_its_idle_memory_after_every_job(
 
 def test_a_child_whose_lease_was_taken_over_is_terminated_at_once(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=200, every_steps=0))
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 1, "the first step")
     assert child_pids(job_id)
@@ -188,15 +185,13 @@ def test_a_child_whose_lease_was_taken_over_is_terminated_at_once(
 
 def test_each_child_of_a_two_slot_worker_uses_its_share_of_the_cores(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
     """torch in the child runs cores // 2 threads, whatever OMP_NUM_THREADS the worker
     itself inherited (set for the worker process, not for one of its slots)."""
     from config.settings import get_settings
 
-    api = Api(client, tokens)
     worker = start_worker("halves", "gpu.halves", {"OMP_NUM_THREADS": "7"}, slots=2)
     request = train_request(total_steps=1, resources={"gpus": 1, "gpu_type": "halves"})
     job_id = api.submit(request)
@@ -209,8 +204,7 @@ def test_each_child_of_a_two_slot_worker_uses_its_share_of_the_cores(
 
 def test_a_trainer_whose_supervisor_is_frozen_fences_itself_before_another_worker_resumes(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
@@ -221,7 +215,6 @@ def test_a_trainer_whose_supervisor_is_frozen_fences_itself_before_another_worke
     The job is longer than any machine runs in a lease (a quiet one ran 40 steps in 2 s,
     before the fence could show): the second attempt is cancelled once it is past the
     first one's last checkpoint."""
-    api = Api(client, tokens)
     lease = {"DGPO_LEASE_S": "10"}  # the fence at 5 s leaves 5 s for a step under way
     frozen = start_worker("frozen", "gpu.freeze", lease)
     resources = {"gpus": 1, "gpu_type": "freeze"}
@@ -252,7 +245,7 @@ def test_a_trainer_whose_supervisor_is_frozen_fences_itself_before_another_worke
             ),
             "the second attempt past the first one's last checkpoint",
         )
-        r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
+        r = api.client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
         assert r.status_code == 200, r.text
         job = api.wait(job_id, thawed)
     finally:

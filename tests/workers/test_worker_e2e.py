@@ -4,100 +4,35 @@ One shared CPU worker serves most tests; the crash test runs its own workers on 
 queue of its own so killing one cannot disturb the others.
 """
 
-import hashlib
-import json
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import redis
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.worker_settings import WorkerSettings
 from store import broker
-from store.models import Checkpoint, EvalResult, Metric, utcnow
-from tests.conftest import bearer, operator_dir
-from tests.workers.conftest import WorkerProcess, child_pids, wait_for
-from trainer.checkpoints.local import MANIFEST
+from store.models import Checkpoint, EvalResult, utcnow
+from tests.conftest import operator_dir
+from tests.workers.conftest import (
+    Api,
+    WorkerProcess,
+    assert_checkpoints_match_files,
+    child_pids,
+    steps_recorded,
+    wait_for,
+)
 from workers.reconciler import reconcile
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-class Api:
-    def __init__(self, client: TestClient, tokens: dict[str, str]) -> None:
-        self.client, self.headers = client, bearer(tokens["admin"])
-
-    def submit(self, body: dict[str, Any]) -> str:
-        r = self.client.post("/jobs", json=body, headers=self.headers)
-        assert r.status_code == 201, r.text
-        return r.json()["id"]
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = self.client.get(f"/jobs/{job_id}", headers=self.headers)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def events(self, job_id: str) -> list[dict[str, Any]]:
-        return self.client.get(f"/jobs/{job_id}/events", headers=self.headers).json()
-
-    def worker(self, name: str) -> dict[str, Any]:
-        """The registry row (an empty dict until the worker's heartbeat re-registers it
-        after `clean_db` emptied the tables)."""
-        workers = self.client.get("/workers", headers=self.headers).json()
-        return next((w for w in workers if w["id"] == name), {})
-
-    def wait(
-        self,
-        job_id: str,
-        worker: WorkerProcess,
-        statuses: set[str] = TERMINAL,
-        timeout: float = 90.0,
-    ) -> dict:
-        def reached() -> dict | None:
-            job = self.job(job_id)
-            return job if job["status"] in statuses else None
-
-        try:
-            return wait_for(reached, f"job {job_id} to reach {statuses}", timeout)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nworker log:\n{worker.output()}") from None
-
-
-def steps_recorded(session: Session, job_id: str) -> list[int]:
-    session.expire_all()
-    query = select(Metric.step).where(Metric.job_id == job_id).order_by(Metric.step, Metric.id)
-    return list(session.scalars(query).all())
-
-
-def assert_checkpoints_match_files(session: Session, job_id: str) -> list[int]:
-    """Every checkpoint row names a directory whose manifest hashes to the row's sha256
-    and whose files hash to what the manifest lists."""
-    rows = session.scalars(
-        select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
-    ).all()
-    for row in rows:
-        directory = Path(row.uri)
-        manifest = directory / MANIFEST
-        assert hashlib.sha256(manifest.read_bytes()).hexdigest() == row.sha256
-        listed = json.loads(manifest.read_text())["files"]
-        for rel, digest in listed.items():
-            assert hashlib.sha256((directory / rel).read_bytes()).hexdigest() == digest, rel
-        assert row.size_bytes > 0
-    return [row.step for row in rows]
 
 
 def test_a_submitted_job_succeeds_with_every_step_recorded_and_verified_checkpoints(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=4, every_steps=2))
     job = api.wait(job_id, cpu_worker)
     assert job["status"] == "succeeded", job["error"]
@@ -118,12 +53,10 @@ def test_a_submitted_job_succeeds_with_every_step_recorded_and_verified_checkpoi
 
 def test_a_killed_worker_leaves_no_trainer_behind_and_its_job_resumes_on_another_worker(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     victim = start_worker("victim", "gpu.crash")
     resources = {"gpus": 1, "gpu_type": "crash"}
     job_id = api.submit(train_request(total_steps=16, every_steps=2, resources=resources))
@@ -158,12 +91,10 @@ def test_a_killed_worker_leaves_no_trainer_behind_and_its_job_resumes_on_another
 
 def test_jobs_queued_when_the_broker_is_flushed_still_run(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     redis_url: str,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     redis_client = redis.Redis.from_url(redis_url)
     # Busy for longer than any machine takes to run the checks (15 steps ended first on a
     # quiet one, and the slot took a waiting job); cancelled once the flush is repaired.
@@ -179,7 +110,7 @@ def test_jobs_queued_when_the_broker_is_flushed_still_run(
     assert queued_messages() == 0
     report = reconcile(WorkerSettings(requeue_lost_after_s=0))
     assert set(waiting) <= set(report.republished)
-    r = client.post(f"/jobs/{busy}/cancel", headers=api.headers)
+    r = api.client.post(f"/jobs/{busy}/cancel", headers=api.headers)
     assert r.status_code == 200, r.text
     assert api.wait(busy, cpu_worker)["status"] == "cancelled"
     for job_id in waiting:
@@ -188,12 +119,10 @@ def test_jobs_queued_when_the_broker_is_flushed_still_run(
 
 def test_a_message_delivered_twice_runs_the_job_once(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=2, every_steps=0))
     broker.enqueue([broker.RunMessage(job_id, "cpu", 0)] * 2)
     assert api.wait(job_id, cpu_worker)["status"] == "succeeded"
@@ -208,19 +137,17 @@ def test_a_message_delivered_twice_runs_the_job_once(
 
 def test_cancel_mid_run_ends_cancelled_with_a_final_checkpoint(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     job_id = api.submit(train_request(total_steps=200, every_steps=0))
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 1, "the first step")
     wait_for(
         lambda: job_id in api.worker(cpu_worker.name).get("running_job_ids", []),
         "the worker registry to list the running job",
     )
-    r = client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
+    r = api.client.post(f"/jobs/{job_id}/cancel", headers=api.headers)
     assert r.status_code == 200 and r.json()["status"] == "cancelling", r.text
     job = api.wait(job_id, cpu_worker)
     assert job["status"] == "cancelled", job["error"]
@@ -232,11 +159,9 @@ def test_cancel_mid_run_ends_cancelled_with_a_final_checkpoint(
 
 def test_a_missing_dataset_fails_once_with_data_missing_and_the_worker_serves_the_next(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     missing = str(operator_dir("datasets") / "no-such-dataset.jsonl")  # allowed, absent
     bad = api.wait(api.submit(train_request(dataset=missing)), cpu_worker)
     assert (bad["status"], bad["attempt"], bad["max_attempts"]) == ("failed", 1, 3)
@@ -253,12 +178,10 @@ def test_a_missing_dataset_fails_once_with_data_missing_and_the_worker_serves_th
 
 def test_an_eval_job_scores_the_latest_checkpoint_of_a_train_job(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    api = Api(client, tokens)
     train_id = api.submit(train_request(total_steps=2, every_steps=1))
     assert api.wait(train_id, cpu_worker)["status"] == "succeeded"
     body = {
@@ -277,5 +200,5 @@ def test_an_eval_job_scores_the_latest_checkpoint_of_a_train_job(
     assert rows[0].step == 2  # the step of the checkpoint it scored, not blank
 
     missing = dict(body, model={"checkpoint": {"job_id": train_id, "step": 99}})
-    r = client.post("/jobs", json=missing, headers=api.headers)  # refused before it queues
+    r = api.client.post("/jobs", json=missing, headers=api.headers)  # refused before it queues
     assert r.status_code == 422 and "has no checkpoint at step 99" in r.text

@@ -1,27 +1,23 @@
 """An eval job through a real worker scores a custom JSONL eval set with its own prompt."""
 
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import EvalResult
 from tests.conftest import operator_dir
 from tests.trainer.evaluation.test_eval_sets import write_set
-from tests.workers.conftest import WorkerProcess
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import Api, WorkerProcess
 
 
 def test_an_eval_job_scores_a_custom_set_with_the_prompt_of_its_spec(
     echo_model_dir: str,
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
 ) -> None:
     """The echo model answers the prompt's last token: 7 only if the spec's prompt reached
     the engine (the default prompt ends in `}` and scores 0,
     tests/trainer/evaluation/test_eval_sets.py)."""
-    api = Api(client, tokens)
     eval_set = write_set(operator_dir("datasets") / "sevens.jsonl")
     body = {
         "kind": "eval",

@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
 from tests.conftest import REPO_ROOT, bearer
-from tests.workers.conftest import WorkerProcess, wait_for
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import Api, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
 CPU_EXAMPLES = sorted((REPO_ROOT / "examples").glob("*-cpu-*.yaml"))
@@ -21,13 +19,12 @@ def test_there_is_a_cpu_train_and_eval_example() -> None:
 
 @pytest.mark.parametrize("example", CPU_EXAMPLES, ids=lambda p: p.name)
 def test_cpu_example_succeeds_unchanged_on_a_worker_within_a_minute(
-    example: Path, client: TestClient, tokens: dict[str, str], cpu_worker: WorkerProcess
+    example: Path, api: Api, tokens: dict[str, str], cpu_worker: WorkerProcess
 ) -> None:
-    api = Api(client, tokens)
     wait_for(lambda: api.worker(cpu_worker.name), "the worker to re-register after clean_db")
     body = yaml.safe_load(example.read_text())
     started = time.monotonic()
-    response = client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
+    response = api.client.post("/jobs", json=body, headers=bearer(tokens["submit"]))
     assert response.status_code == 201, response.text
     assert response.json()["warnings"] == []  # the worker serves the example's queue
     job = api.wait(response.json()["id"], cpu_worker)

@@ -7,17 +7,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi.testclient import TestClient
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import EvalResult, Metric
-from tests.workers.conftest import WorkerProcess
-from tests.workers.test_worker_e2e import Api, assert_checkpoints_match_files
+from tests.conftest import SMOLLM2_CONVERSION_S
+from tests.workers.conftest import Api, WorkerProcess, assert_checkpoints_match_files
 from trainer.data.arith import INSTRUCTION
 
 PROMPT = {"instruction": INSTRUCTION}
-LOADED_S = 900.0
+LOADED_S = 900
 """A 135M model's job on a loaded 2-core machine: minutes, not the tiny model's seconds."""
 
 
@@ -38,14 +38,13 @@ def smollm2_train(**overrides: object) -> dict:
     }
 
 
+@pytest.mark.timeout(SMOLLM2_CONVERSION_S + 2 * LOADED_S)
 def test_a_smollm2_step_checkpoints_and_the_checkpoint_scores_on_arith_test(
     smollm2_dir: Path,
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     session: Session,
 ) -> None:
-    api = Api(client, tokens)
     train = api.wait(api.submit(smollm2_train()), cpu_worker, timeout=LOADED_S)
     assert train["status"] == "succeeded", train["error"]
     (metrics,) = session.scalars(select(Metric).where(Metric.job_id == train["id"])).all()
@@ -74,8 +73,7 @@ def test_a_smollm2_step_checkpoints_and_the_checkpoint_scores_on_arith_test(
 
 def test_a_worker_without_the_extra_fails_the_job_at_once_naming_the_install_command(
     start_worker: Callable[..., WorkerProcess],
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     tmp_path: Path,
 ) -> None:
     """The worker's Python cannot import `gguf` (a `sitecustomize` marks it missing), as on
@@ -83,7 +81,6 @@ def test_a_worker_without_the_extra_fails_the_job_at_once_naming_the_install_com
     (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['gguf'] = None\n")
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     worker = start_worker("no-smollm2", "gpu.nosmol", {"PYTHONPATH": path})
-    api = Api(client, tokens)
     job = api.wait(api.submit(smollm2_train(resources={"gpus": 1, "gpu_type": "nosmol"})), worker)
     assert job["status"] == "failed"
     assert (job["attempt"], job["max_attempts"]) == (1, 3)

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from config.settings import get_settings
 from tests.optional import require
-from tests.workers.conftest import MLFLOW_TRACKING_URI, WorkerProcess
-from tests.workers.test_worker_e2e import Api
+from tests.workers.conftest import MLFLOW_TRACKING_URI, Api, WorkerProcess
 
 WANDB_BLOCK = 32768
 """The run file (`run-<id>.wandb`) is a LevelDB-style log of protobuf `Record`s."""
@@ -42,20 +40,28 @@ def _wandb_records(path: Path) -> Iterator[Any]:
             chunk = b""
 
 
-def test_a_worker_run_job_logs_metrics_and_samples_to_tensorboard_and_wandb(
+def test_a_worker_run_job_logs_metrics_params_and_samples_to_tensorboard_wandb_and_mlflow(
     cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
+    api: Api,
     train_request: Callable[..., dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
+    """One job with all three trackers on (a job's child costs more than a tracker): each
+    is read back from what it wrote."""
     require("tensorboard", "tensorboard")
     require("wandb", "wandb")
-    api = Api(client, tokens)
+    require("mlflow", "mlflow")
+    from mlflow.tracking import MlflowClient
+
+    mlflow = MlflowClient(MLFLOW_TRACKING_URI)
+    # As an operator would: the experiment's artifacts in a place of its choosing.
+    mlflow.create_experiment("dgpo-test", artifact_location=str(tmp_path / "artifacts"))
     logging = {
         "sample_every": 2,
         "num_samples": 1,
         "tensorboard": {"enabled": True},
         "wandb": {"enabled": True, "project": "dgpo-test", "mode": "offline", "tags": ["ci"]},
+        "mlflow": {"enabled": True, "experiment": "dgpo-test", "tags": {"team": "ci"}},
     }
     job_id = api.submit({**train_request(total_steps=2, every_steps=0), "logging": logging})
     job = api.wait(job_id, cpu_worker)
@@ -68,6 +74,7 @@ def test_a_worker_run_job_logs_metrics_and_samples_to_tensorboard_and_wandb(
     assert len(rewards) == 2
     _check_tensorboard(out / "tensorboard", rewards)
     _check_wandb(out / "wandb", job_id, rewards)
+    _check_mlflow(mlflow, tmp_path / "artifacts", job_id, rewards)
 
 
 def _check_tensorboard(log_dir: Path, rewards: list[float]) -> None:
@@ -104,41 +111,15 @@ def _check_wandb(wandb_dir: Path, run_name: str, rewards: list[float]) -> None:
     assert step == 2 and sample.startswith("step 2: 1 of 4 completions")
 
 
-def test_a_worker_run_job_logs_metrics_params_and_samples_to_mlflow(
-    cpu_worker: WorkerProcess,
-    client: TestClient,
-    tokens: dict[str, str],
-    train_request: Callable[..., dict[str, Any]],
-    tmp_path: Path,
-) -> None:
-    require("mlflow", "mlflow")
-    from mlflow.tracking import MlflowClient
-
-    mlflow = MlflowClient(MLFLOW_TRACKING_URI)
-    # As an operator would: the experiment's artifacts in a place of its choosing.
-    mlflow.create_experiment("dgpo-test", artifact_location=str(tmp_path / "artifacts"))
-    api = Api(client, tokens)
-    logging = {
-        "sample_every": 2,
-        "num_samples": 1,
-        "mlflow": {"enabled": True, "experiment": "dgpo-test", "tags": {"team": "ci"}},
-    }
-    job_id = api.submit({**train_request(total_steps=2, every_steps=0), "logging": logging})
-    job = api.wait(job_id, cpu_worker)
-    assert job["status"] == "succeeded", job["error"]
-    storage_root = get_settings().storage_root
-    assert storage_root is not None
-    logged = [json.loads(line) for line in (storage_root / job_id / "metrics.jsonl").open()]
-    rewards = [r["metrics"]["reward/mean"] for r in logged if r["type"] == "metrics"]
-
+def _check_mlflow(mlflow: Any, artifacts: Path, run_name: str, rewards: list[float]) -> None:
     experiment = mlflow.get_experiment_by_name("dgpo-test")
     (run,) = mlflow.search_runs([experiment.experiment_id])
-    assert (run.info.run_name, run.info.status) == (job_id, "FINISHED")
+    assert (run.info.run_name, run.info.status) == (run_name, "FINISHED")
     assert run.data.tags["team"] == "ci"
     assert run.data.params["optim.lr"] == "1e-06" and run.data.params["total_steps"] == "2"
     history = mlflow.get_metric_history(run.info.run_id, "reward/mean")
     assert [m.step for m in history] == [1, 2]
     assert [m.value for m in history] == pytest.approx(rewards)
-    (sample,) = (tmp_path / "artifacts").glob(f"{run.info.run_id}/artifacts/samples/*.txt")
+    (sample,) = artifacts.glob(f"{run.info.run_id}/artifacts/samples/*.txt")
     assert sample.name == "step_000002.txt"
     assert sample.read_text().startswith("step 2: 1 of 4 completions")

@@ -60,7 +60,6 @@ transfer is the known fix).
 """
 
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
@@ -74,30 +73,11 @@ import torch
 from safetensors.torch import save_file
 
 from trainer.engines.base import Completion, SamplingConfig
+from trainer.engines.vllm_logging import quiet_derived_caches
 
 CPU_KV_CACHE_BYTES = 256 << 20
 """KV cache of the CPU backend: room for ~250k tokens of the tiny model, 9k of a 1.5B."""
 
-
-RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
-
-
-class _DerivedCacheFilter(logging.Filter):
-    """Drops vLLM's "RotaryEmbedding: Failed to load weights" warning, emitted on every push.
-
-    vLLM's layerwise reload counts a layer's buffers as loadable; the rotary embedding's
-    `cos_sin_cache` is a non-persistent buffer computed from the config, in no checkpoint,
-    so no push can fill it, and `finalize_layerwise_processing` puts the same cache back
-    (correctly) after warning. Only rotary layers are silenced: any other layer that
-    receives nothing is a real fault (see `TIED_HEAD`) and still warns."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        rotary = bool(args) and str(args[0]).endswith("RotaryEmbedding")
-        return not (record.msg == "%s: Failed to load weights" and rotary)
-
-
-DERIVED_CACHE_FILTER = _DerivedCacheFilter()
 
 TIED_EMBEDDING, TIED_HEAD = "model.embed_tokens.weight", "lm_head.weight"
 """A tied head is absent from `named_parameters()`, but vLLM reloads layer by layer and puts
@@ -137,7 +117,7 @@ class VLLMEngine:
         own_process: bool = False,
     ) -> None:
         vllm = _import_vllm(own_process)
-        logging.getLogger(RELOAD_LOGGER).addFilter(DERIVED_CACHE_FILTER)  # once: a set
+        quiet_derived_caches()  # this process; the plugin covers vLLM's own processes
         from transformers import AutoConfig
         from vllm.platforms import current_platform
 

@@ -34,8 +34,17 @@ def workers(
     response_model=WorkerOut,
     responses={404: {"model": ErrorOut, "description": "unknown worker id"}},
 )
-def drain_worker(worker_id: str, _: AdminToken) -> WorkerOut:
+def drain_worker(
+    worker_id: str,
+    _: AdminToken,
+    preempt: Annotated[
+        bool,
+        Query(description="preempt its running jobs: each checkpoints and is queued again"),
+    ] = False,
+) -> WorkerOut:
     """Stop a worker claiming jobs (its slots hand their messages back to the queue); its
-    running jobs finish. It reports `draining`, then `drained` once it holds no job: it
-    may then be stopped without losing work. Restarting it makes it `alive` again."""
-    return WorkerOut.model_validate(worker_rows.drain(worker_id))
+    running jobs finish, or with `preempt=true` stop at their next step boundary and go
+    back to the queue (no attempt counted; they resume from that checkpoint elsewhere).
+    It reports `draining`, then `drained` once it holds no job: it may then be stopped
+    without losing work. Restarting it makes it `alive` again."""
+    return WorkerOut.model_validate(worker_rows.drain(worker_id, preempt))

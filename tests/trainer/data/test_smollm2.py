@@ -4,7 +4,12 @@ HF directory, tokenizer and chat template intact."""
 import json
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import SMOLLM2_CONVERSION_S
 from trainer.data.builtins import BUILTIN_MODEL_POSITIONS, SMOLLM2, resolve
+
+pytestmark = pytest.mark.timeout(SMOLLM2_CONVERSION_S + 300)
 
 
 def test_the_wheel_converts_to_a_plain_llama_checkpoint_with_its_chat_tokenizer(

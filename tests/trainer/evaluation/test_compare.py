@@ -4,13 +4,9 @@ import random
 
 import pytest
 
-from trainer.evaluation.compare import (
-    compare_results,
-    overall_verdict,
-    paired_bootstrap,
-    verdict,
-)
+from trainer.evaluation.compare import compare_results, overall_verdict, verdict
 from trainer.results import BenchmarkResult, ProblemResult
+from trainer.statistics import paired_bootstrap
 
 
 def run(correct: list[int], n: int = 8) -> list[ProblemResult]:
