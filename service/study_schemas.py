@@ -21,6 +21,12 @@ class StudyStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+SETTLED_STUDY_STATUSES = frozenset(
+    {StudyStatus.SUCCEEDED, StudyStatus.INCOMPLETE, StudyStatus.CANCELLED}
+)
+"""A study in one of these changes no more."""
+
+
 class PendingStatus(StrEnum):
     """The status of an eval that is not a job yet."""
 

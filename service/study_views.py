@@ -46,12 +46,16 @@ def _member(arm: str, seed: int, role: str, job: Job | None, study: Study) -> St
     )
 
 
-def _settle_pending(members: list[StudyMemberOut]) -> None:
-    """An eval whose train job failed or was cancelled will never run."""
+def _settle_pending(members: list[StudyMemberOut]) -> list[StudyMemberOut]:
+    """`members`, with an eval whose train job failed or was cancelled shown as skipped:
+    it will never run."""
     train = {(m.arm, m.seed): m.status for m in members if m.role == "train"}
-    for m in members:
-        if m.job_id is None and train[(m.arm, m.seed)] in (JobStatus.FAILED, JobStatus.CANCELLED):
-            m.status, m.progress = PendingStatus.SKIPPED, 1.0
+    never = (JobStatus.FAILED, JobStatus.CANCELLED)
+    skipped = {"status": PendingStatus.SKIPPED, "progress": 1.0}
+    return [
+        m.model_copy(update=skipped) if m.job_id is None and train[(m.arm, m.seed)] in never else m
+        for m in members
+    ]
 
 
 def status_of(study: Study, members: list[StudyMemberOut]) -> StudyStatus:
@@ -74,8 +78,7 @@ def incomplete_arms(members: list[StudyMemberOut]) -> list[str]:
 
 
 def study_out(session: Session, study: Study) -> StudyOut:
-    members = members_out(study, studies.members(session, study))
-    _settle_pending(members)
+    members = _settle_pending(members_out(study, studies.members(session, study)))
     spec = study.spec
     return StudyOut(
         id=study.id,

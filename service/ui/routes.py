@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from service.api.deps import SessionDep
 from service.schemas import progress_percent, progress_text
-from service.study_schemas import REPORT_METRICS
+from service.study_schemas import REPORT_METRICS, SETTLED_STUDY_STATUSES
 from service.study_views import study_out as study_view
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
 from service.ui.login import COOKIE, TokenNeeded, token_cookie
@@ -47,6 +47,7 @@ SECURITY_HEADERS = {
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 templates.env.globals["job_statuses"] = list(JobStatus)
 templates.env.globals["live_statuses"] = [JobStatus.QUEUED, *ACTIVE_STATUSES]
+templates.env.globals["settled_study_statuses"] = list(SETTLED_STUDY_STATUSES)
 templates.env.globals["event_level"] = event_level
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
 

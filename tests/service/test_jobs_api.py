@@ -33,13 +33,13 @@ def test_the_spec_is_the_one_record_of_resources_and_steps(client, tokens):
     train = submit(client, tokens["submit"], train_body(resources=resources)).json()
     evaluation = submit(client, tokens["submit"], eval_body()).json()
     for job in (train, client.get(f"/jobs/{train['id']}", headers=bearer(tokens["read"])).json()):
-        shown = {**resources, "gpu_memory_mb": None, "preemptible": True}  # defaults, spelled out
+        shown = {**resources, "nodes": 1, "gpu_memory_mb": None, "preemptible": True}  # defaults
         assert (job["resources"], job["gpus"], job["gpu_type"]) == (shown, 2, "h100")
         assert (job["queue"], job["total_steps"]) == ("gpu.h100", 3)
     listed = client.get("/jobs", params={"kind": "eval"}, headers=bearer(tokens["read"]))
     (listed_eval,) = [j for j in listed.json()["items"] if j["id"] == evaluation["id"]]
     for job in (evaluation, listed_eval):
-        cpu = {"gpus": 0, "gpu_type": "any", "gpu_memory_mb": None, "preemptible": True}
+        cpu = {"gpus": 0, "nodes": 1, "gpu_type": "any", "gpu_memory_mb": None, "preemptible": True}
         assert (job["resources"], job["queue"], job["total_steps"]) == (cpu, "cpu", None)
 
 

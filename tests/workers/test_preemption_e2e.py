@@ -125,8 +125,9 @@ def test_sigterm_to_a_worker_preempts_its_job_which_resumes_on_another_worker(
     body = train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources)
     leaving = start_worker("terminated", "gpu.sigterm")
     job_id = start_mid_run(api, body)
-    staying = start_worker("survivor", "gpu.sigterm")
     os.kill(leaving.proc.pid, signal.SIGTERM)  # as `docker stop` does: the main process only
     assert leaving.proc.wait(timeout=120) == 0, leaving.output()
+    # Started only now: a quiet host runs the job's 24 steps while a worker starts.
+    staying = start_worker("survivor", "gpu.sigterm")
     assert_resumed_elsewhere(api, job_id, leaving.name, staying)
     staying.stop()
