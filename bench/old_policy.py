@@ -54,18 +54,27 @@ def main() -> None:
 
     variants: dict[str, Callable[[], None]] = {"separate": separate, "shortcut": shortcut}
     shortcut()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for round_index in range(args.repeats):
-        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
-        for name in order:
-            start = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - start)
+    times = alternating_times(variants, args.repeats)
     for name, values in times.items():
         runs = ", ".join(f"{v:.2f}" for v in values)
         print(f"{name:9s} update {statistics.median(values):.3f} s (median; runs {runs})")
     ratio = statistics.median(times["separate"]) / statistics.median(times["shortcut"])
     print(f"separate / shortcut = {ratio:.2f}x")
+
+
+def alternating_times(
+    variants: dict[str, Callable[[], None]], repeats: int
+) -> dict[str, list[float]]:
+    """Seconds of each variant per round, the order reversed every other round so that
+    drift in the machine's load falls on every variant alike."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(repeats):
+        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
+        for name in order:
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def bench_update() -> tuple[Any, RolloutBatch, TrainSpec]:

@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from old_policy import bench_update
+from old_policy import alternating_times, bench_update
 
 import trainer.rl.logprobs as logprobs
 from trainer.rl.optim import build_optimizer
@@ -57,13 +56,7 @@ def main() -> None:
     }
     for run in variants.values():  # warm-up, and every optimizer's state allocated
         run()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for round_index in range(args.repeats):
-        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
-        for name in order:
-            start = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - start)
+    times = alternating_times(variants, args.repeats)
     print(f"threads {args.threads}, load average {os.getloadavg()}")
     base = statistics.median(times["before"])
     for name, values in times.items():

@@ -4,7 +4,8 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 from rich import box
@@ -50,6 +51,20 @@ def _hint(exc: DgpoAPIError) -> str:
         "run `dgpo token create NAME --scope submit` with the same DGPO_HOME as the `dgpo up` "
         f"serving {url} (it prints it), or the server's DGPO_DATABASE_URL"
     )
+
+
+def print_warnings(warnings: list[str], to: Console = err_console) -> None:
+    """The API's warnings about a submission, one line each."""
+    for warning in warnings:
+        to.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+
+
+def exit_invalid(path: Path, what: str, lines: list[str]) -> NoReturn:
+    """Say why the file at `path` is not a valid `what`, line by line; exit 2."""
+    console.print(f"[red]{path} is not a valid {what}:[/red]")
+    for line in lines:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def print_json(payload: Any) -> None:

@@ -19,7 +19,7 @@ import typer
 from rich.markup import escape
 
 from dgpo.client import DgpoClient
-from dgpo.commands._api import api_client, console
+from dgpo.commands._api import api_client, console, print_warnings
 from dgpo.commands.embedded import EmbeddedStack, HomeOption, local_token, prepare_home
 from dgpo.commands.jobs import follow, print_results
 
@@ -107,8 +107,7 @@ def _run_job(api: DgpoClient, body: dict[str, Any], what: str) -> dict[str, Any]
     job = api.submit_job(body)
     url = os.environ.get("DGPO_API_URL", "")
     console.print(f"{what}: job {job['id']} submitted (dashboard: {url}/ui/jobs/{job['id']})")
-    for warning in job.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    print_warnings(job.get("warnings", []), to=console)
     job = follow(api, job["id"])
     if job["status"] != "succeeded":
         error = (job["error"] or {}).get("message") or ""

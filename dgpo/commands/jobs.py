@@ -6,7 +6,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -15,10 +14,11 @@ from dgpo.client import JOB_STATUSES, DgpoClient
 from dgpo.commands._api import (
     api_client,
     console,
-    err_console,
+    exit_invalid,
     minute,
     print_json,
     print_table,
+    print_warnings,
 )
 from dgpo.commands.spec_errors import SpecFileError, load_job_spec
 
@@ -46,20 +46,14 @@ def submit(
     try:
         request = load_job_spec(spec, overrides or [])
     except SpecFileError as exc:
-        console.print(f"[red]{spec} is not a valid job spec:[/red]")
-        for line in exc.lines:
-            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from exc
+        exit_invalid(spec, "job spec", exc.lines)
     with api_client() as api:
         job = api.submit_job(request, idempotency_key=idempotency_key)
     if as_json:
         print_json(job)
         return
     console.print(f"{job['id']}  {job['kind']}  {job['status']}  queue={job['queue']}")
-    for warning in job.get("warnings", []):
-        err_console.print(
-            f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True
-        )
+    print_warnings(job.get("warnings", []))
 
 
 @app.command("list")

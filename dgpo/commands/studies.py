@@ -4,9 +4,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from dgpo.commands._api import api_client, console, err_console, minute, print_json, print_table
+from dgpo.commands._api import (
+    api_client,
+    console,
+    exit_invalid,
+    minute,
+    print_json,
+    print_table,
+    print_warnings,
+)
 from dgpo.commands.spec_errors import SpecFileError, read_yaml, with_overrides
 
 app = typer.Typer(help="Compare training recipes: arms x seeds, one report.", no_args_is_help=True)
@@ -59,10 +66,7 @@ def submit(
     try:
         body = load_study(spec, overrides or [])
     except SpecFileError as exc:
-        console.print(f"[red]{spec} is not a valid study:[/red]")
-        for line in exc.lines:
-            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from exc
+        exit_invalid(spec, "study", exc.lines)
     with api_client() as api:
         study = api.submit_study(body, idempotency_key=idempotency_key)
     if as_json:
@@ -70,8 +74,7 @@ def submit(
         return
     console.print(f"{study['id']}  {study['name']}  {study['status']}")
     print_table(_members(study), MEMBER_COLUMNS, keep=("job_id",))
-    for warning in study["warnings"]:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    print_warnings(study["warnings"])
 
 
 def _members(study: dict[str, Any]) -> list[dict[str, Any]]:
@@ -153,8 +156,7 @@ def _ci(low: float | None, high: float | None) -> str:
 def print_report(found: dict[str, Any]) -> None:
     """The tables a reader wants first: scores, verdicts, compute, gaps."""
     console.print(f"{found['name']}  {found['status']}  baseline={found['baseline']}")
-    for warning in found["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    print_warnings(found["warnings"], to=console)
     scores = [
         {"arm": e["arm"], "benchmark": e["benchmark"], "score": e["score"],
          "mean": f"{e['mean']:.3f}", "95% CI": _ci(e["ci_low"], e["ci_high"]),

@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, Header, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
@@ -73,3 +73,11 @@ def verify_in_own_session(raw: str) -> TokenInfo | None:
 ReadToken = Annotated[TokenInfo, Depends(BearerToken(TokenScope.READ))]
 SubmitToken = Annotated[TokenInfo, Depends(BearerToken(TokenScope.SUBMIT))]
 AdminToken = Annotated[TokenInfo, Depends(BearerToken(TokenScope.ADMIN))]
+
+
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
+"""A client's retry-safe submission key: the same key and body answer the first result."""
+REPLAY_HEADER = "Idempotent-Replayed"
+"""Set on the answer to a replayed Idempotency-Key."""

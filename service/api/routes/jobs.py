@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from config import spec_policy
 from config.settings import get_settings
 from service import event_stream, submit_checks
-from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.api.deps import REPLAY_HEADER, IdempotencyKey, ReadToken, SessionDep, SubmitToken
 from service.job_views import with_results
 from service.schemas import (
     CheckpointOut,
@@ -29,7 +29,6 @@ from trainer.spec import EvalJobRequest, TrainJobRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-REPLAY_HEADER = "Idempotent-Replayed"
 NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown job id"}}
 SafeStr = Annotated[str, Query(max_length=256, pattern=r"^[^\x00]*$")]
 
@@ -57,9 +56,7 @@ async def submit_job(
     token: SubmitToken,
     http: Request,
     response: Response,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     """Queue a train or eval job owned by the token's principal; with an Idempotency-Key
     (unique per principal), retries return the same job.

@@ -5,13 +5,13 @@ import csv
 import io
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
 from config import spec_policy
 from config.settings import Settings, get_settings
-from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.api.deps import REPLAY_HEADER, IdempotencyKey, ReadToken, SessionDep, SubmitToken
 from service.schemas import ErrorOut
 from service.study_schemas import StudyOut, StudyPage, StudyReport
 from service.study_views import study_out
@@ -22,7 +22,6 @@ from trainer.spec.study import ArmInvalid, Member, StudyRequest, expand, on_poli
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
-REPLAY_HEADER = "Idempotent-Replayed"
 NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown study id"}}
 
 
@@ -44,9 +43,7 @@ async def submit_study(
     request: StudyRequest,
     token: SubmitToken,
     response: Response,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> StudyOut:
     """Queue one train job per (arm, seed), each arm's override applied to `base`; each
     member's eval is submitted when its train job succeeds. Everything is checked first:
