@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+MemberRole = Literal["train", "eval"]
+"""What a member job does in its study."""
+
 
 class StudyStatus(StrEnum):
     QUEUED = "queued"
@@ -45,7 +48,7 @@ class StudyMemberOut(_Doc):
     """The arm (a key of the request's `arms`)."""
     seed: int
     """The train spec's `seed` of this member."""
-    role: Literal["train", "eval"]
+    role: MemberRole
     """The (arm, seed)'s train job, or the eval of its final checkpoint."""
     job_id: str | None
     """None for an eval not submitted yet (see `status`)."""

@@ -2,7 +2,13 @@
 
 from sqlalchemy.orm import Session
 
-from service.study_schemas import PendingStatus, StudyMemberOut, StudyOut, StudyStatus
+from service.study_schemas import (
+    MemberRole,
+    PendingStatus,
+    StudyMemberOut,
+    StudyOut,
+    StudyStatus,
+)
 from store import studies
 from store.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobStatus, Study
 
@@ -22,13 +28,13 @@ def members_out(study: Study, jobs: list[Job]) -> list[StudyMemberOut]:
     return out
 
 
-def _member(arm: str, seed: int, role: str, job: Job | None, study: Study) -> StudyMemberOut:
+def _member(arm: str, seed: int, role: MemberRole, job: Job | None, study: Study) -> StudyMemberOut:
     if job is not None:
         done = job.status in TERMINAL_STATUSES
         return StudyMemberOut(
             arm=arm,
             seed=seed,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             job_id=job.id,
             status=job.status,
             progress=1.0 if done else job.progress or 0.0,
@@ -39,7 +45,7 @@ def _member(arm: str, seed: int, role: str, job: Job | None, study: Study) -> St
     return StudyMemberOut(
         arm=arm,
         seed=seed,
-        role=role,  # type: ignore[arg-type]
+        role=role,
         job_id=None,
         status=PendingStatus.SKIPPED if skipped else PendingStatus.PENDING,
         progress=1.0 if skipped else 0.0,
