@@ -13,11 +13,12 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 
-from store import fleet, usage
+from store import fleet, preemption, usage
 from store.db import get_sessionmaker
 from store.models import utcnow
 
@@ -34,6 +35,7 @@ class FleetCollector(Collector):
             yield self._durations(session)
             yield self._heartbeats(session)
             yield from self._usage(session)
+            yield from self._preemptions(session)
 
     def _queue(self, session: Session) -> Iterator[Metric]:
         labels = ["queue", "gpu_type"]
@@ -95,6 +97,26 @@ class FleetCollector(Collector):
             gpu.add_metric(key, row.gpu_seconds)
             wall.add_metric(key, row.wall_seconds)
         yield from (gpu, wall)
+
+    def _preemptions(self, session: Session) -> Iterator[Metric]:
+        asked = CounterMetricFamily(
+            "dgpo_preemptions_requested",
+            "Running jobs asked to give their slot up, by ground (quota, fair_share, "
+            "priority, drain)",
+            labels=["queue", "gpu_type", "ground"],
+        )
+        for row in preemption.asked_totals(session):
+            asked.add_metric([row.queue, row.gpu_type, row.ground], row.count)
+        latency = SummaryMetricFamily(
+            "dgpo_preemption_latency_seconds",
+            "Preemptions that ended with the job queued again: request to slot free",
+            labels=["queue", "gpu_type"],
+        )
+        for row in preemption.ended_totals(session):
+            latency.add_metric(
+                [row.queue, row.gpu_type], count_value=row.count, sum_value=row.latency_seconds
+            )
+        yield from (asked, latency)
 
     def _durations(self, session: Session) -> Metric:
         family = HistogramMetricFamily(

@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import ColumnElement, Row, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -39,12 +40,18 @@ from store.fleet import (
     REQUESTED_NODES,
 )
 from store.lifecycle import append_event
-from store.models import ACTIVE_STATUSES, Job, JobStatus, Worker, WorkerStatus, utcnow
+from store.models import ACTIVE_STATUSES, Job, JobEvent, JobStatus, Worker, WorkerStatus, utcnow
 from store.placement import Candidate, Load, claim_key, fleet_load, serialize_claims
 
 REQUESTED = "preempt_requested"
 PREEMPTED = "preempted"
 """Event kinds: a running job was asked to give its slot up; it did and is queued again."""
+
+Ground = Literal["quota", "fair_share", "priority", "drain"]
+"""Why a job was asked to give its slot up, as its `preempt_requested` event's `ground`
+(a bounded vocabulary, so Prometheus can count by it): another principal's job within its
+`nominal_gpus` while this one borrows, a principal below its fair share, a higher
+priority, or a drain with `preempt` (a worker's SIGTERM included)."""
 
 WAITING_PER_PASS = 200
 """Waiting jobs one pass considers (by priority, then age): more wait for the next pass."""
@@ -56,6 +63,7 @@ PREEMPTIBLE = func.coalesce(Job.spec[("resources", "preemptible")].as_boolean(),
 class Decision:
     victim: str
     waiting: str
+    ground: Ground
     reason: str
 
 
@@ -85,7 +93,7 @@ def preempt(session: Session) -> list[Decision]:
     serialize_claims(session)  # decide from the state the claims see, none in flight
     decisions = plan(session, utcnow())
     for d in decisions:
-        request(session, [d.victim], d.reason, {"for_job": d.waiting})
+        request(session, [d.victim], d.ground, d.reason, {"for_job": d.waiting})
     return decisions
 
 
@@ -123,14 +131,15 @@ def plan(session: Session, now: datetime) -> list[Decision]:
             continue
         found = _victim(job, [v for v in victims if v.lease_owner in fitting], load)
         if found is not None:
-            victim, reason = found
+            victim, ground, reason = found
             victims.remove(victim)
-            decisions.append(Decision(victim.id, job.id, reason))
+            decisions.append(Decision(victim.id, job.id, ground, reason))
     return decisions
 
 
-def _victim(job: Row, running: list[Row], load: Load) -> tuple[Row, str] | None:
-    """Of `running`, the one the claim order ranks last that `job` may displace."""
+def _victim(job: Row, running: list[Row], load: Load) -> tuple[Row, Ground, str] | None:
+    """Of `running`, the one the claim order ranks last that `job` may displace, on
+    which ground, and why in words."""
     policy = get_settings().preemption
     ranked = []
     for victim in running:
@@ -138,19 +147,20 @@ def _victim(job: Row, running: list[Row], load: Load) -> tuple[Row, str] | None:
         mine, theirs = claim_key(_candidate(job), after), claim_key(_candidate(victim), after)
         if mine is None or theirs is None or mine >= theirs:
             continue
+        ground: Ground
         if theirs[0] and not mine[0] and policy.fair_share:
-            why = f"principal {victim.owner!r} borrows beyond its nominal_gpus"
+            ground, why = "quota", f"principal {victim.owner!r} borrows beyond its nominal_gpus"
         elif mine[1] < theirs[1] and policy.fair_share:
-            why = f"principal {job.owner!r} holds less than its fair share"
+            ground, why = "fair_share", f"principal {job.owner!r} holds less than its fair share"
         elif mine[:2] == theirs[:2] and job.priority > victim.priority:
-            why = f"priority {job.priority} waits, {victim.priority} runs"
+            ground, why = "priority", f"priority {job.priority} waits, {victim.priority} runs"
         else:
             continue
-        ranked.append((theirs, victim, why))
+        ranked.append((theirs, victim, ground, why))
     if not ranked:
         return None
-    _, victim, why = max(ranked, key=lambda r: r[0])
-    return victim, f"for job {job.id}: {why}"
+    _, victim, ground, why = max(ranked, key=lambda r: r[0])
+    return victim, ground, f"for job {job.id}: {why}"
 
 
 def _without(load: Load, job: Row) -> Load:
@@ -193,10 +203,15 @@ def _jobs(session: Session, *where: ColumnElement[bool], limit: int | None = Non
 
 
 def request(
-    session: Session, job_ids: Sequence[str], reason: str, data: dict[str, str] | None = None
+    session: Session,
+    job_ids: Sequence[str],
+    ground: Ground,
+    reason: str,
+    data: dict[str, str] | None = None,
 ) -> list[str]:
-    """Ask those of `job_ids` still running (and not yet asked) to give their slot up:
-    each stops at its next step boundary and is queued again; the ids asked."""
+    """Ask those of `job_ids` still running (and not yet asked) to give their slot up on
+    `ground` (`reason` says it in words): each stops at its next step boundary and is
+    queued again; the ids asked."""
     now = utcnow()
     asked = session.scalars(
         update(Job)
@@ -211,5 +226,52 @@ def request(
     ).all()
     for job in session.scalars(select(Job).where(Job.id.in_(asked))):
         message = f"asked to stop at its next step boundary and give its slot up ({reason})"
-        append_event(session, job, REQUESTED, message, {"reason": reason, **(data or {})})
+        payload = {"ground": ground, "reason": reason, **(data or {})}
+        append_event(session, job, REQUESTED, message, payload)
     return list(asked)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """Preemption requests so far for one (queue, GPU type, ground)."""
+
+    queue: str
+    gpu_type: str
+    ground: str
+    """A `Ground`, or `unrecorded` for requests made before grounds were recorded."""
+    count: int
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Preemptions that ended (the job back in the queue) for one (queue, GPU type)."""
+
+    queue: str
+    gpu_type: str
+    count: int
+    latency_seconds: float
+    """Summed over them: from the request to the slot being free."""
+
+
+def asked_totals(session: Session) -> list[Asked]:
+    """Every `preempt_requested` event, counted per (queue, GPU type, ground)."""
+    ground = func.coalesce(JobEvent.data["ground"].as_string(), "unrecorded")
+    rows = session.execute(
+        select(Job.queue, REQUESTED_GPU_TYPE, ground, func.count())
+        .join(Job, Job.id == JobEvent.job_id)
+        .where(JobEvent.kind == REQUESTED)
+        .group_by(Job.queue, REQUESTED_GPU_TYPE, ground)
+    ).all()
+    return [Asked(*row) for row in rows]
+
+
+def ended_totals(session: Session) -> list[Ended]:
+    """Every `preempted` event, counted and its latency summed per (queue, GPU type)."""
+    latency = func.coalesce(func.sum(JobEvent.data["latency_s"].as_float()), 0.0)
+    rows = session.execute(
+        select(Job.queue, REQUESTED_GPU_TYPE, func.count(), latency)
+        .join(Job, Job.id == JobEvent.job_id)
+        .where(JobEvent.kind == PREEMPTED)
+        .group_by(Job.queue, REQUESTED_GPU_TYPE)
+    ).all()
+    return [Ended(queue, gpu_type, count, float(total)) for queue, gpu_type, count, total in rows]

@@ -88,7 +88,7 @@ def drain(worker_id: str, preempt: bool = False) -> Worker:
             worker.running_job_ids = list(running)
             worker.status = WorkerStatus.DRAINING if running else WorkerStatus.DRAINED
         if preempt:
-            preemption.request(session, running, f"worker {worker_id} drains")
+            preemption.request(session, running, "drain", f"worker {worker_id} drains")
         session.flush()
         session.expunge(worker)
     return worker

@@ -7,16 +7,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.fleet_policy import PreemptionPolicy, PrincipalPolicy
 from config.settings import get_settings
-from store import attempts, preemption
+from store import attempts, preemption, workers
 from store.db import get_sessionmaker
 from store.leases import Lease, place
 from store.models import Job, JobEvent, Worker
 from store.placement import Slot
+from tests.conftest import bearer
 
 WORKER = "w@h"
 
@@ -123,6 +126,7 @@ def test_a_principal_below_its_fair_share_preempts_one_holding_every_slot(
     monkeypatch.setattr(get_settings(), "preemption", PreemptionPolicy())
     ((victim, for_job),) = decide(session)
     assert victim in (first.job_id, second.job_id) and for_job == waiting
+    assert grounds(session) == ["fair_share"]
 
 
 def test_a_principal_within_its_quota_reclaims_a_slot_another_borrows(
@@ -137,6 +141,7 @@ def test_a_principal_within_its_quota_reclaims_a_slot_another_borrows(
     # b holds 1 GPU at weight 0.5 (share 2), a holds 1 at weight 1 (share 1, with its job
     # back: 0): b's share is higher, but a borrows beyond its nominal 0 GPUs.
     assert decide(session) == [(borrowed.job_id, waiting)]
+    assert grounds(session) == ["quota"]
 
 
 def test_a_waiting_multi_node_job_preempts_nothing(
@@ -148,3 +153,43 @@ def test_a_waiting_multi_node_job_preempts_nothing(
     run(session, job(session, priority=0), slot)
     job(session, priority=9, gpus=2, nodes=2)
     assert decide(session) == []
+
+
+def grounds(session: Session) -> list[str]:
+    events = session.scalars(
+        select(JobEvent).where(JobEvent.kind == "preempt_requested").order_by(JobEvent.id)
+    ).all()
+    return [e.data["ground"] for e in events]
+
+
+def test_each_request_records_its_ground_and_metrics_count_them_with_the_latency(
+    session: Session,
+    policy: dict[str, Any],
+    client: TestClient,
+    tokens: dict[str, str],
+) -> None:
+    """Prometheus counts requests by a bounded ground (not the reason's words, which name
+    jobs) and sums the latency of those that ended."""
+    slot = worker(session)
+    low = run(session, job(session, "a", priority=0), slot)
+    job(session, "a", priority=9)
+    decide(session)
+    assert attempts.preempted(low, "preempted at a step boundary", {"stopped": "step_boundary"})
+    other = worker(session, worker_id="x@h")
+    run(session, job(session, "c"), other)
+    workers.drain("x@h", preempt=True)
+    assert grounds(session) == ["priority", "drain"]
+
+    text = client.get("/metrics", headers=bearer(tokens["read"])).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    where = (("gpu_type", "any"), ("queue", "gpu.any"))
+    for ground in ("drain", "priority"):
+        key = ("dgpo_preemptions_requested_total", tuple(sorted({*where, ("ground", ground)})))
+        assert samples[key] == 1.0
+    assert samples[("dgpo_preemption_latency_seconds_count", where)] == 1.0
+    (event,) = session.scalars(select(JobEvent).where(JobEvent.kind == "preempted")).all()
+    assert samples[("dgpo_preemption_latency_seconds_sum", where)] == event.data["latency_s"]
