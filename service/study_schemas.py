@@ -174,7 +174,8 @@ class ArmComparison(_Doc):
     ci_low_adjusted: float
     """The same bootstrap's interval at level `confidence_adjusted` (Bonferroni): the
     report's adjusted intervals cover every difference at once with probability at least
-    1 - alpha. One that excludes 0 implies the verdict `better`/`worse`."""
+    1 - alpha. One that excludes 0 has p <= alpha/m (to within a resample), so its
+    verdict is `better`/`worse`; Holm may also reject where it touches 0."""
     ci_high_adjusted: float
     """Upper end of the same interval."""
     confidence_adjusted: float
