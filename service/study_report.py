@@ -1,6 +1,7 @@
 """A study's report from what its members stored: curves with CIs across seeds, final eval
-scores, paired verdicts against the baseline (Holm-corrected), compute, and what could not
-be compared. The statistics are `trainer.statistics`, the ones `/evals/compare` uses."""
+scores, paired verdicts against the baseline (Holm-corrected, with Bonferroni's simultaneous
+intervals), compute, and what could not be compared. The statistics are
+`trainer.statistics`, the ones `/evals/compare` uses."""
 
 from collections import defaultdict
 from typing import Any
@@ -22,12 +23,21 @@ from service.study_views import study_out
 from store import studies
 from store.evals import CONFIDENCE, RESAMPLES, latest_results
 from store.models import JobStatus, Study
-from trainer.results import ProblemResult
-from trainer.statistics import holm, mean_ci, paired_bootstrap, pooled_over_seeds
+from trainer.results import EVAL_METRIC_PREFIX, ProblemResult
+from trainer.statistics import (
+    bonferroni_intervals,
+    holm,
+    mean_ci,
+    paired_bootstrap,
+    pooled_over_seeds,
+)
 
 CORRECTION = (
-    "Holm step-down over every (arm, benchmark) comparison in this report; CIs are "
-    "uncorrected 95 % paired bootstrap intervals over problems, seeds pooled per problem"
+    "verdicts: Holm step-down over every (arm, benchmark) comparison in this report, at the "
+    "study's alpha; CI: the uncorrected 95 % paired bootstrap interval over problems, seeds "
+    "pooled per problem; adjusted CI: Bonferroni's simultaneous interval (each at "
+    "1 - alpha/m over the m comparisons, all together at 1 - alpha): one that excludes 0 "
+    "implies Holm's verdict, and Holm may also reject where it touches 0"
 )
 TRUST_REGION = ("clip/ln_frac", "clip/hp_frac")
 
@@ -71,11 +81,14 @@ def build(session: Session, study: Study) -> StudyReport:
 def _curves(
     arms: list[str], train: dict[tuple[str, int], str], metrics: dict[str, dict[int, dict]]
 ) -> list[CurvePoint]:
+    """The trainer's metrics (`REPORT_METRICS`), then the periodic evals' scores."""
     points = []
     for arm in arms:
         runs = [metrics.get(job_id, {}) for (a, _), job_id in train.items() if a == arm]
         steps = sorted({step for run in runs for step in run})
-        for name in REPORT_METRICS:
+        names = {name for run in runs for row in run.values() for name in row}
+        evals = sorted(n for n in names if n.startswith(EVAL_METRIC_PREFIX))
+        for name in (*REPORT_METRICS, *evals):
             for step in steps:
                 values = [
                     float(run[step][name])
@@ -175,16 +188,20 @@ def _compare(
             except ValueError as exc:  # no problem every paired seed of both arms answered
                 skipped.append(NotCompared(arm=arm, benchmark=benchmark, reason=str(exc)))
                 continue
-            made.append((arm, paired, c))
-    adjusted, rejected = holm([c.p_value or 0.0 for _, _, c in made], alpha)
+            made.append((arm, paired, c, (base, mine)))
+    adjusted, rejected = holm([c.p_value or 0.0 for _, _, c, _ in made], alpha)
+    intervals = bonferroni_intervals([pair for *_, pair in made], alpha, num_resamples=RESAMPLES)
     comparisons = [
         ArmComparison(
             arm=arm, benchmark=c.benchmark, seeds=paired, num_problems=c.num_problems,
             baseline_accuracy=c.accuracy_a, accuracy=c.accuracy_b, difference=c.difference,
-            ci_low=c.ci_low, ci_high=c.ci_high, p_value=c.p_value or 0.0, p_adjusted=p,
-            verdict=_verdict(c.difference, reject),
+            ci_low=c.ci_low, ci_high=c.ci_high, ci_low_adjusted=low, ci_high_adjusted=high,
+            confidence_adjusted=1.0 - alpha / len(made), p_value=c.p_value or 0.0,
+            p_adjusted=p, verdict=_verdict(c.difference, reject),
         )
-        for (arm, paired, c), p, reject in zip(made, adjusted, rejected, strict=True)
+        for (arm, paired, c, _), p, reject, (low, high) in zip(
+            made, adjusted, rejected, intervals, strict=True
+        )
     ]  # fmt: skip
     return comparisons, skipped
 
@@ -228,46 +245,36 @@ def _summary(
     )
 
 
+CSV_COLUMNS = ("section", "arm", "name", "step", "value", "ci_low", "ci_high", "n", "p_value",
+               "p_adjusted", "verdict", "ci_low_adjusted", "ci_high_adjusted")  # fmt: skip
+
+
 def csv_rows(report: StudyReport) -> list[list[Any]]:
-    """The report as one long table: section, arm, what (metric, score or benchmark),
-    step, mean/difference, CI, n or p-values, verdict."""
-    header = ["section", "arm", "name", "step", "value", "ci_low", "ci_high", "n",
-              "p_value", "p_adjusted", "verdict"]  # fmt: skip
-    rows: list[list[Any]] = [header]
+    """The report as one long table (`CSV_COLUMNS`): section, arm, what (metric, score or
+    benchmark), step, mean/difference, CI, n, p-values, verdict, adjusted CI; blank where
+    a section has no such thing."""
+    rows: list[list[Any]] = [list(CSV_COLUMNS)]
     for p in report.curves:
-        rows.append(
-            ["curve", p.arm, p.metric, p.step, p.mean, p.ci_low, p.ci_high, p.n, "", "", ""]
-        )
+        rows.append(_row("curve", p.arm, p.metric, p.mean, step=p.step, ci_low=p.ci_low,
+                         ci_high=p.ci_high, n=p.n))  # fmt: skip
     for e in report.evals:
-        rows.append(["eval", e.arm, f"{e.benchmark}/{e.score}", "", e.mean, e.ci_low, e.ci_high,
-                     len(e.by_seed), "", "", ""])  # fmt: skip
+        rows.append(_row("eval", e.arm, f"{e.benchmark}/{e.score}", e.mean, ci_low=e.ci_low,
+                         ci_high=e.ci_high, n=len(e.by_seed)))  # fmt: skip
     for c in report.comparisons:
-        rows.append(["comparison", c.arm, c.benchmark, "", c.difference, c.ci_low, c.ci_high,
-                     c.num_problems, c.p_value, c.p_adjusted, c.verdict])  # fmt: skip
+        rows.append(_row("comparison", c.arm, c.benchmark, c.difference, ci_low=c.ci_low,
+                         ci_high=c.ci_high, n=c.num_problems, p_value=c.p_value,
+                         p_adjusted=c.p_adjusted, verdict=c.verdict,
+                         ci_low_adjusted=c.ci_low_adjusted,
+                         ci_high_adjusted=c.ci_high_adjusted))  # fmt: skip
     for a in report.arms:
-        rows.append(
-            ["compute", a.arm, "wall_seconds", "", a.wall_seconds, "", "", a.attempts, "", "", ""]
-        )
-        rows.append(
-            ["compute", a.arm, "gpu_seconds", "", a.gpu_seconds, "", "", a.attempts, "", "", ""]
-        )
-        rows.append(
-            [
-                "trust_region",
-                a.arm,
-                "outside_frac",
-                "",
-                a.outside_trust_region,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-            ]
-        )
+        rows.append(_row("compute", a.arm, "wall_seconds", a.wall_seconds, n=a.attempts))
+        rows.append(_row("compute", a.arm, "gpu_seconds", a.gpu_seconds, n=a.attempts))
+        rows.append(_row("trust_region", a.arm, "outside_frac", a.outside_trust_region))
     for n in report.not_compared:
-        rows.append(
-            ["not_compared", n.arm, n.benchmark or "", "", "", "", "", "", "", "", n.reason]
-        )
+        rows.append(_row("not_compared", n.arm, n.benchmark or "", verdict=n.reason))
     return rows
+
+
+def _row(section: str, arm: str, name: str, value: Any = "", **cells: Any) -> list[Any]:
+    named = {"section": section, "arm": arm, "name": name, "value": value, **cells}
+    return [named.get(column, "") for column in CSV_COLUMNS]

@@ -121,7 +121,8 @@ class CurvePoint(_Doc):
     arm: str
     """The arm."""
     metric: str
-    """One of the trainer's metric names (`REPORT_METRICS`)."""
+    """One of the trainer's metric names (`REPORT_METRICS`), or a periodic eval's score
+    `eval/<benchmark>/<score>` (a fraction, at the steps the eval ran: `eval_every_steps`)."""
     step: int
     """The training step."""
     mean: float
@@ -170,6 +171,15 @@ class ArmComparison(_Doc):
     """Paired bootstrap over problems (as `/evals/compare`), uncorrected 95 % interval."""
     ci_high: float
     """Upper end of the same interval."""
+    ci_low_adjusted: float
+    """The same bootstrap's interval at level `confidence_adjusted` (Bonferroni): the
+    report's adjusted intervals cover every difference at once with probability at least
+    1 - alpha. One that excludes 0 has p <= alpha/m (to within a resample), so its
+    verdict is `better`/`worse`; Holm may also reject where it touches 0."""
+    ci_high_adjusted: float
+    """Upper end of the same interval."""
+    confidence_adjusted: float
+    """1 - alpha/m, m the number of comparisons in the report (the family Holm corrects)."""
     p_value: float
     """Two-sided bootstrap p-value of no difference."""
     p_adjusted: float
@@ -226,7 +236,7 @@ class StudyReport(_Doc):
     arms: list[ArmSummary]
     """Per arm: what ran, its compute, and its trust-region share."""
     curves: list[CurvePoint]
-    """Per arm, metric and step: mean and CI across seeds."""
+    """Per arm, metric and step: mean and CI across seeds; periodic eval scores included."""
     evals: list[EvalScore]
     """Per arm, benchmark and score: the final checkpoints' mean and CI across seeds."""
     comparisons: list[ArmComparison]

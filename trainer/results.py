@@ -40,6 +40,15 @@ class BenchmarkResult:
     def num_problems(self) -> int:
         return len(self.per_problem)
 
+    def as_metrics(self) -> dict[str, float]:
+        """The scores as train metrics `eval/<benchmark>/<score>`: a periodic eval's
+        report at its step, which a study's report draws as curves."""
+        return {f"{EVAL_METRIC_PREFIX}{self.benchmark}/{k}": v for k, v in self.scores.items()}
+
+
+EVAL_METRIC_PREFIX = "eval/"
+"""Of the train metrics that are a periodic eval's scores (`BenchmarkResult.as_metrics`)."""
+
 
 Verdict = Literal["pass", "regression", "improvement"]
 """`regression`/`improvement` only when the CI excludes 0 and |change| >= the threshold."""

@@ -35,7 +35,8 @@ def _finite(value: Any) -> bool:
 
 
 def plot_study(report: dict[str, Any], out: Path) -> None:
-    """One panel per metric (one unit each), every arm's seed mean with its 95 % CI band."""
+    """One panel per metric (one unit each; the periodic evals' scores after the training
+    metrics), every arm's seed mean with its 95 % CI band."""
     plt = _pyplot()
     curves = report["curves"]
     names = list(dict.fromkeys(p["metric"] for p in curves))

@@ -20,7 +20,7 @@ app = typer.Typer(help="Compare training recipes: arms x seeds, one report.", no
 
 STUDY_COLUMNS = ("id", "name", "status", "progress", "arms", "created (UTC)")
 MEMBER_COLUMNS = ("arm", "seed", "role", "status", "job_id")
-VERDICT_COLUMNS = ("arm", "benchmark", "difference", "95% CI", "p (Holm)", "verdict")
+VERDICT_COLUMNS = ("arm", "benchmark", "difference", "95% CI", "adjusted CI", "p (Holm)", "verdict")
 
 
 def load_study(path: Path, assignments: list[str]) -> dict[str, Any]:
@@ -166,8 +166,9 @@ def print_report(found: dict[str, Any]) -> None:
     print_table(scores, ("arm", "benchmark", "score", "mean", "95% CI", "seeds"), "final evals")
     verdicts = [
         {"arm": c["arm"], "benchmark": c["benchmark"], "difference": f"{c['difference']:+.3f}",
-         "95% CI": _ci(c["ci_low"], c["ci_high"]), "p (Holm)": f"{c['p_adjusted']:.3g}",
-         "verdict": c["verdict"]}
+         "95% CI": _ci(c["ci_low"], c["ci_high"]),
+         "adjusted CI": _ci(c["ci_low_adjusted"], c["ci_high_adjusted"]),
+         "p (Holm)": f"{c['p_adjusted']:.3g}", "verdict": c["verdict"]}
         for c in found["comparisons"]
     ]  # fmt: skip
     print_table(verdicts, VERDICT_COLUMNS, f"vs {found['baseline']} (alpha {found['alpha']})")

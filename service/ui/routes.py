@@ -14,10 +14,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from service.api.deps import SessionDep
 from service.schemas import progress_percent, progress_text
-from service.study_schemas import REPORT_METRICS, SETTLED_STUDY_STATUSES
+from service.study_schemas import SETTLED_STUDY_STATUSES, CurvePoint
 from service.study_views import study_out as study_view
 from service.ui.charts import MAX_POINTS, grouped_charts, line_chart, series_by_name
 from service.ui.login import COOKIE, TokenNeeded, token_cookie
@@ -26,6 +27,7 @@ from store import jobs as store_jobs
 from store.event_levels import event_level
 from store.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 from store.tokens import TokenInfo, verify_token
+from trainer.results import EVAL_METRIC_PREFIX
 
 PAGE_SIZE = 100
 EVENTS_SHOWN = 500
@@ -169,30 +171,38 @@ def study_page(
     request: Request, study_id: str, session: SessionDep, token: UiToken
 ) -> HTMLResponse:
     """One study: each metric's arm curves with their CI bands across seeds (one chart per
-    metric, so one unit per chart), then the final evals, the verdicts and the members."""
+    metric, so one unit per chart), the periodic evals' scores the same way, then the final
+    evals, the verdicts and the members."""
     from service import study_report  # numpy: loaded on the first study page
 
     found = studies.get(session, study_id, owner=token.visible_owner)
     report = study_report.build(session, found)
-    charts = []
-    for metric in REPORT_METRICS:
-        points = [p for p in report.curves if p.metric == metric]
-        if not points:
-            continue
-        series: dict[str, list[tuple[float, float]]] = {}
-        bands: dict[str, list[tuple[float, float, float]]] = {}
-        for p in points:
-            series.setdefault(p.arm, []).append((p.step, p.mean))
-            if p.ci_low is not None and p.ci_high is not None:
-                bands.setdefault(p.arm, []).append((p.step, p.ci_low, p.ci_high))
-        charts.append(line_chart(metric, series, bands=bands))
+    training = [p for p in report.curves if not p.metric.startswith(EVAL_METRIC_PREFIX)]
+    evals = [p for p in report.curves if p.metric.startswith(EVAL_METRIC_PREFIX)]
     return _page(
         request,
         "study.html",
         {
             "study": study_view(session, found),
             "report": report,
-            "charts": charts,
+            "charts": _arm_charts(training),
+            "eval_charts": _arm_charts(evals),
             "token_name": token.name,
         },
     )
+
+
+def _arm_charts(curves: list[CurvePoint]) -> list[Markup]:
+    """One chart per metric, in the report's order: each arm's seed mean and CI band."""
+    charts = []
+    for metric in dict.fromkeys(p.metric for p in curves):
+        series: dict[str, list[tuple[float, float]]] = {}
+        bands: dict[str, list[tuple[float, float, float]]] = {}
+        for p in curves:
+            if p.metric != metric:
+                continue
+            series.setdefault(p.arm, []).append((p.step, p.mean))
+            if p.ci_low is not None and p.ci_high is not None:
+                bands.setdefault(p.arm, []).append((p.step, p.ci_low, p.ci_high))
+        charts.append(line_chart(metric, series, bands=bands))
+    return charts

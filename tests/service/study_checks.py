@@ -65,6 +65,15 @@ def assert_report_matches(
         assert point["mean"] == pytest.approx(mean)
         assert point["ci_low"] == pytest.approx(low) and point["ci_high"] == pytest.approx(high)
     assert {a for a, _, _ in curves} == set(arms)
+    # Periodic evals' scores (train metrics eval/<benchmark>/<score>) are curves too.
+    periodic = {
+        (arm, name, step)
+        for (arm, _), steps in metrics.items()
+        for step, values in steps.items()
+        for name in values
+        if name.startswith("eval/")
+    }
+    assert periodic <= curves.keys()
 
     # Final evals: mean and t-interval of each seed's stored score.
     results = {
@@ -85,7 +94,8 @@ def assert_report_matches(
         assert row["mean"] == pytest.approx(mean)
         assert row["ci_low"] == pytest.approx(low) and row["ci_high"] == pytest.approx(high)
 
-    # Paired comparisons: seeds pooled per problem, bootstrap over problems, Holm over all.
+    # Paired comparisons: seeds pooled per problem, bootstrap over problems, Holm over all,
+    # and Bonferroni's simultaneous intervals: each at 1 - alpha/m of the same resamples.
     expected = []
     for benchmark in benchmarks:
         acc = {}
@@ -103,11 +113,13 @@ def assert_report_matches(
         means = diff[idx].mean(axis=1)
         p_value = min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean()))
         low, high = np.quantile(means, [0.025, 0.975])
-        expected.append((benchmark, diff.mean(), low, high, p_value, len(shared)))
+        tail = alpha / len(benchmarks) / 2  # m = len(benchmarks) comparisons, one arm
+        bonferroni = tuple(np.quantile(means, [tail, 1 - tail]))
+        expected.append((benchmark, diff.mean(), low, high, p_value, len(shared), bonferroni))
     adjusted = holm([e[4] for e in expected])
     compared = {c["benchmark"]: c for c in report["comparisons"]}
     assert set(compared) == set(benchmarks) and all(c["arm"] == arms[1] for c in compared.values())
-    for (benchmark, difference, low, high, p_value, n), p_adjusted in zip(
+    for (benchmark, difference, low, high, p_value, n, bonferroni), p_adjusted in zip(
         expected, adjusted, strict=True
     ):
         c = compared[benchmark]
@@ -120,3 +132,8 @@ def assert_report_matches(
         if c["p_adjusted"] <= alpha:
             want = "better" if difference > 0 else "worse"
         assert c["verdict"] == want
+        assert (c["ci_low_adjusted"], c["ci_high_adjusted"]) == pytest.approx(bonferroni)
+        assert c["confidence_adjusted"] == pytest.approx(1 - alpha / len(benchmarks))
+        assert c["ci_low_adjusted"] <= c["ci_low"] and c["ci_high"] <= c["ci_high_adjusted"]
+        if c["ci_low_adjusted"] > 0 or c["ci_high_adjusted"] < 0:  # implies Holm's verdict
+            assert c["verdict"] == ("better" if c["ci_low_adjusted"] > 0 else "worse")

@@ -53,6 +53,7 @@ def study_body(model: str, data: str) -> dict:
         "seeds": SEEDS,
         "eval": {"benchmarks": BENCHMARKS, "k": 2, "max_tokens": 4, "max_problems": 3,
                  "pass_k": [1, 2]},
+        "eval_every_steps": 2,  # a periodic eval at the last step: curves of its scores
     }  # fmt: skip
 
 
@@ -83,6 +84,10 @@ def test_a_study_runs_every_member_and_its_report_matches_the_stored_data(client
 
     report = client.get(f"/studies/{sid}/report", headers=read).json()
     assert_report_matches(client, read, report, by, BENCHMARKS, SEEDS)
+    periodic = {(p["arm"], p["metric"], p["step"]) for p in report["curves"]
+                if p["metric"].startswith("eval/")}  # fmt: skip
+    assert periodic == {(arm, f"eval/gsm8k_mini/{score}", 2) for arm in ("dgpo", "grpo")
+                        for score in ("avg@2", "pass@1", "pass@2")}  # fmt: skip
 
     # The failed arm is reported as not compared, naming why; compute is accounted.
     gaps = {(g["arm"], g["benchmark"]): g["reason"] for g in report["not_compared"]}

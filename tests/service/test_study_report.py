@@ -1,7 +1,10 @@
 """`GET /studies/{id}/report` on planted member data (seconds, no worker): the numbers
-equal an independent recomputation, a clear gain is `better` after Holm, and an arm whose
-jobs failed or were cancelled is reported as not compared, with why."""
+(curves, periodic eval scores, Bonferroni intervals included) equal an independent
+recomputation, a clear gain is `better` after Holm, and an arm whose jobs failed or were
+cancelled is reported as not compared, with why."""
 
+import csv
+import io
 import random
 
 import pytest
@@ -17,6 +20,8 @@ from tests.service.test_studies_api import study_body
 
 BENCHMARKS = ["gsm8k_mini", "amc23"]
 SEEDS = [1, 2]
+PERIODIC = ("eval/gsm8k_mini/avg@4", "eval/gsm8k_mini/pass@4")
+"""What a periodic eval at step 2 (`eval_every_steps: 2`) reports."""
 
 
 def _finish(session, job_id: str, status: JobStatus = JobStatus.SUCCEEDED, **kw) -> None:  # type: ignore[no-untyped-def]
@@ -31,7 +36,7 @@ def test_the_report_matches_the_stored_data_and_names_what_was_not_compared(
 ):
     arms = {"dgpo": {}, "grpo": {"algorithm.policy_loss.name": "grpo"},
             "broken": {"algorithm.policy_loss.name": "cispo"}}  # fmt: skip
-    body = study_body(arms=arms, eval={"benchmarks": BENCHMARKS, "k": 4})
+    body = study_body(arms=arms, eval={"benchmarks": BENCHMARKS, "k": 4}, eval_every_steps=2)
     study = client.post("/studies", json=body, headers=bearer(tokens["submit"])).json()
     train = {(m["arm"], m["seed"]): m["job_id"] for m in study["members"] if m["role"] == "train"}
     rng = random.Random(0)
@@ -41,6 +46,8 @@ def test_the_report_matches_the_stored_data_and_names_what_was_not_compared(
         for step in (1, 2, 3):
             values = {name: rng.random() for name in
                       ("reward/mean", "weight/max", "clip/hp_frac", "clip/ln_frac")}  # fmt: skip
+            if step == 2:
+                values |= {name: rng.randint(0, 8) / 8 for name in PERIODIC}
             session.add(Metric(job_id=job_id, step=step, values=values))
         _finish(session, job_id)
         evaluation = studies.submit_eval(session, job_id)
@@ -63,7 +70,20 @@ def test_the_report_matches_the_stored_data_and_names_what_was_not_compared(
     assert_report_matches(client, read, report, by, BENCHMARKS, SEEDS)
     verdicts = {c["benchmark"]: c["verdict"] for c in report["comparisons"]}
     assert verdicts["gsm8k_mini"] == "better"
-    assert "Holm" in report["correction"]
+    assert "Holm" in report["correction"] and "Bonferroni" in report["correction"]
+    periodic = {(p["arm"], p["metric"], p["step"]) for p in report["curves"]
+                if p["metric"].startswith("eval/")}  # fmt: skip
+    assert periodic == {(arm, name, 2) for arm in ("dgpo", "grpo") for name in PERIODIC}
+
+    table = client.get(f"/studies/{study['id']}/report?format=csv", headers=read).text
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert {(r["arm"], r["name"], r["step"]) for r in rows if r["name"] in PERIODIC} == {
+        (arm, name, "2") for arm, name, _ in periodic
+    }
+    for c in report["comparisons"]:
+        row = next(r for r in rows if r["section"] == "comparison" and r["name"] == c["benchmark"])
+        assert float(row["ci_low_adjusted"]) == pytest.approx(c["ci_low_adjusted"])
+        assert float(row["ci_high_adjusted"]) == pytest.approx(c["ci_high_adjusted"])
     gaps = {g["benchmark"]: g["reason"] for g in report["not_compared"] if g["arm"] == "broken"}
     assert set(gaps) == set(BENCHMARKS)
     for reason in gaps.values():

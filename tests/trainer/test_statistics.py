@@ -1,5 +1,6 @@
-"""The shared statistics against scipy and by-hand values: seed-mean t-intervals, Holm's
-correction, seed pooling and the bootstrap p-value."""
+"""The shared statistics against scipy, numpy and by-hand values: seed-mean t-intervals,
+Holm's correction, Bonferroni's simultaneous intervals, seed pooling and the bootstrap
+p-value."""
 
 import random
 
@@ -8,7 +9,13 @@ import pytest
 from scipy import stats
 
 from trainer.results import ProblemResult
-from trainer.statistics import holm, mean_ci, paired_bootstrap, pooled_over_seeds
+from trainer.statistics import (
+    bonferroni_intervals,
+    holm,
+    mean_ci,
+    paired_bootstrap,
+    pooled_over_seeds,
+)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 17, 64])
@@ -45,3 +52,30 @@ def test_a_clear_change_has_a_small_p_value_and_no_change_has_p_1():
     better = [ProblemResult(str(i), 4, 4) for i in range(40)]
     assert paired_bootstrap(same, same).p_value == 1.0
     assert paired_bootstrap(same, better).p_value < 0.001
+
+
+def test_bonferroni_intervals_are_the_bootstrap_percentiles_at_one_minus_alpha_over_m():
+    rng = random.Random(7)
+    base = [ProblemResult(str(i), 4, rng.randint(0, 4)) for i in range(50)]
+    pairs = [
+        (base, [ProblemResult(str(i), 4, min(4, p.num_correct + gain)) for i, p in enumerate(base)])
+        for gain in (0, 1, 2)
+    ]
+    got = bonferroni_intervals(pairs, 0.05, num_resamples=4000)
+    p_values = [paired_bootstrap(a, b, num_resamples=4000).p_value or 0.0 for a, b in pairs]
+    _, rejected = holm(p_values, 0.05)
+    for (a, b), (low, high), reject in zip(pairs, got, rejected, strict=True):
+        before, after = ({p.problem_id: p.num_correct / 4 for p in run} for run in (a, b))
+        diff = np.array([after[i] - before[i] for i in sorted(before)])  # ids in sorted order
+        idx = np.random.default_rng(0).integers(0, len(diff), size=(4000, len(diff)))
+        want = np.quantile(diff[idx].mean(axis=1), [0.05 / 3 / 2, 1 - 0.05 / 3 / 2])
+        assert (low, high) == (pytest.approx(want[0]), pytest.approx(want[1]))
+        uncorrected = paired_bootstrap(a, b, num_resamples=4000)
+        assert low <= uncorrected.ci_low and uncorrected.ci_high <= high
+        assert not (low > 0 or high < 0) or reject  # excluding 0 implies Holm's rejection
+    assert got[0] == (0.0, 0.0) and got[2][0] > 0
+    # One comparison at alpha 0.05 is the uncorrected 95 % interval.
+    alone = paired_bootstrap(*pairs[1], num_resamples=4000)
+    assert bonferroni_intervals(pairs[1:2], 0.05, num_resamples=4000) == [
+        (alone.ci_low, alone.ci_high)
+    ]

@@ -205,9 +205,7 @@ def periodic_eval(
         for name in spec.eval.benchmarks
     ]
     cb.on_eval(state.step, results)
-    metrics = {
-        f"eval/{r.benchmark}/{key}": value for r in results for key, value in r.scores.items()
-    }
+    metrics = {name: value for r in results for name, value in r.as_metrics().items()}
     return {**metrics, "time/eval": time.perf_counter() - t0}
 
 
