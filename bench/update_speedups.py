@@ -8,8 +8,9 @@ with its own optimizer on the same model, alternating (the order reverses every 
 - `before`: the fused log-prob kernel recomputes the logits in backward, and AdamW is
   torch's per-tensor loop (what the trainer did before these speed-ups);
 - `kept logits`: forward keeps the logits for backward (`trainer.rl.logprobs.keeps_logits`);
-- `+ fused AdamW`: also the fused AdamW kernel (`trainer.rl.optim.build_optimizer`), i.e.
-  what the trainer runs now.
+- `+ fused AdamW`: also the fused AdamW kernel (`trainer.rl.optim.build_optimizer`);
+- `+ cache slices`: also the softmax maths over cache-sized row slices
+  (`trainer.rl.logprobs.SLICE_BYTES`), i.e. what the trainer runs now.
 Prints each variant's median update time and the ratio to `before`.
 """
 
@@ -39,20 +40,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, batch, spec = bench_update()
-    keeps = logprobs.keeps_logits
+    keeps, slice_bytes = logprobs.keeps_logits, logprobs.SLICE_BYTES
     loop_adamw = _loop_adamw(model, spec.optim.weight_decay)
 
-    def variant(keep: bool, optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    def variant(
+        keep: bool, optimizer: torch.optim.Optimizer, slices: bool = False
+    ) -> Callable[[], None]:
         def run() -> None:
             logprobs.keeps_logits = keeps if keep else lambda *_: False
+            logprobs.SLICE_BYTES = slice_bytes if slices else 1 << 40  # 1 << 40: whole chunks
             policy_update(model, optimizer, batch, None, None, spec, SkipGuard(3))
 
         return run
 
+    fused_adamw = build_optimizer(model, spec.optim)
     variants = {
         "before": variant(False, loop_adamw),
         "kept logits": variant(True, loop_adamw),
-        "+ fused AdamW": variant(True, build_optimizer(model, spec.optim)),
+        "+ fused AdamW": variant(True, fused_adamw),
+        "+ cache slices": variant(True, fused_adamw, slices=True),
     }
     for run in variants.values():  # warm-up, and every optimizer's state allocated
         run()

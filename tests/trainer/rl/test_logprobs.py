@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from trainer.rl import logprobs
 from trainer.rl.logprobs import (
     entropy_from_logits,
     fused_token_logprobs,
@@ -142,6 +143,51 @@ def test_logits_kept_for_backward_give_the_gradients_of_recomputed_ones_bit_for_
         assert torch.equal(got, want)
     want_log_p, _ = naive(leaves[0].detach() @ weight.detach().T, labels[:rows], temperature)
     torch.testing.assert_close(log_p, want_log_p, rtol=1e-5, atol=1e-6)
+
+
+def values_and_gradients(vocab: int, rows: int, temperature: float, with_entropy: bool):
+    """Both entry points' outputs and their gradients, in chunks of 7 rows (small
+    vocabularies) or one chunk."""
+    chunk = 7 if vocab == V else 1024
+    gen = torch.Generator().manual_seed(5)
+    hidden = torch.randn(rows, H, generator=gen).requires_grad_()
+    weight = (torch.randn(vocab, H, generator=gen) * 0.5).requires_grad_()
+    logits = (torch.randn(rows, vocab, generator=gen) * 3).requires_grad_()
+    labels = torch.randint(0, vocab, (rows,), generator=gen)
+    upstream = torch.randn(rows, generator=gen)
+    fused = fused_token_logprobs(
+        hidden, weight, labels, temperature=temperature, chunk_size=chunk, with_entropy=with_entropy
+    )
+    from_logits = (
+        token_logprobs_from_logits(logits, labels, temperature=temperature, chunk_size=chunk),
+        entropy_from_logits(logits, temperature=temperature, chunk_size=chunk)
+        if with_entropy
+        else None,
+    )
+    outputs = [t for t in (*fused, *from_logits) if t is not None]
+    objective = sum((t * upstream.roll(i)).sum() for i, t in enumerate(outputs))
+    return [*outputs, *torch.autograd.grad(objective, [hidden, weight, logits])]
+
+
+@pytest.mark.parametrize("with_entropy", [False, True])
+@pytest.mark.parametrize("temperature", [1.0, 0.8])
+@pytest.mark.parametrize(("vocab", "rows", "slice_rows"), [(V, N, 3), (49_152, 40, None)])
+def test_cache_sized_row_slices_give_the_bits_of_whole_chunks(
+    monkeypatch, with_entropy, temperature, vocab, rows, slice_rows
+):
+    """The softmax maths over slices of a chunk's rows (3 rows, across chunk edges; and the
+    default size at SmolLM2's vocabulary) give the values and gradients, bit for bit, of the
+    maths over whole chunks, for both entry points, so slicing only changes the speed."""
+    monkeypatch.setattr(logprobs, "SLICE_BYTES", 1 << 40)  # a chunk is one slice
+    whole = values_and_gradients(vocab, rows, temperature, with_entropy)
+    if slice_rows is not None:
+        monkeypatch.setattr(logprobs, "SLICE_BYTES", slice_rows * vocab * 4)
+    else:
+        monkeypatch.undo()
+        assert logprobs.SLICE_BYTES // (vocab * 4) < rows / 3  # several slices a chunk
+    sliced = values_and_gradients(vocab, rows, temperature, with_entropy)
+    for got, want in zip(sliced, whole, strict=True):
+        assert torch.equal(got, want)
 
 
 def test_bad_shapes_and_options_say_what_to_do():
