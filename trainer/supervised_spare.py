@@ -50,6 +50,10 @@ before would run twice, with two copies of its classes."""
 READY = "ready: imports took"
 """Printed on the spare's own output once it waits for an attempt."""
 
+TOOK = "took the attempt"
+"""Printed on the attempt's log once it runs the attempt: before, it may still die as a
+spare (`workers.spare_child.Handed`)."""
+
 
 def warm_up() -> float:
     """Import `WARM_MODULES`; the seconds it took."""
@@ -82,7 +86,7 @@ def main(argv: list[str]) -> None:
     redirect_output(attempt["log"])
     waited = time.monotonic() - started
     print(
-        f"pre-started child {os.getpid()} took the attempt at {time.time():.3f} "
+        f"pre-started child {os.getpid()} {TOOK} at {time.time():.3f} "
         f"(started {waited:.1f} s before; imports took {took:.2f} s)",
         flush=True,
     )

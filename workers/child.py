@@ -80,6 +80,10 @@ class Child:
     def poll(self) -> int | None:
         return self.proc.poll()
 
+    def started_attempt(self) -> bool:
+        """Whether this process began the attempt: a fresh child from its start."""
+        return True
+
     def terminate(self, grace_s: float) -> str | None:
         """SIGTERM the group, SIGKILL it if still alive `grace_s` later; the last signal
         sent (None if it had exited already)."""

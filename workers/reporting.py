@@ -138,6 +138,11 @@ class DbReporter(Callback):
         self.stop_reason = leases.stop_asked(self.lease)
         return self.stop_reason is not None
 
+    @property
+    def ran_to_end(self) -> bool:
+        """Whether the relayed reports reach the run's last step (or it resumed there)."""
+        return 0 < self._total_steps <= self._last_step
+
     # ---- helpers -------------------------------------------------------------------
 
     @_survives_reconnects

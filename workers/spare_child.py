@@ -21,7 +21,11 @@ attempt's child in every way a fresh one is (`workers.child.Child`):
   the output tail are read as before.
 
 A spare that died while waiting is replaced: the attempt that finds it dead starts a
-fresh child and the slot a new spare. Attempts of several processes (torchrun) start
+fresh child and the slot a new spare. So does one that dies after it was handed the
+attempt but before it said it took it (`Handed`): killed while it still imports, or
+found alive where `kill -9` left it dying (its main thread exited, the others still
+free its memory: its stdin still takes the attempt). It never ran the attempt, which
+must not be charged for it. Attempts of several processes (torchrun) start
 fresh and leave the spare for the next single-process one. `DGPO_SPARE_CHILD=false`
 turns this off. The spare's own output (its imports) is `$DGPO_HOME/spares/<slot pid>.log`;
 its command line names no job: the slot logs which spare took which attempt.
@@ -38,6 +42,7 @@ from pathlib import Path
 from config.settings import get_settings
 from config.worker_settings import WorkerSettings
 from trainer.distributed.launch import Rendezvous
+from trainer.supervised_spare import TOOK
 from workers.child import Child, child_command, child_env, wrapper_command
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,7 @@ class Spare:
             self.child.terminate(0.0)
             return None
         if proc.poll() is None:
+            handed_at = log_path.stat().st_size if log_path.exists() else 0
             try:
                 proc.stdin.write(json.dumps({"argv": command, "log": str(log_path)}).encode())
                 proc.stdin.write(b"\n")
@@ -89,7 +95,7 @@ class Spare:
                 log.info(
                     "the attempt runs in the spare child %d, started %.1f s ago", proc.pid, age
                 )
-                return Child(proc, log_path)
+                return Handed(proc, log_path, handed_at)
         log.warning(
             "the spare child %d exited (code %s) before it was used; starting a fresh one. "
             "Its output ended: %s",
@@ -98,6 +104,23 @@ class Spare:
             self.child.log_tail()[-1000:],
         )
         return None
+
+
+class Handed(Child):
+    """A spare handed an attempt: it runs it once it says so on the attempt's log."""
+
+    def __init__(self, proc: "subprocess.Popen[bytes]", log_path: Path, handed_at: int) -> None:
+        super().__init__(proc, log_path)
+        self.handed_at = handed_at
+        """The log's size at the hand-over: a retried attempt appends to the same log."""
+
+    def started_attempt(self) -> bool:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(self.handed_at)
+                return f"pre-started child {self.pid} {TOOK}".encode() in f.read()
+        except FileNotFoundError:  # it died before it opened the log
+            return False
 
 
 _spare: Spare | None = None
@@ -127,10 +150,20 @@ def start_attempt(
     spare, _spare = _spare, None
     child = spare.hand(command, log_path, env, memory) if spare is not None else None
     if child is None:
-        argv = child_command(command[0], command[1:], nproc=1, memory_limit_mb=memory)
-        child = Child.start(argv, log_path, env=env)
+        child = start_fresh(command, log_path, threads=threads, settings=settings)
     try:
         _spare = Spare.start(env, memory)
     except Exception:  # the attempt's child runs already: it must be supervised regardless
         log.exception("could not start a spare child; the next attempt starts a fresh one")
     return child
+
+
+def start_fresh(
+    command: list[str], log_path: Path, *, threads: int, settings: WorkerSettings
+) -> Child:
+    """A fresh single-process child of an attempt, as `start_attempt`'s (when the spare
+    it was handed died before it took it: `Child.started_attempt`)."""
+    argv = child_command(
+        command[0], command[1:], nproc=1, memory_limit_mb=settings.child_memory_limit_mb
+    )
+    return Child.start(argv, log_path, env=child_env(threads))

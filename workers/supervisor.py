@@ -108,8 +108,9 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
     )
     oom_before = oom_kills()
     log_path = plan.run_dir / f"attempt-{lease.attempt}.log"
+    command = [plan.module, *args]
     child = spare_child.start_attempt(
-        [plan.module, *args],
+        command,
         log_path,
         nproc=plan.nproc,
         threads=threads,
@@ -125,6 +126,17 @@ def run_attempt(lease: Lease, keeper: LeaseKeeper, settings: WorkerSettings) -> 
     )
     try:
         ending = _watch(child, plan, relay, reporter, keeper, lease, settings)
+        if ending is None and not child.started_attempt():
+            log.warning(
+                "job %s: the spare child %d exited (code %s) before it took attempt %d; "
+                "the attempt starts in a fresh child",
+                lease.job_id,
+                child.pid,
+                child.poll(),
+                lease.attempt,
+            )
+            child = spare_child.start_fresh(command, log_path, threads=threads, settings=settings)
+            ending = _watch(child, plan, relay, reporter, keeper, lease, settings)
     finally:
         child.terminate(settings.kill_grace_s)  # a no-op unless we are leaving early
     relay.pump()
@@ -177,6 +189,11 @@ def _watch(
                 )
         time.sleep(settings.report_poll_s)
     if asked_at is not None:
+        relay.pump()  # its last reports: did it stop early, or finish first?
+        if reporter.stop_reason == "preempt" and child.poll() == 0 and reporter.ran_to_end:
+            # Asked during its last step: it looks for a stop only before each step.
+            log.info("job %s: finished its last step before the preemption", lease.job_id)
+            return None  # a success: nothing is left to resume
         return _stopped(
             reporter,
             "at a step boundary after a final checkpoint",

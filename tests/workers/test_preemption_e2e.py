@@ -18,6 +18,20 @@ STEPS = 24
 """Long enough that the low-priority run is still mid-way when the preemption lands."""
 
 
+def paced(body: dict) -> dict:
+    """`body` with responses of 64 tokens, not 4: a step takes 0.45 s on one thread of
+    this loaded 2-core host instead of 0.06, so the 21 steps left once a test sees step 2
+    outlast the stop's way to the trainer (a 0.2 s relay poll shows the step, a 0.2 s stop
+    poll sees the request, then the next step boundary) on a fast machine too: there, at
+    4 tokens, a job ran all 24 steps before the stop landed."""
+    return {**body, "rollout": {**body["rollout"], "max_response_tokens": 64}}
+
+
+ONE_THREAD = {"DGPO_CHILD_THREADS": "1"}
+"""The workers' trainers use one thread: with two on a host whose cores are busy, a step
+waits on the thread that is not running (2.5 s instead of 0.06 at load 5 on 2 cores)."""
+
+
 def final_tensors(job_id: str, body: dict) -> dict[str, torch.Tensor]:
     """Every tensor of the job's last checkpoint (weights, optimizer and trainer state)."""
     step_dir = job_dir(job_id, body) / f"step-{STEPS:08d}"
@@ -39,9 +53,9 @@ def test_a_high_priority_job_preempts_a_running_one_which_resumes_to_the_same_we
     api: Api,
     train_request: Callable[..., dict],
 ) -> None:
-    worker = start_worker("preempt", "gpu.preempt")
+    worker = start_worker("preempt", "gpu.preempt", ONE_THREAD)
     resources = {"gpus": 1, "gpu_type": "preempt"}
-    body = train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources)
+    body = paced(train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources))
     straight = api.submit(body)
     assert api.wait(straight, worker, timeout=300)["status"] == "succeeded"
 
@@ -100,8 +114,8 @@ def test_a_drain_with_preempt_hands_the_running_job_back_with_its_checkpoint(
     train_request: Callable[..., dict],
 ) -> None:
     resources = {"gpus": 1, "gpu_type": "drainp"}
-    body = train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources)
-    leaving = start_worker("leaving", "gpu.drainp")
+    body = paced(train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources))
+    leaving = start_worker("leaving", "gpu.drainp", ONE_THREAD)
     job_id = start_mid_run(api, body)
     drained = api.client.post(
         f"/workers/{leaving.name}/drain", params={"preempt": "true"}, headers=api.headers
@@ -111,7 +125,7 @@ def test_a_drain_with_preempt_hands_the_running_job_back_with_its_checkpoint(
     wait_for(lambda: api.worker(leaving.name).get("status") == "drained", "the worker to drain")
     assert (api.job(job_id)["status"], api.job(job_id)["attempt"]) == ("queued", 0)
     leaving.stop()
-    staying = start_worker("staying", "gpu.drainp")
+    staying = start_worker("staying", "gpu.drainp", ONE_THREAD)
     assert_resumed_elsewhere(api, job_id, leaving.name, staying)
     staying.stop()
 
@@ -122,12 +136,35 @@ def test_sigterm_to_a_worker_preempts_its_job_which_resumes_on_another_worker(
     train_request: Callable[..., dict],
 ) -> None:
     resources = {"gpus": 1, "gpu_type": "sigterm"}
-    body = train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources)
-    leaving = start_worker("terminated", "gpu.sigterm")
+    body = paced(train_request(total_steps=STEPS, every_steps=STEPS // 2, resources=resources))
+    leaving = start_worker("terminated", "gpu.sigterm", ONE_THREAD)
     job_id = start_mid_run(api, body)
     os.kill(leaving.proc.pid, signal.SIGTERM)  # as `docker stop` does: the main process only
     assert leaving.proc.wait(timeout=120) == 0, leaving.output()
     # Started only now: a quiet host runs the job's 24 steps while a worker starts.
-    staying = start_worker("survivor", "gpu.sigterm")
+    staying = start_worker("survivor", "gpu.sigterm", ONE_THREAD)
     assert_resumed_elsewhere(api, job_id, leaving.name, staying)
     staying.stop()
+
+
+def test_a_preemption_asked_during_the_last_step_lets_the_job_succeed(
+    start_worker: Callable[..., WorkerProcess],
+    api: Api,
+    train_request: Callable[..., dict],
+) -> None:
+    """The trainer looks for a stop before each step, so one asked during its last step
+    finds the run complete: the job succeeds, not queued again with nothing left to do."""
+    resources = {"gpus": 1, "gpu_type": "laststep"}
+    body = paced(train_request(total_steps=1, every_steps=0, resources=resources))
+    worker = start_worker("laststep", "gpu.laststep", ONE_THREAD)
+    job_id = api.submit(body)
+    # Relayed after the trainer wrote it, and it looks for a stop right after writing it.
+    wait_for(lambda: events_of(api, job_id, "train_started"), "the run to start")
+    drained = api.client.post(
+        f"/workers/{worker.name}/drain", params={"preempt": "true"}, headers=api.headers
+    )
+    assert drained.json()["running_job_ids"] == [job_id], drained.text
+    job = api.wait(job_id, worker, {"succeeded", "failed", "queued"})
+    assert (job["status"], job["attempt"], job["error"]) == ("succeeded", 1, None)
+    assert events_of(api, job_id, "preempted") == []
+    worker.stop()
