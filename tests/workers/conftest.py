@@ -291,6 +291,16 @@ def train_request(tiny_assets: dict[str, str]) -> Callable[..., dict[str, Any]]:
     return make
 
 
+def paced(body: dict) -> dict:
+    """`body` with responses of 64 tokens, not 4, for a test that acts on a job mid-run:
+    a step takes 0.45 s on one thread of this loaded 2-core host instead of 0.06, so the
+    steps left once a test sees step N outlast the way of its signal or stop to the
+    trainer (a 0.2 s relay poll shows the step, a 0.2 s stop poll sees a request, then the
+    next step boundary) on a fast machine too: there, at 4 tokens, a 24-step job ran to
+    its end before a preemption landed."""
+    return {**body, "rollout": {**body["rollout"], "max_response_tokens": 64}}
+
+
 @pytest.fixture
 def api(client: TestClient, tokens: dict[str, str]) -> Api:
     """The job API with an admin token, for tests that drive real workers through it."""

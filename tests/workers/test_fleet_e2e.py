@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from store.models import AttemptUsage, TokenScope
 from store.tokens import create_token
 from tests.conftest import bearer
-from tests.workers.conftest import Api, WorkerProcess, child_pids, wait_for
+from tests.workers.conftest import Api, WorkerProcess, child_pids, paced, wait_for
 from workers.reconciler import reconcile
 
 
@@ -55,8 +55,8 @@ def test_a_killed_child_is_retried_after_its_back_off_with_code_killed(
     train_request: Callable[..., dict],
 ) -> None:
     worker = start_worker("backoff", "gpu.backoff", {"DGPO_RETRY": '{"backoff_s": 4}'})
-    request = train_request(
-        total_steps=6, every_steps=2, resources={"gpus": 1, "gpu_type": "backoff"}
+    request = paced(
+        train_request(total_steps=12, every_steps=2, resources={"gpus": 1, "gpu_type": "backoff"})
     )
     job_id = api.submit(request)
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 2, "step 2")

@@ -11,20 +11,11 @@ from collections.abc import Callable
 import torch
 from safetensors.torch import load_file
 
-from tests.workers.conftest import Api, WorkerProcess, job_dir, wait_for
+from tests.workers.conftest import Api, WorkerProcess, job_dir, paced, wait_for
 from workers.reconciler import reconcile
 
 STEPS = 24
 """Long enough that the low-priority run is still mid-way when the preemption lands."""
-
-
-def paced(body: dict) -> dict:
-    """`body` with responses of 64 tokens, not 4: a step takes 0.45 s on one thread of
-    this loaded 2-core host instead of 0.06, so the 21 steps left once a test sees step 2
-    outlast the stop's way to the trainer (a 0.2 s relay poll shows the step, a 0.2 s stop
-    poll sees the request, then the next step boundary) on a fast machine too: there, at
-    4 tokens, a job ran all 24 steps before the stop landed."""
-    return {**body, "rollout": {**body["rollout"], "max_response_tokens": 64}}
 
 
 ONE_THREAD = {"DGPO_CHILD_THREADS": "1"}

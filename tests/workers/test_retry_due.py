@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.workers.conftest import Api, WorkerProcess, child_pids, wait_for
+from tests.workers.conftest import Api, WorkerProcess, child_pids, paced, wait_for
 
 PERIOD_S = 600
 """The periodic pass: far beyond the test, so only a pass scheduled at the back-off's end
@@ -42,7 +42,7 @@ def test_a_retry_is_claimed_when_its_back_off_ends(
 ) -> None:
     worker = start_worker("due", "gpu.due", {"DGPO_RETRY": '{"backoff_s": 3}'})
     resources = {"gpus": 1, "gpu_type": "due"}
-    job_id = api.submit(train_request(total_steps=24, every_steps=12, resources=resources))
+    job_id = api.submit(paced(train_request(total_steps=24, every_steps=12, resources=resources)))
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 2, "step 2")
     (child,) = child_pids(job_id)
     os.kill(child, signal.SIGKILL)

@@ -27,6 +27,7 @@ from tests.workers.conftest import (
     assert_checkpoints_match_files,
     child_pids,
     job_dir,
+    paced,
     steps_recorded,
     submit_seeded,
     wait_for,
@@ -110,15 +111,15 @@ def test_a_child_killed_mid_step_is_retried_with_its_cause_and_no_step_is_lost(
     session: Session,
     train_request: Callable[..., dict],
 ) -> None:
-    job_id = api.submit(train_request(total_steps=8, every_steps=2))
+    job_id = api.submit(paced(train_request(total_steps=12, every_steps=2)))
     wait_for(lambda: (api.job(job_id)["current_step"] or 0) >= 3, "step 3")
     (child,) = child_pids(job_id)
     os.kill(child, signal.SIGKILL)
     job = api.wait(job_id, cpu_worker)
     assert job["status"] == "succeeded", job["error"]
     assert job["attempt"] == 2
-    assert steps_recorded(session, job_id) == list(range(1, 9))
-    assert assert_checkpoints_match_files(session, job_id) == [2, 4, 6, 8]
+    assert steps_recorded(session, job_id) == list(range(1, 13))
+    assert assert_checkpoints_match_files(session, job_id) == [2, 4, 6, 8, 10, 12]
     (requeued,) = [e for e in api.events(job_id) if e["data"].get("to") == "queued"]
     assert requeued["data"]["error"] == {
         "code": "killed",

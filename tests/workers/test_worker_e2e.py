@@ -21,6 +21,7 @@ from tests.workers.conftest import (
     WorkerProcess,
     assert_checkpoints_match_files,
     child_pids,
+    paced,
     steps_recorded,
     wait_for,
 )
@@ -59,7 +60,7 @@ def test_a_killed_worker_leaves_no_trainer_behind_and_its_job_resumes_on_another
 ) -> None:
     victim = start_worker("victim", "gpu.crash")
     resources = {"gpus": 1, "gpu_type": "crash"}
-    job_id = api.submit(train_request(total_steps=16, every_steps=2, resources=resources))
+    job_id = api.submit(paced(train_request(total_steps=16, every_steps=2, resources=resources)))
 
     def checkpointed() -> list[Any]:
         session.expire_all()
