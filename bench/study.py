@@ -93,13 +93,15 @@ def markdown(report: dict[str, Any], figures: dict[str, Any]) -> str:
         rows.append(
             f"| {e['arm']} | {e['benchmark']} {e['score']} | {e['mean']:.3f} | {ci} | {seeds} |"
         )
-    rows += ["", "| arm vs dgpo | difference | 95 % CI (paired bootstrap) | p | p (Holm) "
-             "| verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+    rows += ["", "| arm vs dgpo | difference | 95 % CI (paired bootstrap) "
+             "| simultaneous CI (Bonferroni) | p | p (Holm) | verdict |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in report["comparisons"]:
         rows.append(
-            f"| {c['arm']} ({c['benchmark']}, seeds {c['seeds']}) | {c['difference']:+.3f} | "
-            f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['p_value']:.3g} | "
-            f"{c['p_adjusted']:.3g} | {c['verdict']} |"
+            f"| {c['arm']} ({c['benchmark']}, seeds {c['seeds']}) | "
+            f"{c['difference']:+.3f} | [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | "
+            f"[{c['ci_low_adjusted']:+.3f}, {c['ci_high_adjusted']:+.3f}] | "
+            f"{c['p_value']:.3g} | {c['p_adjusted']:.3g} | {c['verdict']} |"
         )
     rows += ["", "| arm | outside trust region | W max | wall s (train + eval attempts) |",
              "|---|---|---|---|"]  # fmt: skip
