@@ -103,13 +103,15 @@ def markdown(report: dict[str, Any], figures: dict[str, Any]) -> str:
             f"[{c['ci_low_adjusted']:+.3f}, {c['ci_high_adjusted']:+.3f}] | "
             f"{c['p_value']:.3g} | {c['p_adjusted']:.3g} | {c['verdict']} |"
         )
-    rows += ["", "| arm | outside trust region | W max | wall s (train + eval attempts) |",
-             "|---|---|---|---|"]  # fmt: skip
+    rows += ["", "| arm | outside trust region | W max | W max outside the region "
+             "| wall s (train + eval attempts) |", "|---|---|---|---|---|"]  # fmt: skip
     for a in report["arms"]:
-        outside, w_max = a["outside_trust_region"], a["weight_max"]
+        outside, w_max, w_out = (a[k] for k in ("outside_trust_region", "weight_max",
+                                                "weight_outside_max"))  # fmt: skip
         rows.append(
             f"| {a['arm']} | {'—' if outside is None else f'{outside:.4f}'} | "
-            f"{'—' if w_max is None else f'{w_max:.3g}'} | {a['wall_seconds']:.0f} |"
+            f"{'—' if w_max is None else f'{w_max:.3g}'} | "
+            f"{'—' if w_out is None else f'{w_out:.3g}'} | {a['wall_seconds']:.0f} |"
         )
     for gap in report["not_compared"]:
         rows.append(f"\nnot compared: {gap['arm']} {gap['benchmark'] or ''}: {gap['reason']}")

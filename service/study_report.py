@@ -40,6 +40,7 @@ CORRECTION = (
     "implies Holm's verdict, and Holm may also reject where it touches 0"
 )
 TRUST_REGION = ("clip/ln_frac", "clip/hp_frac")
+OUTSIDE_W = "weight/outside_max"
 
 Problems = dict[str, dict[int, list[ProblemResult]]]
 """arm -> seed -> the eval's problems, for one benchmark."""
@@ -222,7 +223,7 @@ def _summary(
     mine = [m for m in members if m.arm == arm]
     done = [m for m in mine if m.status == JobStatus.SUCCEEDED]
     used = [usage[m.job_id] for m in mine if m.job_id in usage]
-    per_seed, w_max = [], []
+    per_seed, w_max, w_outside = [], [], []
     for (a, _), job_id in train.items():
         steps = list(metrics.get(job_id, {}).values()) if a == arm else []
         outside = [
@@ -233,6 +234,7 @@ def _summary(
         if outside:
             per_seed.append(sum(outside) / len(outside))
         w_max += [float(s["weight/max"]) for s in steps if "weight/max" in s]
+        w_outside += [float(s[OUTSIDE_W]) for s in steps if OUTSIDE_W in s]
     return ArmSummary(
         arm=arm,
         seeds_trained=[m.seed for m in done if m.role == "train"],
@@ -242,6 +244,7 @@ def _summary(
         gpu_seconds=sum(u[2] for u in used),
         outside_trust_region=sum(per_seed) / len(per_seed) if per_seed else None,
         weight_max=max(w_max) if w_max else None,
+        weight_outside_max=max(w_outside) if w_outside else None,
     )
 
 

@@ -108,11 +108,13 @@ REPORT_METRICS = (
     "weight/mean",
     "weight/max",
     "weight/p99",
+    "weight/outside_max",
 )
 """The trainer's metric names (`trainer.losses.metrics`, `trainer.rl`) a report averages
 across seeds: reward, accuracy, response length, entropy, KL to the reference (`kl/ref`,
 with a KL term) and to the rollout policy (`kl/approx_k3`), the LN/HP clip fractions and
-the probability-gradient weight W."""
+the probability-gradient weight W (over all tokens, and its maximum outside the trust
+region)."""
 
 StudyVerdict = Literal["better", "worse", "no detectable difference"]
 
@@ -207,6 +209,9 @@ class ArmSummary(_Doc):
     ratio left the trust region where the loss acts. Near 0, the losses could not differ."""
     weight_max: float | None
     """The largest W (`weight/max`) any step of any seed reported."""
+    weight_outside_max: float | None
+    """The largest W outside the trust region (`weight/outside_max`): where the losses
+    differ (inside, W = 1/π_old for every loss)."""
 
 
 class NotCompared(_Doc):

@@ -177,10 +177,13 @@ def print_report(found: dict[str, Any]) -> None:
         {**a, "outside TR": "-" if a["outside_trust_region"] is None
          else f"{a['outside_trust_region']:.4f}",
          "W max": "-" if a["weight_max"] is None else f"{a['weight_max']:.3g}",
+         "W outside": "-" if a["weight_outside_max"] is None
+         else f"{a['weight_outside_max']:.3g}",
          "wall s": f"{a['wall_seconds']:.0f}", "GPU s": f"{a['gpu_seconds']:.0f}"}
         for a in found["arms"]
     ]  # fmt: skip
-    print_table(arms, ("arm", "outside TR", "W max", "wall s", "GPU s", "attempts"), "arms")
+    columns = ("arm", "outside TR", "W max", "W outside", "wall s", "GPU s", "attempts")
+    print_table(arms, columns, "arms")
     for gap in found["not_compared"]:
         where = f" {gap['benchmark']}" if gap["benchmark"] else ""
         console.print(f"[yellow]not compared:[/yellow] {gap['arm']}{where}: {gap['reason']}")

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from service.study_report import OUTSIDE_W
+
 Members = dict[tuple[str, int, str], dict[str, Any]]
 """(arm, seed, role) -> the member as `GET /studies/{id}` lists it."""
 
@@ -65,6 +67,13 @@ def assert_report_matches(
         assert point["mean"] == pytest.approx(mean)
         assert point["ci_low"] == pytest.approx(low) and point["ci_high"] == pytest.approx(high)
     assert {a for a, _, _ in curves} == set(arms)
+    # Each arm's largest W, over all tokens and outside the trust region, from the same steps.
+    summary = {a["arm"]: a for a in report["arms"]}
+    for arm in arms:
+        for field, name in (("weight_max", "weight/max"), ("weight_outside_max", OUTSIDE_W)):
+            stored = [v[name] for (a, _), steps in metrics.items() if a == arm
+                      for v in steps.values() if name in v]  # fmt: skip
+            assert summary[arm][field] == pytest.approx(max(stored))
     # Periodic evals' scores (train metrics eval/<benchmark>/<score>) are curves too.
     periodic = {
         (arm, name, step)

@@ -10,6 +10,7 @@ import random
 import pytest
 from sqlalchemy import select
 
+from service.study_report import OUTSIDE_W
 from store import studies
 from store.lifecycle import JobError, transition
 from store.models import Job, JobStatus, Metric
@@ -45,7 +46,8 @@ def test_the_report_matches_the_stored_data_and_names_what_was_not_compared(
             continue
         for step in (1, 2, 3):
             values = {name: rng.random() for name in
-                      ("reward/mean", "weight/max", "clip/hp_frac", "clip/ln_frac")}  # fmt: skip
+                      ("reward/mean", "weight/max", OUTSIDE_W, "clip/hp_frac",
+                       "clip/ln_frac")}  # fmt: skip
             if step == 2:
                 values |= {name: rng.randint(0, 8) / 8 for name in PERIODIC}
             session.add(Metric(job_id=job_id, step=step, values=values))

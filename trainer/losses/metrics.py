@@ -2,6 +2,12 @@
 
 Everything is over the micro-batch's valid tokens and computed in float64 from log space, so
 W = coef/π stays finite even for log π = −100 (W ≈ e^100 fits a float64).
+
+`weight/outside_max` is W's maximum over the tokens outside the trust region (LN or HP:
+where the loss altered the gradient; 0 without any). Inside it every loss has coef = r, so
+W = 1/π_old whatever the loss, and `weight/max` is set by the rarest sampled token; the
+DGPO paper's claim (its W decays at the boundaries, CISPO's grows as π → 0) is about the
+tokens outside, which this metric isolates.
 """
 
 import math
@@ -27,6 +33,7 @@ METRIC_NAMES = (
     "weight/mean",
     "weight/max",
     "weight/p99",
+    "weight/outside_max",
 )
 
 
@@ -44,6 +51,7 @@ def policy_metrics(
     log_weight = surrogate.coef[mask].double().log() - batch.log_prob[mask].double()
     weight = log_weight.clamp(max=_MAX_LOG_WEIGHT).exp()
     p99_rank = max(1, math.ceil(0.99 * tokens))
+    outside = (surrogate.ln | surrogate.hp)[mask]
     values = [
         float(tokens),
         0.0,
@@ -56,6 +64,7 @@ def policy_metrics(
         weight.mean(),
         weight.max(),
         weight.kthvalue(p99_rank).values,
+        torch.where(outside, weight, 0.0).max(),
     ]
     names = list(METRIC_NAMES)
     if entropy is not None:

@@ -14,7 +14,8 @@ Metrics (python floats, over the micro-batch's valid tokens):
   sequence ratio. `clip/dual_frac`: tokens under a dual clip (grpo, dapo; soft in aspo).
 - `ratio/mean`, `ratio/max`: r = π/π_old from verl's ±20-clamped log r; `kl/approx_k3`: mean
   of r − 1 − log r.
-- `weight/mean`, `weight/max`, `weight/p99`: W per token.
+- `weight/mean`, `weight/max`, `weight/p99`: W per token; `weight/outside_max`: its maximum
+  over the LN and HP tokens only (0 without any).
 - `entropy/mean`: when `entropy` is passed.
 Combine micro-batches with `combine_metrics` (token-weighted means, max of maxima).
 """

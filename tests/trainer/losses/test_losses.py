@@ -104,6 +104,11 @@ def test_weight_recovered_from_autograd_matches_paper_formula(name):
             if name != "gspo":  # regions judged per token: all must be exercised
                 _, ln, hp = regions(new.exp(), old.exp(), adv, cfg)
                 assert (ln & mask).any() and (hp & mask).any() and (~(ln | hp) & mask).any()
+                r = new.exp() / old.exp()
+                if name == "cispo":  # its clip is sign-blind: every ratio outside counts
+                    ln, hp = r < 1 - cfg.clip_ratio_low, r > 1 + cfg.clip_ratio_high
+                outside = want[mask & (ln | hp)].max().item()
+                assert metrics["weight/outside_max"] == pytest.approx(outside, rel=1e-9)
 
 
 def test_registry_is_exactly_the_spec_names():

@@ -72,10 +72,15 @@ def test_off_policy_dgpo_differs_from_grpo_and_bounds_the_weight_cispo_does_not(
     start = torch.cat([p.detach().flatten() for p in model.parameters()])
     bound = float(old[batch.response_mask].neg().exp().max())  # max 1/π_old
     dgpo, theta_dgpo = update(setup, "dgpo")
-    _, theta_grpo = update(setup, "grpo")
+    grpo, theta_grpo = update(setup, "grpo")
     cispo, _ = update(setup, "cispo", clip_ratio_low=0.2)
     assert dgpo["clip/ln_frac"] > 0.01 and dgpo["clip/hp_frac"] > 0.01
     gap = (theta_dgpo - theta_grpo).norm() / (theta_grpo - start).norm()
     assert gap > 0.05
     assert dgpo["weight/max"] <= bound * (1 + 1e-9)
     assert cispo["weight/max"] > 10 * bound
+    # Outside the trust region, where the losses differ: GRPO's clip zeroes the gradient,
+    # DGPO's decays it below the in-region bound, CISPO's keeps growing as π → 0.
+    assert grpo["weight/outside_max"] == 0.0
+    assert 0.0 < dgpo["weight/outside_max"] <= bound
+    assert cispo["weight/outside_max"] > 10 * bound
