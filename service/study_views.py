@@ -24,11 +24,23 @@ def members_out(study: Study, jobs: list[Job]) -> list[StudyMemberOut]:
         for seed in study.spec["seeds"]:
             train = by_key.get((arm, str(seed), "train"))
             out.append(_member(arm, seed, "train", train, study))
-            out.append(_member(arm, seed, "eval", by_key.get((arm, str(seed), "eval")), study))
+            evaluation = by_key.get((arm, str(seed), "eval"))
+            out.append(_member(arm, seed, "eval", evaluation, study, train))
     return out
 
 
-def _member(arm: str, seed: int, role: MemberRole, job: Job | None, study: Study) -> StudyMemberOut:
+NEVER_EVALUATED = (JobStatus.FAILED, JobStatus.CANCELLED)
+"""Train job statuses after which the member's eval is never submitted."""
+
+
+def _member(
+    arm: str,
+    seed: int,
+    role: MemberRole,
+    job: Job | None,
+    study: Study,
+    train: Job | None = None,
+) -> StudyMemberOut:
     if job is not None:
         done = job.status in TERMINAL_STATUSES
         return StudyMemberOut(
@@ -40,8 +52,11 @@ def _member(arm: str, seed: int, role: MemberRole, job: Job | None, study: Study
             progress=1.0 if done else job.progress or 0.0,
             error_code=job.error_code if job.status == JobStatus.FAILED else None,
         )
-    # An eval not submitted yet: it will be unless its train job or the study ended first.
-    skipped = study.cancelled_at is not None
+    # An eval not submitted yet (`train`: its train job): it will be unless that job or the
+    # study ended first.
+    skipped = study.cancelled_at is not None or (
+        train is not None and train.status in NEVER_EVALUATED
+    )
     return StudyMemberOut(
         arm=arm,
         seed=seed,
@@ -50,18 +65,6 @@ def _member(arm: str, seed: int, role: MemberRole, job: Job | None, study: Study
         status=PendingStatus.SKIPPED if skipped else PendingStatus.PENDING,
         progress=1.0 if skipped else 0.0,
     )
-
-
-def _settle_pending(members: list[StudyMemberOut]) -> list[StudyMemberOut]:
-    """`members`, with an eval whose train job failed or was cancelled shown as skipped:
-    it will never run."""
-    train = {(m.arm, m.seed): m.status for m in members if m.role == "train"}
-    never = (JobStatus.FAILED, JobStatus.CANCELLED)
-    skipped = {"status": PendingStatus.SKIPPED, "progress": 1.0}
-    return [
-        m.model_copy(update=skipped) if m.job_id is None and train[(m.arm, m.seed)] in never else m
-        for m in members
-    ]
 
 
 def status_of(study: Study, members: list[StudyMemberOut]) -> StudyStatus:
@@ -84,7 +87,7 @@ def incomplete_arms(members: list[StudyMemberOut]) -> list[str]:
 
 
 def study_out(session: Session, study: Study) -> StudyOut:
-    members = _settle_pending(members_out(study, studies.members(session, study)))
+    members = members_out(study, studies.members(session, study))
     spec = study.spec
     return StudyOut(
         id=study.id,
